@@ -1,0 +1,201 @@
+"""`rnnpipe`: the command line over the pipeline's stages.
+
+Each command parses its options, loads the config and calls one library function (`pipeline.<stage>.run(config,
+run_dir)`); nothing here knows how a stage works. A `PipelineError` (bad config, data, run directory or export) is
+printed as one line on stderr with a non-zero exit; `--debug` shows tracebacks and TensorFlow's own logging.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline import __version__
+from pipeline.errors import PipelineError
+
+logger = logging.getLogger("pipeline")
+
+
+class _Group(click.Group):
+    """Turns user errors into one line on stderr; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PipelineError as e:
+            if ctx.meta.get("rnnpipe.debug"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except click.UsageError as e:
+            # click's default shows the whole usage block; one line naming the problem reads better in logs.
+            command = e.ctx.command_path if e.ctx else "rnnpipe"
+            click.echo(f"error: {e.format_message()} (see '{command} --help')", err=True)
+            ctx.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as e:  # a bug, or an input we failed to anticipate: still one line, details on request
+            if ctx.meta.get("rnnpipe.debug"):
+                raise
+            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            click.echo(f"error: {type(e).__name__}: {message} (run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="rnnpipe")
+@click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own log output.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each stage is doing.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Train, evaluate and export recurrent text models (sentiment, next-character) from a TOML config.
+
+    \b
+    Typical use:
+      rnnpipe run configs/shakespeare_char_lstm.toml --set data.manual_dir=../shared/data/tiny_shakespeare
+      rnnpipe generate runs/shakespeare_char_lstm/export/model --prompt "ROMEO:"
+      rnnpipe predict runs/imdb_lstm/export/model "A wonderful film."
+
+    Stages write into a run directory (default: runs/<config name>) and read what earlier stages left there, so
+    each one can be re-run on its own: tokenize -> train -> evaluate -> export.
+    """
+    ctx.meta["rnnpipe.debug"] = debug
+    # TensorFlow reads this when it is first imported, which the stage commands do lazily (keeps --help fast).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _config_options(func):
+    """CONFIG, --run-dir, --set and --overwrite, shared by the stage commands."""
+
+    @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option(
+        "--run-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Run directory to write to and read from.  [default: runs/<CONFIG name>]",
+    )
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set train.epochs=3 --set data.manual_dir=../data (repeatable).",
+    )
+    @click.option("--overwrite", is_flag=True, help="Redo a stage whose results already exist (replacing them).")
+    @functools.wraps(func)
+    def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], overwrite: bool, **kwargs):
+        from pipeline.config import load_config
+        from pipeline.rundir import default_run_dir, open_run_dir
+
+        config = load_config(config_path, overrides)
+        run = open_run_dir(run_dir or default_run_dir(config_path), config)
+        return func(config=config, run_dir=run, overwrite=overwrite, **kwargs)
+
+    return wrapper
+
+
+@main.command()
+@_config_options
+def tokenize(config, run_dir, overwrite):
+    """Build the vocabulary (and class names) from the training split."""
+    from pipeline import tokenize as stage
+
+    vocab = stage.run(config, run_dir, overwrite=overwrite)
+    click.echo(f"vocabulary: {vocab.size} {vocab.level}s -> {run_dir.vocabulary}")
+
+
+@main.command()
+@_config_options
+def train(config, run_dir, overwrite):
+    """Train the model, resuming an interrupted run; keeps the best checkpoint on validation loss."""
+    from pipeline import train as stage
+
+    result = stage.run(config, run_dir, overwrite=overwrite)
+    click.echo(result.summary())
+
+
+@main.command()
+@_config_options
+def evaluate(config, run_dir, overwrite):
+    """Evaluate the best checkpoint on `evaluate.split`; writes metrics.json."""
+    from pipeline import evaluate as stage
+
+    metrics = stage.run(config, run_dir, overwrite=overwrite)
+    click.echo(stage.summary(metrics))
+
+
+@main.command()
+@_config_options
+def export(config, run_dir, overwrite):
+    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/."""
+    from pipeline import export as stage
+
+    path = stage.run(config, run_dir)
+    click.echo(f"exported: {path}")
+
+
+@main.command()
+@_config_options
+def run(config, run_dir, overwrite):
+    """Run every stage: tokenize -> train -> evaluate -> export."""
+    from pipeline import evaluate, export, tokenize, train
+
+    vocab = tokenize.run(config, run_dir, overwrite=overwrite)
+    click.echo(f"vocabulary: {vocab.size} {vocab.level}s -> {run_dir.vocabulary}")
+    click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(evaluate.summary(evaluate.run(config, run_dir, overwrite=overwrite)))
+    click.echo(f"exported: {export.run(config, run_dir)}")
+
+
+@main.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Read texts from this file, one per line ('-' for stdin).",
+)
+def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
+    """Classify TEXTS with an exported sentiment model; one JSON line per text.
+
+    EXPORT_DIR is a version folder (export/model/3) or the model folder above it (the highest version is used,
+    as TF Serving would).
+    """
+    import json
+
+    from pipeline import predict as stage
+
+    lines = list(texts) + ([line.rstrip("\r\n") for line in input_file] if input_file else [])
+    if not lines:
+        raise click.UsageError("give TEXT arguments or --input FILE")
+    for result in stage.predict(export_dir, lines):
+        click.echo(json.dumps(result, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--prompt", required=True, help="Text to continue.")
+@click.option("--length", default=200, show_default=True, type=int, help="Characters to generate (>= 0).")
+@click.option("--temperature", default=1.0, show_default=True, type=float, help="Sampling temperature (> 0).")
+@click.option("--seed", type=int, help="Seed for reproducible sampling.")
+def generate(export_dir: Path, prompt: str, length: int, temperature: float, seed: int | None) -> None:
+    """Continue PROMPT with an exported next-character model (sampling runs inside the SavedModel)."""
+    from pipeline import generate as stage
+
+    click.echo(prompt + stage.generate(export_dir, prompt, length=length, temperature=temperature, seed=seed))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The models the pipeline trains: embedding -> our recurrent layers -> dense head, built from `ModelConfig`.
+
+Layer names are part of the contract with export (which steps the cells one character at a time for generation):
+"embedding", "rnn_0" ... "rnn_{n-1}", "output_dropout", "head". Both tasks output logits.
+"""
+
+from __future__ import annotations
+
+import keras
+
+import custom_layers
+from pipeline.config import ModelConfig
+
+RNN_LAYERS = {"lstm": custom_layers.LSTM, "simple_rnn": custom_layers.SimpleRNN}
+
+
+def build_model(config: ModelConfig, task: str, vocab_size: int, num_classes: int = 0, seed: int = 0) -> keras.Model:
+    """sentiment: [batch, time] word ids (0 pads, masked) -> [batch, num_classes] logits.
+    next_char: [batch, time] character ids -> [batch, time, vocab_size] logits of the next character."""
+    sequence_out = task == "next_char"
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=not sequence_out, name="embedding")(tokens)
+    for i in range(config.layers):
+        last = i == config.layers - 1
+        layer = rnn_layer(config, return_sequences=sequence_out or not last, seed=seed + i, name=f"rnn_{i}")
+        if config.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"rnn_{i}")
+        x = layer(x)
+    x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
+    logits = keras.layers.Dense(vocab_size if sequence_out else num_classes, name="head")(x)
+    return keras.Model(tokens, logits, name=task)
+
+
+def rnn_layer(config: ModelConfig, *, return_sequences: bool, seed: int, name: str) -> keras.layers.Layer:
+    kwargs = dict(
+        units=config.units,
+        dropout=config.dropout,
+        recurrent_dropout=config.recurrent_dropout,
+        return_sequences=return_sequences,
+        layer_norm=config.layer_norm,
+        seed=seed,
+        name=name,
+    )
+    if config.cell == "lstm":
+        kwargs["peephole"] = config.peephole
+    return RNN_LAYERS[config.cell](**kwargs)

@@ -1,0 +1,108 @@
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, config_from_dict, config_to_dict, load_config, replace, to_toml
+from pipeline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_then_file_then_overrides(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        task = "sentiment"
+        [data]
+        train = "train.csv"
+        [model]
+        units = 64
+        layers = 2
+        """,
+    )
+    config = load_config(path, ["model.units=128", "train.learning_rate=0.01", "data.encoding=windows-1252"])
+    assert config.model.units == 128  # --set beats the file
+    assert config.model.layers == 2  # the file beats the default
+    assert config.model.embedding_dim == Config().model.embedding_dim
+    assert config.train.learning_rate == 0.01
+    assert config.data.encoding == "windows-1252"
+    assert Path(config.data.train).is_absolute()
+
+
+def test_config_is_immutable(tmp_path):
+    config = load_config(write(tmp_path, '[data]\ntrain = "x"'))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.model.units = 3
+
+
+@pytest.mark.parametrize(
+    "text, overrides, message",
+    [
+        ("[model]\nunit = 3", [], "unknown key 'model.unit' (did you mean 'model.units'?)"),
+        ("[modle]\nunits = 3", [], "unknown key 'modle'"),
+        ("[model]\nunits = '3'", [], "model.units: expected int, got str '3'"),
+        ("[model]\nunits = true", [], "model.units: expected int, got bool True"),
+        ("[model]\nbidirectional = 1", [], "model.bidirectional: expected bool, got int 1"),
+        ("model = 3", [], "model: expected a table of settings, got int 3"),
+        ("", ["model.units=abc"], "model.units: expected int, got str 'abc'"),
+        ("", ["model.units"], "--set expects KEY=VALUE, got 'model.units'"),
+        ("", ["train.nope=1"], "unknown key 'train.nope'"),
+        ("", ["model.cell=gru"], "model.cell: must be one of lstm, simple_rnn; got 'gru'"),
+        ("", ["model.units=0"], "model.units: must be > 0, got 0"),
+        ("", ["model.dropout=1.0"], "model.dropout: must be in [0, 1), got 1.0"),
+        ("", ["data.encoding=klingon"], "data.encoding: unknown encoding 'klingon'"),
+        ("", ["data.source=tfds"], "data.name: required when data.source = 'tfds'"),
+    ],
+)
+def test_errors_name_the_key(tmp_path, text, overrides, message):
+    if "data.source" not in "".join(overrides):
+        text += '\n[data]\ntrain = "x"\n'  # every other case needs some training data to get past validation
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), overrides)
+    assert message in str(info.value)
+
+
+def test_missing_file_and_syntax_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="TOML syntax error"):
+        load_config(write(tmp_path, "[model\nunits = 3"))
+
+
+def test_next_char_rejects_bidirectional(tmp_path):
+    with pytest.raises(ConfigError, match="model.bidirectional"):
+        load_config(write(tmp_path, 'task = "next_char"\n[data]\ntrain = "x.txt"\n[model]\nbidirectional = true'))
+
+
+def test_override_values_parse_as_toml_or_plain_strings(tmp_path):
+    config = load_config(
+        write(tmp_path, '[data]\ntrain = "x"'),
+        ["export.name=123", "model.bidirectional=true", "train.max_seconds=600", 'data.name="a=b"'],
+    )
+    assert config.export.name == "123"  # a str field keeps the text as written
+    assert config.model.bidirectional is True
+    assert config.train.max_seconds == 600.0
+    assert config.data.name == '"a=b"'
+
+
+def test_toml_round_trip_keeps_every_value(tmp_path):
+    config = load_config(
+        write(tmp_path, '[data]\ntrain = "dir/with \\"quotes\\"\\\\ and \\t tab"'), ["model.dropout=0.25"]
+    )
+    again = config_from_dict(tomllib.loads(to_toml(config)))
+    assert again == config
+    assert replace(config, **{"train.epochs": 3}).train.epochs == 3
+    assert config_to_dict(config)["model"]["dropout"] == 0.25
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.toml")))
+def test_shipped_configs_load(name):
+    load_config(REPO / "configs" / name)
