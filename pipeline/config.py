@@ -320,6 +320,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"data.format: next_char reads plain text, not {config.data.format!r}")
     if config.model.peephole and config.model.cell != "lstm":
         raise ConfigError("model.peephole: peephole connections exist only for cell = 'lstm'")
+    if config.model.layer_norm and config.model.cell != "lstm":
+        raise ConfigError("model.layer_norm: layer normalization exists only for cell = 'lstm'")
     if not config.export.name or "/" in config.export.name or config.export.name in (".", ".."):
         raise ConfigError(f"export.name: must be a plain folder name, got {config.export.name!r}")
 

@@ -14,15 +14,22 @@ from pipeline.config import ModelConfig
 RNN_LAYERS = {"lstm": custom_layers.LSTM, "simple_rnn": custom_layers.SimpleRNN}
 
 
-def build_model(config: ModelConfig, task: str, vocab_size: int, num_classes: int = 0, seed: int = 0) -> keras.Model:
+def build_model(
+    config: ModelConfig, task: str, vocab_size: int, num_classes: int = 0, seed: int = 0, jit_compile: bool = True
+) -> keras.Model:
     """sentiment: [batch, time] word ids (0 pads, masked) -> [batch, num_classes] logits.
-    next_char: [batch, time] character ids -> [batch, time, vocab_size] logits of the next character."""
+    next_char: [batch, time] character ids -> [batch, time, vocab_size] logits of the next character.
+
+    `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
+    (which does not compile XLA clusters by default); the weights are the same either way."""
     sequence_out = task == "next_char"
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=not sequence_out, name="embedding")(tokens)
     for i in range(config.layers):
         last = i == config.layers - 1
-        layer = rnn_layer(config, return_sequences=sequence_out or not last, seed=seed + i, name=f"rnn_{i}")
+        layer = rnn_layer(
+            config, return_sequences=sequence_out or not last, seed=seed + i, name=f"rnn_{i}", jit_compile=jit_compile
+        )
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"rnn_{i}")
         x = layer(x)
@@ -31,16 +38,18 @@ def build_model(config: ModelConfig, task: str, vocab_size: int, num_classes: in
     return keras.Model(tokens, logits, name=task)
 
 
-def rnn_layer(config: ModelConfig, *, return_sequences: bool, seed: int, name: str) -> keras.layers.Layer:
+def rnn_layer(
+    config: ModelConfig, *, return_sequences: bool, seed: int, name: str, jit_compile: bool = True
+) -> keras.layers.Layer:
     kwargs = dict(
         units=config.units,
         dropout=config.dropout,
         recurrent_dropout=config.recurrent_dropout,
         return_sequences=return_sequences,
-        layer_norm=config.layer_norm,
         seed=seed,
         name=name,
+        jit_compile=jit_compile,
     )
     if config.cell == "lstm":
-        kwargs["peephole"] = config.peephole
+        kwargs.update(peephole=config.peephole, layer_norm=config.layer_norm)
     return RNN_LAYERS[config.cell](**kwargs)

@@ -1,0 +1,169 @@
+"""Training and inference throughput of our recurrent layers against the Keras built-ins and torch.nn.
+
+The model is the next-character one from the pipeline: Embedding(vocab, embed) -> recurrent(units,
+return_sequences) -> Dense(vocab), trained with Adam on sparse cross-entropy. Implementations are measured
+alternately in one process, `--repeats` rounds of `--steps` steps each, and the median round is reported, so
+load from other processes on a shared machine hits all of them alike. Also prints the achieved GFLOP/s against
+a large float32 matmul measured in the same run.
+
+    python benchmarks/rnn_throughput.py                      # LSTM, units 256 and 512, ours / keras / torch
+    python benchmarks/rnn_throughput.py --cell simple_rnn --units 256
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import custom_layers  # noqa: E402
+
+
+def keras_model(layer, vocab, embed):
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(vocab, embed), layer,
+                              keras.layers.Dense(vocab)])  # fmt: skip
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
+    return model
+
+
+class KerasRunner:
+    def __init__(self, layer, vocab, embed, x, y):
+        self.model = keras_model(layer, vocab, embed)
+        self.x, self.y = tf.constant(x), tf.constant(y)
+
+    def train(self, steps):
+        for _ in range(steps):
+            loss = self.model.train_on_batch(self.x, self.y)
+        return float(loss)
+
+    def infer(self, steps):
+        for _ in range(steps):
+            out = self.model.predict_on_batch(self.x)
+        return float(np.asarray(out).ravel()[0])
+
+
+class TorchRunner:
+    def __init__(self, cell, units, vocab, embed, x, y):
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        recurrent = {"lstm": torch.nn.LSTM, "simple_rnn": torch.nn.RNN}[cell](embed, units, batch_first=True)
+        self.torch = torch
+        self.embedding = torch.nn.Embedding(vocab, embed)
+        self.recurrent = recurrent
+        self.head = torch.nn.Linear(units, vocab)
+        self.params = [*self.embedding.parameters(), *recurrent.parameters(), *self.head.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=1e-3)
+        self.x, self.y = torch.from_numpy(x).long(), torch.from_numpy(y).long()
+
+    def _logits(self):
+        out, _ = self.recurrent(self.embedding(self.x))
+        return self.head(out)
+
+    def train(self, steps):
+        for _ in range(steps):
+            self.optimizer.zero_grad()
+            logits = self._logits()
+            loss = self.torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y.reshape(-1))
+            loss.backward()
+            self.optimizer.step()
+        return float(loss)
+
+    def infer(self, steps):
+        with self.torch.inference_mode():
+            for _ in range(steps):
+                out = self._logits()
+        return float(out[0, 0, 0])
+
+
+def matmul_gflops(n=2048, repeats=5):
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    matmul = tf.function(lambda a, b: tf.matmul(a, b))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_token(cell, units, vocab, embed, training):
+    gates = 4 if cell == "lstm" else 1
+    forward = 2 * (embed + units) * gates * units + 2 * units * vocab
+    return 3 * forward if training else forward
+
+
+def build_runners(args, units, x, y):
+    layer_classes = {
+        "lstm": (custom_layers.LSTM, keras.layers.LSTM),
+        "simple_rnn": (custom_layers.SimpleRNN, keras.layers.SimpleRNN),
+    }[args.cell]
+    runners = {
+        "ours": KerasRunner(layer_classes[0](units, return_sequences=True), args.vocab, args.embed, x, y),
+        "keras": KerasRunner(layer_classes[1](units, return_sequences=True), args.vocab, args.embed, x, y),
+    }
+    if not args.no_torch:
+        try:
+            runners["torch"] = TorchRunner(args.cell, units, args.vocab, args.embed, x, y)
+        except ImportError:
+            pass
+    return runners
+
+
+def measure(runners, mode, steps, repeats, tokens_per_step):
+    for runner in runners.values():
+        getattr(runner, mode)(2)  # trace / warm up
+    rounds = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            getattr(runner, mode)(steps)
+            rounds[name].append(tokens_per_step * steps / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rounds.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cell", choices=["lstm", "simple_rnn"], default="lstm")
+    parser.add_argument("--units", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps-per-sequence", type=int, default=100, dest="timesteps")
+    parser.add_argument("--vocab", type=int, default=65)
+    parser.add_argument("--embed", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="training steps per timed round")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-torch", action="store_true")
+    args = parser.parse_args()
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, args.vocab, (args.batch, args.timesteps), dtype=np.int32)
+    y = rng.integers(0, args.vocab, (args.batch, args.timesteps), dtype=np.int32)
+    tokens = args.batch * args.timesteps
+    peak = matmul_gflops()
+    print(f"cell={args.cell} batch={args.batch} timesteps={args.timesteps} embed={args.embed} vocab={args.vocab} "
+          f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"large matmul (2048^3, float32): {peak:.0f} GFLOP/s")
+    for units in args.units:
+        runners = build_runners(args, units, x, y)
+        for mode, steps in (("train", args.steps), ("infer", args.steps * 3)):
+            rates = measure(runners, mode, steps, args.repeats, tokens)
+            gflops = {n: r * flops_per_token(args.cell, units, args.vocab, args.embed, mode == "train") / 1e9
+                      for n, r in rates.items()}  # fmt: skip
+            cells = "  ".join(f"{n} {r:>9,.0f} tok/s ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})"
+                              for n, r in rates.items())  # fmt: skip
+            ratios = "  ".join(f"ours/{n} {rates['ours'] / rates[n]:.2f}" for n in rates if n != "ours")
+            print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
+    print(f"loadavg after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The vanilla (Elman) recurrent cell."""
+
+import keras
+from keras import constraints, initializers, ops, regularizers
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+from custom_layers._validation import check_rate, check_units, get_activation
+
+
+@keras.saving.register_keras_serializable(package="custom_layers")
+class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
+    """One step of a fully connected recurrent network.
+
+        h_t = activation(x_t W + h_{t-1} U + b)
+
+    with W = `kernel` (input_dim, units), U = `recurrent_kernel` (units, units), b = `bias` (units,): the shapes
+    and names of `keras.layers.SimpleRNNCell`, so weights can be copied either way. Dropout, when training,
+    multiplies x_t by a mask and h_{t-1} (recurrent dropout) by another; both masks are drawn once per sequence
+    and reused at every step (Gal & Ghahramani, 2016).
+
+    Args:
+        units: positive int, dimensionality of h.
+        activation: activation for h (default "tanh").
+        use_bias: whether to add b.
+        kernel_initializer, recurrent_initializer, bias_initializer: initializers for W, U, b.
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: regularizers for W, U, b.
+        kernel_constraint, recurrent_constraint, bias_constraint: constraints for W, U, b.
+        dropout: fraction in [0, 1) of the inputs to drop.
+        recurrent_dropout: fraction in [0, 1) of h_{t-1} to drop.
+        seed: random seed for the dropout masks.
+        **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
+
+    Call arguments:
+        inputs: (batch, input_dim) tensor, x_t.
+        states: list with one (batch, units) tensor, h_{t-1}.
+        training: whether dropout is applied.
+
+    Returns `(h_t, [h_t])`.
+
+    Example:
+
+    >>> layer = keras.layers.RNN(SimpleRNNCell(4), return_sequences=True)
+    >>> layer(np.zeros((2, 3, 5), "float32")).shape
+    (2, 3, 4)
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        recurrent_constraint=None,
+        bias_constraint=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = check_units(units)
+        self.activation = get_activation("activation", activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.recurrent_constraint = constraints.get(recurrent_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        self.dropout = check_rate("dropout", dropout)
+        self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed=seed)
+        self.state_size = self.units
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units),
+            name="kernel",
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, self.units),
+            name="recurrent_kernel",
+            initializer=self.recurrent_initializer,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                shape=(self.units,),
+                name="bias",
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
+
+    def call(self, inputs, states, training=False):
+        h_prev = states[0] if isinstance(states, (list, tuple)) else states
+        if training and self.dropout > 0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        if training and self.recurrent_dropout > 0:
+            h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
+        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
+        if self.use_bias:
+            z = z + self.bias
+        h = self.activation(z)
+        return h, ([h] if isinstance(states, (list, tuple)) else h)
+
+    def get_initial_state(self, batch_size=None):
+        return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "recurrent_initializer": initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+            "recurrent_regularizer": regularizers.serialize(self.recurrent_regularizer),
+            "bias_regularizer": regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": constraints.serialize(self.kernel_constraint),
+            "recurrent_constraint": constraints.serialize(self.recurrent_constraint),
+            "bias_constraint": constraints.serialize(self.bias_constraint),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "seed": self.seed,
+        }
