@@ -70,10 +70,30 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     ctx.meta["rnnpipe.debug"] = debug
     # TensorFlow reads this when it is first imported, which the stage commands do lazily (keeps --help fast).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
+    if not debug:
+        _import_tensorflow_quietly()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up banners (oneDNN, CPU features) ignore TF_CPP_MIN_LOG_LEVEL; they would bury the
+    one-line messages this CLI promises, so its native stderr is muted while it loads."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+
+            tensorflow.constant(0)  # the CPU-feature banner comes with the first op
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _config_options(func):

@@ -15,20 +15,36 @@ RNN_LAYERS = {"lstm": custom_layers.LSTM, "simple_rnn": custom_layers.SimpleRNN}
 
 
 def build_model(
-    config: ModelConfig, task: str, vocab_size: int, num_classes: int = 0, seed: int = 0, jit_compile: bool = True
+    config: ModelConfig,
+    task: str,
+    vocab_size: int,
+    num_classes: int = 0,
+    seed: int = 0,
+    jit_compile: bool = True,
+    stateful_batch: int = 0,
 ) -> keras.Model:
     """sentiment: [batch, time] word ids (0 pads, masked) -> [batch, num_classes] logits.
     next_char: [batch, time] character ids -> [batch, time, vocab_size] logits of the next character.
 
     `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
-    (which does not compile XLA clusters by default); the weights are the same either way."""
+    (which does not compile XLA clusters by default); the weights are the same either way. `stateful_batch > 0`
+    builds a stateful copy for that fixed batch size, which carries the recurrent state from one call to the next
+    (evaluation of long texts window by window)."""
     sequence_out = task == "next_char"
-    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    if stateful_batch:
+        tokens = keras.Input(batch_shape=(stateful_batch, None), dtype="int32", name="tokens")
+    else:
+        tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=not sequence_out, name="embedding")(tokens)
     for i in range(config.layers):
         last = i == config.layers - 1
         layer = rnn_layer(
-            config, return_sequences=sequence_out or not last, seed=seed + i, name=f"rnn_{i}", jit_compile=jit_compile
+            config,
+            return_sequences=sequence_out or not last,
+            seed=seed + i,
+            name=f"rnn_{i}",
+            jit_compile=jit_compile,
+            stateful=bool(stateful_batch),
         )
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"rnn_{i}")
@@ -39,7 +55,13 @@ def build_model(
 
 
 def rnn_layer(
-    config: ModelConfig, *, return_sequences: bool, seed: int, name: str, jit_compile: bool = True
+    config: ModelConfig,
+    *,
+    return_sequences: bool,
+    seed: int,
+    name: str,
+    jit_compile: bool = True,
+    stateful: bool = False,
 ) -> keras.layers.Layer:
     kwargs = dict(
         units=config.units,
@@ -49,6 +71,7 @@ def rnn_layer(
         seed=seed,
         name=name,
         jit_compile=jit_compile,
+        stateful=stateful,
     )
     if config.cell == "lstm":
         kwargs.update(peephole=config.peephole, layer_norm=config.layer_norm)

@@ -126,3 +126,8 @@ def _log_config_changes(old: Config, new: Config) -> None:
 def default_run_dir(config_path: str | os.PathLike) -> Path:
     """runs/<config file stem>, relative to the working directory."""
     return Path("runs") / Path(config_path).stem
+
+
+def as_run_dir(run_dir: "RunDir | str | os.PathLike", config: Config) -> RunDir:
+    """Stages accept an opened RunDir (from the CLI) or a path (from Python), which they open themselves."""
+    return run_dir if isinstance(run_dir, RunDir) else open_run_dir(run_dir, config)

@@ -1,0 +1,56 @@
+"""tf.distribute strategies for `train.strategy`.
+
+default: the current (single-device) strategy. mirrored: all local GPUs (or the CPU) with synchronous all-reduce.
+multi_worker_mirrored: several machines, described by the TF_CONFIG environment variable; the worker of index 0 (or
+the "chief") writes checkpoints, history and plots, the others write to a scratch folder. tpu: a TPU found by
+TPUClusterResolver. `train.batch_size` is the global batch: each of N replicas gets batch_size / N examples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+from pipeline.errors import ConfigError
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        if "TF_CONFIG" not in os.environ:
+            raise ConfigError("train.strategy: multi_worker_mirrored needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+            raise ConfigError(f"train.strategy: no TPU found ({str(error).splitlines()[0]})") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise ConfigError(f"train.strategy: unknown strategy {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                               and not _has_chief())  # fmt: skip
+
+
+def _has_chief() -> bool:
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return "chief" in cluster
+
+
+def worker_scratch(path: Path) -> Path:
+    """Where a non-chief worker writes what the chief writes to `path` (every worker must save, only one keeps)."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return path.parent / f".{path.name}.worker{task.get('index', 0)}"

@@ -1,0 +1,77 @@
+"""tf.data input pipelines: raw text in, (token ids, targets) batches out, tokenized inside tf.data.
+
+sentiment: words -> ids with `pipeline.text.encode_words` (the function the SavedModel uses too) in a parallel map,
+cached after tokenization, shuffled with the run's seed, then padded batches; with `bucketing`, examples of similar
+length are batched together (less padding, fewer wasted recurrent steps).
+next_char: the character ids of the split's text, streamed, cut into non-overlapping windows of
+`sequence_length + 1` characters; input = window[:-1], target = window[1:].
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from pipeline.text import Vocabulary, encode_chars, encode_words, lookup_table
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Upper edges of the length buckets (words); beyond the last, one bucket up to sequence_length.
+BUCKET_BOUNDARIES = (16, 32, 64, 96, 128, 192, 256, 384)
+
+
+def sentiment_dataset(
+    examples: tf.data.Dataset,
+    vocab: Vocabulary,
+    labels: tuple[str, ...],
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    bucketing: bool = False,
+) -> tf.data.Dataset:
+    words = lookup_table(vocab)
+    classes = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(labels), tf.range(len(labels), dtype=tf.int64)), -1
+    )
+
+    def encode(example):
+        ids = encode_words(tf.expand_dims(example["text"], 0), vocab, words)[0]
+        ids = tf.cond(tf.size(ids) > 0, lambda: ids, lambda: tf.constant([1], tf.int32))  # empty text -> one OOV
+        return ids, tf.cast(classes.lookup(example["label"]), tf.int32)
+
+    ds = examples.map(encode, num_parallel_calls=AUTOTUNE).cache()
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if bucketing:
+        boundaries = [b for b in BUCKET_BOUNDARIES if b < vocab.sequence_length]
+        ds = ds.bucket_by_sequence_length(
+            lambda ids, label: tf.shape(ids)[0],
+            bucket_boundaries=[b + 1 for b in boundaries],
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padded_shapes=([None], []),
+        )
+    else:
+        ds = ds.padded_batch(batch_size, padded_shapes=([None], []))
+    return ds.prefetch(AUTOTUNE)
+
+
+def char_ids(chunks: tf.data.Dataset, vocab: Vocabulary) -> tf.data.Dataset:
+    """A split's text (string chunks) -> a stream of int32 character ids."""
+    table = lookup_table(vocab)
+    return chunks.map(lambda chunk: encode_chars(tf.expand_dims(chunk, 0), table)[0]).unbatch()
+
+
+def next_char_dataset(
+    chunks: tf.data.Dataset,
+    vocab: Vocabulary,
+    batch_size: int,
+    sequence_length: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    windows = char_ids(chunks, vocab).batch(sequence_length + 1, drop_remainder=True)
+    ds = windows.map(lambda w: (w[:-1], w[1:]), num_parallel_calls=AUTOTUNE)
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)

@@ -1,0 +1,214 @@
+"""Stage 2: train the model on the tokenized data, with early stopping, a time budget and resumable backups.
+
+Outputs in the run directory: checkpoints/best.keras (lowest validation loss, written atomically),
+checkpoints/backup/ (Keras BackupAndRestore, every `train.backup_every_steps` steps and each epoch; removed when
+training ends normally), history.csv, logs/ (TensorBoard), training_curves.png and train_state.json.
+
+How a run ends (train_state.json "status"): "completed" (all epochs), "early_stopped" (validation loss stopped
+improving for `patience` epochs), "time_budget" (`max_seconds` reached: the current epoch stops, is validated and
+checkpointed), "diverged" (NaN/inf loss: training stops, best.keras keeps the last good weights) or
+"interrupted" (Ctrl-C: the backup is saved first; the same command resumes). After SIGKILL the same command
+resumes from the backup too, at the start of the epoch it was in, and still trains `epochs` epochs in total.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import keras
+
+import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
+from pipeline import artifacts, distribute, inputs, plots
+from pipeline.config import Config
+from pipeline.data import load_splits
+from pipeline.errors import RunDirError
+from pipeline.model import build_model
+from pipeline.rundir import RunDir, as_run_dir
+from pipeline.text import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+FINISHED = ("completed", "early_stopped", "time_budget")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    status: str
+    epochs: int
+    best_val_loss: float
+    seconds: float
+    best_model: str
+    skipped: bool = False
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"train: already done ({self.status}); kept {self.best_model} (use --overwrite to retrain)"
+        return (f"train: {self.status} after {self.epochs} epoch(s) in {self.seconds:.0f} s; best val_loss "
+                f"{self.best_val_loss:.4f} -> {self.best_model}")  # fmt: skip
+
+
+def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
+    strategy = distribute.make_strategy(config.train.strategy)  # multi-worker needs it before other TF work
+    rd = as_run_dir(run_dir, config)
+    vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
+    previous = artifacts.read_json(rd.train_state) if rd.train_state.exists() else {}
+    if previous.get("status") in FINISHED and rd.best_model.exists() and not overwrite:
+        return TrainResult(**{**previous, "skipped": True})
+    if overwrite:
+        _clear_training_outputs(rd)
+
+    keras.utils.set_random_seed(config.seed)
+    train_ds, val_ds, labels = _datasets(config, rd, vocab)
+    with strategy.scope():
+        model = build_model(config.model, config.task, vocab.size, len(labels), seed=config.seed)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+    is_chief = distribute.is_chief(strategy)
+    stopper = _Stopper(config.train.max_seconds)
+    best = _BestCheckpoint(rd, enabled=is_chief)
+    backup = keras.callbacks.BackupAndRestore(
+        str(rd.backup if is_chief else distribute.worker_scratch(rd.backup)),
+        save_freq=config.train.backup_every_steps or "epoch",
+        double_checkpoint=True,
+    )
+    callbacks = [backup, stopper, best, keras.callbacks.EarlyStopping(patience=config.train.patience)]
+    if is_chief:
+        callbacks += [keras.callbacks.CSVLogger(str(rd.history), append=True),
+                      keras.callbacks.TensorBoard(str(rd.logs))]  # fmt: skip
+
+    start = time.monotonic()
+    try:
+        history = _fit(model, train_ds, val_ds, config, callbacks)
+    except KeyboardInterrupt:
+        backup._save_model()  # the public API saves only on its schedule; keep the latest weights
+        _write_state(rd, "interrupted", best, time.monotonic() - start, epochs=len(_history_rows(rd)))
+        raise
+    seconds = time.monotonic() - start
+    epochs = len(history.epoch)
+    status = stopper.reason or ("early_stopped" if epochs < config.train.epochs - _initial_epoch(model) else "completed")
+    if status == "diverged":
+        logger.warning("training diverged (loss %s); %s keeps the last good weights", stopper.bad_loss, rd.best_model)
+    if not rd.best_model.exists():
+        raise RunDirError(f"training produced no checkpoint (status {status}); see {rd.history}")
+    if is_chief:
+        plots.training_curves(_history_rows(rd), rd.curves)
+    return _write_state(rd, status, best, seconds, epochs=len(_history_rows(rd)))
+
+
+def _fit(model, train_ds, val_ds, config: Config, callbacks):
+    steps = config.train.steps_per_epoch or None
+    with warnings.catch_warnings():
+        # A tf.data pipeline of unknown length ends each epoch by running out of data: expected, not a problem.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        return model.fit(
+            train_ds.repeat() if steps else train_ds,
+            validation_data=val_ds,
+            epochs=config.train.epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
+            verbose="auto",
+        )
+
+
+def _datasets(config: Config, rd: RunDir, vocab: Vocabulary):
+    splits = load_splits(config)
+    t = config.train
+    if config.task == "sentiment":
+        labels = tuple(artifacts.read_json(rd.require(rd.labels, "tokenize")))
+        train = inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
+                                         seed=config.seed, bucketing=t.bucketing)  # fmt: skip
+        val = inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
+        return train, val, labels
+    train = inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
+                                     shuffle_buffer=t.shuffle_buffer, seed=config.seed, drop_remainder=True)  # fmt: skip
+    val = inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
+    return train, val, ()
+
+
+def _initial_epoch(model) -> int:
+    return getattr(model, "_initial_epoch", None) or 0
+
+
+class _Stopper(keras.callbacks.Callback):
+    """Stops on a NaN/inf loss (before the bad weights reach a checkpoint) or when the time budget is spent."""
+
+    def __init__(self, max_seconds: float):
+        super().__init__()
+        self.max_seconds = max_seconds
+        self.reason = ""
+        self.bad_loss = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.reason, self.bad_loss = "diverged", float(loss)
+            self.model.stop_training = True
+        elif self.max_seconds and time.monotonic() - self.start > self.max_seconds and not self.reason:
+            self.reason = "time_budget"
+            self.model.stop_training = True
+
+
+class _BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to best.keras (atomically) whenever the validation loss improves and is finite."""
+
+    def __init__(self, rd: RunDir, enabled: bool = True):
+        super().__init__()
+        self.rd = rd
+        self.enabled = enabled
+        self.best = math.inf
+        self.best_epoch = -1
+        if rd.train_state.exists():  # resuming: do not replace a better checkpoint of the previous attempt
+            self.best = artifacts.read_json(rd.train_state).get("best_val_loss", math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is None or not math.isfinite(loss) or loss >= self.best:
+            return
+        self.best, self.best_epoch = float(loss), epoch
+        if self.enabled:
+            with artifacts.staged_path(self.rd.best_model) as tmp:
+                self.model.save(tmp)
+            logger.info("epoch %d: val_loss %.4f, saved %s", epoch + 1, loss, self.rd.best_model)
+        artifacts.write_json(self.rd.train_state, {"status": "running", "epochs": epoch + 1, "best_val_loss": loss,
+                                                   "seconds": 0.0, "best_model": str(self.rd.best_model)})  # fmt: skip
+
+
+def _write_state(rd: RunDir, status: str, best: _BestCheckpoint, seconds: float, epochs: int) -> TrainResult:
+    result = TrainResult(status, epochs, best.best, round(seconds, 1), str(rd.best_model))
+    state = {k: v for k, v in result.__dict__.items() if k != "skipped"}
+    artifacts.write_json(rd.train_state, state)
+    return result
+
+
+def _history_rows(rd: RunDir) -> list[dict]:
+    if not rd.history.exists():
+        return []
+    with open(rd.history, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _clear_training_outputs(rd: RunDir) -> None:
+    import shutil
+
+    for path in (rd.history, rd.train_state, rd.curves):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(rd.backup, ignore_errors=True)
+    shutil.rmtree(rd.logs, ignore_errors=True)
+    # best.keras stays until the new run's first validated epoch replaces it (atomically).
+
+
+def load_trained_model(rd: RunDir) -> keras.Model:
+    return keras.saving.load_model(rd.require(rd.best_model, "train"))
+
