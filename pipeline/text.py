@@ -112,10 +112,12 @@ def lookup_table(vocab: Vocabulary) -> tf.lookup.StaticHashTable:
 
 
 def encode_words(texts: tf.Tensor, vocab: Vocabulary, table: tf.lookup.StaticHashTable) -> tf.Tensor:
-    """[batch] strings -> [batch, <= sequence_length] int32 ids, right-padded with 0."""
+    """[batch] strings -> [batch, 1 <= width <= sequence_length] int32 ids, right-padded with 0.
+
+    At least one column, so that a batch of empty texts is still a (fully masked) sequence."""
     words = split_words(texts, vocab.standardize)[:, : vocab.sequence_length]
-    ids = tf.ragged.map_flat_values(table.lookup, words)
-    return tf.cast(ids.to_tensor(default_value=0), tf.int32)
+    ids = tf.cast(tf.ragged.map_flat_values(table.lookup, words).to_tensor(default_value=0), tf.int32)
+    return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
 
 
 def encode_chars(texts: tf.Tensor, table: tf.lookup.StaticHashTable) -> tf.RaggedTensor:
