@@ -145,9 +145,9 @@ def _with_state(layer):
 
 def run(config: Config, run_dir) -> Path:
     rd = as_run_dir(run_dir, config)
-    vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
     if not rd.best_model.exists():
         raise RunDirError(f"nothing to export: {rd.best_model} not found; run `rnnpipe train` on this run first")
+    vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
     trained = keras.saving.load_model(rd.best_model)
     labels = tuple(artifacts.read_json(rd.require(rd.labels, "tokenize"))) if config.task == "sentiment" else ()
     # The same architecture without XLA in the recurrent kernels, carrying the trained weights.

@@ -1,0 +1,125 @@
+"""The exported SavedModels: signatures, raw-string inputs, no dependency on our code, warm-up records."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import export, serving_protos
+from pipeline.config import replace
+from pipeline.errors import RunDirError
+
+# A fresh interpreter in which our packages and keras cannot be imported, as inside TF Serving.
+WITHOUT_OUR_CODE = textwrap.dedent(
+    """
+    import json, sys
+    for name in ("custom_layers", "pipeline", "keras"):
+        sys.modules[name] = None  # import fails; importlib.util.find_spec (used by TensorFlow) says "absent"
+    for name in ("custom_layers", "pipeline", "keras"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+        else:
+            raise SystemExit(f"{name} is importable: the block does not work")
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(sys.argv[1])
+    result = {}
+    texts = ["", "great film 🎬🍿", "x" * 10_000, "na\\xefve".encode("latin-1")] + json.loads(sys.argv[2])
+    if "next_char_probabilities" in loaded.signatures:
+        out = loaded.signatures["serving_default"](prompt=tf.constant(texts[:4]), length=tf.constant(25),
+                                                   temperature=tf.constant(0.8))
+        result["generated"] = [t.decode("utf-8") for t in out["text"].numpy()]
+        seeded = [loaded.signatures["generate_seeded"](prompt=tf.constant(["to be"]), length=tf.constant(30),
+                  temperature=tf.constant(1.0), seed=tf.constant(5, tf.int64))["text"].numpy()[0].decode()
+                  for _ in range(2)]
+        result["seeded"] = seeded
+        probabilities = loaded.signatures["next_char_probabilities"](text=tf.constant(texts[:4]))["probabilities"]
+        result["probability_sums"] = probabilities.numpy().sum(axis=1).tolist()
+    else:
+        out = loaded.signatures["serving_default"](text=tf.constant(texts))
+        result["probabilities"] = out["probabilities"].numpy().tolist()
+        result["label"] = [t.decode() for t in out["label"].numpy()]
+    print(json.dumps(result))
+    """
+)
+
+
+def run_without_our_code(export_dir, texts=()):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_OUR_CODE, str(export_dir), json.dumps(list(texts))],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_sentiment_export_serves_raw_strings_without_our_code(sentiment_run):
+    config, run_dir, metrics, export_dir = sentiment_run
+    assert export_dir == run_dir / "export" / "model" / "1"
+    from pipeline.data import load_splits
+
+    test = [(x["text"].numpy().decode(), x["label"].numpy().decode()) for x in load_splits(config).test]
+    out = run_without_our_code(export_dir, [t for t, _ in test])
+    probabilities = np.array(out["probabilities"])
+    assert probabilities.shape == (4 + len(test), 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    served = out["label"][4:]
+    accuracy = np.mean([label == truth for label, (_, truth) in zip(served, test)])
+    assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-9)
+
+
+def test_next_char_export_generates_in_graph_without_our_code(next_char_run):
+    _, _, _, export_dir = next_char_run
+    out = run_without_our_code(export_dir)
+    assert [len(t) for t in out["generated"]] == [25] * 4
+    assert "\ufffd" not in "".join(out["generated"]), "the OOV entry is never sampled"
+    assert out["seeded"][0] == out["seeded"][1], "same seed, same text"
+    np.testing.assert_allclose(out["probability_sums"], 1, atol=1e-5)
+
+
+def test_saved_model_cli_lists_the_signatures(sentiment_run, next_char_run):
+    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all", "--dir"]
+    sentiment = subprocess.run(cli + [str(sentiment_run[3])], capture_output=True, text=True, timeout=300).stdout
+    assert "signature_def['serving_default']" in sentiment
+    for line in ("inputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)",
+                 "outputs['label'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)",
+                 "outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 2)"):  # fmt: skip
+        assert line in sentiment, sentiment
+    generation = subprocess.run(cli + [str(next_char_run[3])], capture_output=True, text=True, timeout=300).stdout
+    for name in ("serving_default", "generate_seeded", "next_char_probabilities"):
+        assert f"signature_def['{name}']" in generation
+    for line in ("inputs['length'] tensor_info:\n        dtype: DT_INT32\n        shape: ()",
+                 "inputs['temperature'] tensor_info:\n        dtype: DT_FLOAT\n        shape: ()",
+                 "inputs['prompt'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)",
+                 "outputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)"):  # fmt: skip
+        assert line in generation, generation
+
+
+def test_export_never_overwrites_a_version(sentiment_run):
+    config, run_dir, _, export_dir = sentiment_run
+    with pytest.raises(RunDirError, match="never overwritten"):
+        export.run(replace(config, **{"export.version": 1}), run_dir)
+    second = export.run(config, run_dir)
+    assert second.name == "2" and (export_dir / "saved_model.pb").exists()
+    assert not [p for p in second.parent.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
+
+
+def test_warmup_records_parse(sentiment_run):
+    path = sentiment_run[3] / "assets.extra" / "tf_serving_warmup_requests"
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    assert len(records) == 1
+    log = serving_protos.parse_prediction_log(records[0])
+    request = log.predict_log.request
+    assert request.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(request.inputs["text"]).tolist()[0] == b"a wonderful film"
+    try:  # the official classes, when tensorflow-serving-api is importable (pip install --no-deps ...)
+        from tensorflow_serving.apis import prediction_log_pb2
+    except ImportError:
+        return
+    official = prediction_log_pb2.PredictionLog.FromString(records[0])
+    assert official.predict_log.request.model_spec.name == "model"
+    assert official.SerializeToString() == records[0]
