@@ -291,10 +291,9 @@ def _validate(config: Config) -> None:
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
-    for key in ("train.learning_rate", "train.clipnorm"):
-        if flat[key] <= 0:
-            raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
-    for key in ("train.max_seconds", "train.patience", "train.steps_per_epoch", "export.version"):
+    if flat["train.learning_rate"] <= 0:
+        raise ConfigError(f"train.learning_rate: must be > 0, got {flat['train.learning_rate']}")
+    for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.steps_per_epoch", "export.version"):
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout"):

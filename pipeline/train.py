@@ -193,10 +193,12 @@ def _write_state(rd: RunDir, status: str, best: _BestCheckpoint, seconds: float,
 
 
 def _history_rows(rd: RunDir) -> list[dict]:
+    """One row per epoch; an epoch repeated after a resume (the backup predates its end) keeps its last row."""
     if not rd.history.exists():
         return []
     with open(rd.history, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+    return [rows[epoch] for epoch in sorted(rows)]
 
 
 def _clear_training_outputs(rd: RunDir) -> None:

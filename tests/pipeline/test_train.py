@@ -1,0 +1,117 @@
+"""Training reliability: determinism, divergence, time budget, and resuming after SIGKILL / Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import evaluate, tokenize, train
+from pipeline.config import load_config
+from tests.pipeline.helpers import plain_text, sentiment_csv, write_config
+
+
+def tiny_run(tmp_path, name, **sections):
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = load_config(write_config(tmp_path / f"{name}.toml", "sentiment", data, **sections), [])
+    run_dir = tmp_path / name
+    tokenize.run(config, run_dir)
+    result = train.run(config, run_dir)
+    return config, run_dir, result
+
+
+def test_same_seed_same_vocabulary_and_metrics(tmp_path):
+    """Tolerance: 1e-6 on every metric (CPU kernels are deterministic for a fixed thread count)."""
+    runs = [tiny_run(tmp_path, f"run{i}", train={"epochs": 2}) for i in range(2)]
+    vocabularies = [(run_dir / "vocabulary.json").read_text() for _, run_dir, _ in runs]
+    assert vocabularies[0] == vocabularies[1]
+    metrics = [evaluate.run(config, run_dir) for config, run_dir, _ in runs]
+    for key in ("accuracy", "macro_f1", "roc_auc"):
+        assert metrics[0][key] == pytest.approx(metrics[1][key], abs=1e-6)
+    assert runs[0][2].best_val_loss == pytest.approx(runs[1][2].best_val_loss, abs=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
+    config, run_dir, first = tiny_run(tmp_path, "run", train={"epochs": 1})
+    good = (run_dir / "checkpoints" / "best.keras").read_bytes()
+    exploding = load_config(write_config(tmp_path / "boom.toml", "sentiment", {
+        "train": str(tmp_path / "train.csv"), "test_fraction": 0.2}, train={"epochs": 3, "learning_rate": 1e30,
+                                                                             "clipnorm": 0.0}), [])  # fmt: skip
+    result = train.run(exploding, run_dir, overwrite=True)
+    assert result.status == "diverged"
+    assert "keeps the last good weights" in caplog.text
+    assert (run_dir / "checkpoints" / "best.keras").read_bytes() == good
+    assert json.loads((run_dir / "train_state.json").read_text())["status"] == "diverged"
+
+
+def test_time_budget_stops_mid_epoch(tmp_path):
+    _, run_dir, result = tiny_run(tmp_path, "run", train={"epochs": 50, "max_seconds": 1.0})
+    assert result.status == "time_budget" and result.epochs < 50
+    assert (run_dir / "checkpoints" / "best.keras").exists()
+
+
+def _train_command(config, run_dir):
+    rnnpipe = Path(sys.executable).with_name("rnnpipe")
+    return [str(rnnpipe), "train", str(config), "--run-dir", str(run_dir)]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_same_command_resumes(tmp_path):
+    data = {"train": str(plain_text(tmp_path / "corpus.txt", chars=40_000)), "test_fraction": 0.1}
+    config = write_config(tmp_path / "chars.toml", "next_char", data,
+                          train={"epochs": 6, "batch_size": 8, "backup_every_steps": 5})  # fmt: skip
+    reference = tmp_path / "reference"
+    interrupted = tmp_path / "interrupted"
+    for run_dir in (reference, interrupted):
+        subprocess.run([str(Path(sys.executable).with_name("rnnpipe")), "tokenize", str(config), "--run-dir",
+                        str(run_dir)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(_train_command(config, reference), check=True, capture_output=True, timeout=600)
+
+    process = subprocess.Popen(_train_command(config, interrupted), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    history = interrupted / "history.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        rows = history.read_text().count("\n") - 1 if history.exists() else 0
+        if rows >= 2 and (interrupted / "checkpoints" / "backup").exists():
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "training finished before it could be killed; make it longer"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_epochs = history.read_text().count("\n") - 1
+    assert 2 <= killed_epochs < 6
+
+    resumed = subprocess.run(_train_command(config, interrupted), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    state = json.loads((interrupted / "train_state.json").read_text())
+    expected = json.loads((reference / "train_state.json").read_text())
+    assert state["status"] == expected["status"] == "completed"
+    assert state["epochs"] == expected["epochs"] == 6
+    # Same data and seed; the resumed run repeats part of one epoch with a different shuffle, hence a 20% tolerance.
+    assert state["best_val_loss"] == pytest.approx(expected["best_val_loss"], rel=0.2)
+
+
+@pytest.mark.slow
+def test_sigint_stops_cleanly_after_saving(tmp_path):
+    data = {"train": str(plain_text(tmp_path / "corpus.txt", chars=40_000)), "test_fraction": 0.1}
+    config = write_config(tmp_path / "chars.toml", "next_char", data,
+                          train={"epochs": 50, "batch_size": 8, "backup_every_steps": 5})  # fmt: skip
+    run_dir = tmp_path / "run"
+    subprocess.run([str(Path(sys.executable).with_name("rnnpipe")), "tokenize", str(config), "--run-dir",
+                    str(run_dir)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    process = subprocess.Popen(_train_command(config, run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (run_dir / "history.csv").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert json.loads((run_dir / "train_state.json").read_text())["status"] == "interrupted"
+    assert any((run_dir / "checkpoints" / "backup").iterdir())
