@@ -18,7 +18,7 @@ def forward_to_cell(*names):
 class FusedRNN(keras.layers.RNN):
     """A `keras.layers.RNN` that runs the whole sequence in one fused kernel when it can.
 
-    Subclasses implement `_can_fuse(training)` and `_fused(x, initial_state, mask)`; everything the fused kernel
+    Subclasses implement `_can_fuse(training)` and `_fused(x, initial_state, mask, training)`; everything the fused kernel
     does not cover (other backends, `unroll`, options it does not implement) runs the cell step by step, with the
     same equations and weights.
     """
@@ -44,7 +44,7 @@ class FusedRNN(keras.layers.RNN):
         if self.go_backwards:
             sequences = ops.flip(sequences, axis=1)
             mask = None if mask is None else ops.flip(mask, axis=1)
-        outputs, *states = self._fused(sequences, list(initial_state), mask)
+        outputs, *states = self._fused(sequences, list(initial_state), mask, training=bool(training))
         return outputs[:, -1], outputs, states
 
     def call(self, sequences, initial_state=None, mask=None, training=False):

@@ -35,7 +35,8 @@ def _mask_time_major(mask):
     """(batch, time) mask -> (time, batch, 1) bool, ready to broadcast against (batch, units) states."""
     if mask is None:
         return None
-    return tf.transpose(tf.cast(mask, tf.bool))[:, :, tf.newaxis]
+    # Transposed as int8: oneDNN's transpose rejects bool on CPUs without AVX-512 and logs an error line about it.
+    return tf.cast(tf.transpose(tf.cast(mask, tf.int8)), tf.bool)[:, :, tf.newaxis]
 
 
 def _time_major(x):
@@ -83,34 +84,48 @@ def _or_zeros(grad, like):
 
 
 
-def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask):
+def _gate_affine(units, dtype):
+    """Scale and shift so that tanh(z * scale) * scale + shift gives (i, f, g, o) from (z_i, z_f, z_c, z_o)."""
+    half, one = tf.fill([units], tf.constant(0.5, dtype)), tf.ones([units], dtype)
+    scale = tf.concat([half, half, one, half], axis=0)
+    shift = tf.concat([half, half, tf.zeros([units], dtype), half], axis=0)
+    return scale, shift
+
+
+def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, keep_gates=True):
+    """keep_gates=False (inference) skips recording what the backward pass needs; it recomputes it if asked."""
     x_tm = _time_major(x)
     z_x = _project_inputs(x_tm, kernel, bias)
     steps = tf.shape(z_x)[0]
+    units = tf.shape(h0)[1]
+    # sigmoid(a) = (1 + tanh(a / 2)) / 2: one tanh over all four blocks instead of three sigmoids and a tanh.
+    scale, shift = _gate_affine(units, x.dtype)
 
     def step(t, h, c, gates_ta, h_ta, c_ta):
-        z = z_x[t] + tf.matmul(h, recurrent_kernel)
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
-        i, f, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.sigmoid(z_o)
-        g = tf.tanh(z_c)
+        gates = tf.tanh((z_x[t] + tf.matmul(h, recurrent_kernel)) * scale) * scale + shift
+        i, f, g, o = tf.split(gates, 4, axis=1)
         c_new = f * c + i * g
         h_new = o * tf.tanh(c_new)
         if mask_tm is not None:
             h_new = tf.where(mask_tm[t], h_new, h)
             c_new = tf.where(mask_tm[t], c_new, c)
-        gates_ta = gates_ta.write(t, tf.concat([i, f, g, o], axis=1))
-        return t + 1, h_new, c_new, gates_ta, h_ta.write(t, h_new), c_ta.write(t, c_new)
+        if keep_gates:
+            gates_ta, c_ta = gates_ta.write(t, gates), c_ta.write(t, c_new)
+        return t + 1, h_new, c_new, gates_ta, h_ta.write(t, h_new), c_ta
 
-    def array():
-        return tf.TensorArray(x.dtype, size=steps)
+    def array(size):
+        return tf.TensorArray(x.dtype, size=size)
 
+    kept = steps if keep_gates else 0
     _, h_last, c_last, gates_ta, h_ta, c_ta = tf.while_loop(
-        lambda t, *_: t < steps, step, (tf.constant(0), h0, c0, array(), array(), array())
+        lambda t, *_: t < steps, step, (tf.constant(0), h0, c0, array(kept), array(steps), array(kept))
     )
     h_tm = h_ta.stack()
     outputs_tm = h_tm
     if mask_tm is not None and zero_output_for_mask:
         outputs_tm = tf.where(mask_tm, h_tm, tf.zeros_like(h_tm))
+    if not keep_gates:
+        return _time_major(outputs_tm), h_last, c_last
     return _time_major(outputs_tm), h_last, c_last, gates_ta.stack(), h_tm, c_ta.stack()
 
 
@@ -212,7 +227,9 @@ _KERNELS = {
 }
 
 
-def lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_mask=False, jit_compile=True):
+def lstm(
+    x, h0, c0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_mask=False, jit_compile=True, training=True
+):
     """Runs the LSTM over a whole sequence.
 
     Args:
@@ -222,6 +239,8 @@ def lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_m
         mask: optional (batch, time) bool, False for padded steps.
         zero_output_for_mask: output zeros (instead of repeating the last output) at masked steps.
         jit_compile: run the loops as XLA-compiled functions.
+        training: record the gates for the backward pass while running forward. With False (inference) the
+            forward pass is lighter and a gradient, if one is asked for anyway, reruns it first.
 
     Returns:
         (outputs (batch, time, units), h_T, c_T).
@@ -232,11 +251,15 @@ def lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_m
 
     @tf.custom_gradient
     def forward(x, h0, c0, kernel, recurrent_kernel, bias):
-        outputs, h_last, c_last, gates_tm, h_tm, c_tm = forward_fn(
-            *_unwatched(x, h0, c0, kernel, recurrent_kernel, bias), mask_tm, zero_output_for_mask
-        )
+        inputs = _unwatched(x, h0, c0, kernel, recurrent_kernel, bias)
+        if training:
+            outputs, h_last, c_last, *saved = forward_fn(*inputs, mask_tm, zero_output_for_mask)
+        else:
+            outputs, h_last, c_last = forward_fn(*inputs, mask_tm, zero_output_for_mask, keep_gates=False)
+            saved = None
 
         def backward(d_outputs, dh_last, dc_last):
+            gates_tm, h_tm, c_tm = saved or forward_fn(*inputs, mask_tm, zero_output_for_mask)[3:]
             d_out_tm = _output_gradient(d_outputs, h_tm, mask_tm, zero_output_for_mask)
             return backward_fn(
                 d_out_tm, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0),

@@ -140,7 +140,7 @@ class LSTM(FusedRNN):
             and not (training and cell.recurrent_dropout > 0)
         )
 
-    def _fused(self, x, initial_state, mask):
+    def _fused(self, x, initial_state, mask, training):
         from custom_layers import fused  # TensorFlow-only module
 
         cell = self.cell
@@ -155,4 +155,5 @@ class LSTM(FusedRNN):
             mask=mask,
             zero_output_for_mask=self.zero_output_for_mask,
             jit_compile=self.jit_compile,
+            training=training,
         )

@@ -116,7 +116,8 @@ class SimpleRNN(FusedRNN):
             and not (training and cell.recurrent_dropout > 0)
         )
 
-    def _fused(self, x, initial_state, mask):
+    def _fused(self, x, initial_state, mask, training):
+        del training  # the forward pass records only h, which is the output anyway
         from custom_layers import fused  # TensorFlow-only module
 
         cell = self.cell

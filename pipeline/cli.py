@@ -33,7 +33,7 @@ class _Group(click.Group):
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            click.echo("interrupted; progress is saved, run the same command again to resume", err=True)
             ctx.exit(130)
         except click.UsageError as e:
             # click's default shows the whole usage block; one line naming the problem reads better in logs.
@@ -88,9 +88,9 @@ def _import_tensorflow_quietly() -> None:
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
+            # Import only: running an op here would initialise the runtime before a MultiWorkerMirroredStrategy
+            # can configure it.
             import tensorflow  # noqa: F401
-
-            tensorflow.constant(0)  # the CPU-feature banner comes with the first op
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -176,9 +176,10 @@ def run(config: Config, run_dir) -> Path:
         ]
     with artifacts.staged_path(target) as tmp:
         tf.saved_model.save(module, str(tmp), signatures=signatures)
-        (tmp / "assets.extra").mkdir()
-        records = [serving_protos.prediction_log(config.export.name, name, inputs) for name, inputs in warmup]
-        serving_protos.write_warmup_file(tmp / "assets.extra" / "tf_serving_warmup_requests", records)
+        if config.export.warmup_requests:
+            (tmp / "assets.extra").mkdir()
+            records = [serving_protos.prediction_log(config.export.name, name, inputs) for name, inputs in warmup]
+            serving_protos.write_warmup_file(tmp / "assets.extra" / "tf_serving_warmup_requests", records)
     logger.info("exported %s", target)
     return target
 

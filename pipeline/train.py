@@ -92,15 +92,15 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
         _write_state(rd, "interrupted", best, time.monotonic() - start, epochs=len(_history_rows(rd)))
         raise
     seconds = time.monotonic() - start
-    epochs = len(history.epoch)
-    status = stopper.reason or ("early_stopped" if epochs < config.train.epochs - _initial_epoch(model) else "completed")
+    epochs = _initial_epoch(model) + len(history.epoch)  # this run's epochs plus those restored from a backup
+    status = stopper.reason or ("completed" if epochs >= config.train.epochs else "early_stopped")
     if status == "diverged":
         logger.warning("training diverged (loss %s); %s keeps the last good weights", stopper.bad_loss, rd.best_model)
     if not rd.best_model.exists():
         raise RunDirError(f"training produced no checkpoint (status {status}); see {rd.history}")
     if is_chief:
         plots.training_curves(_history_rows(rd), rd.curves)
-    return _write_state(rd, status, best, seconds, epochs=len(_history_rows(rd)))
+    return _write_state(rd, status, best, seconds, epochs=epochs)
 
 
 def _fit(model, train_ds, val_ds, config: Config, callbacks):

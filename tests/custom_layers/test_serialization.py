@@ -11,22 +11,11 @@ import pytest
 
 import custom_layers
 from tests.custom_layers.helpers import randomize
+from tests.isolation import BLOCK_OUR_CODE
 
-# Runs in a fresh interpreter where importing our packages (and keras) fails, as in TF Serving.
-LOAD_WITHOUT_OUR_CODE = textwrap.dedent(
+LOAD_WITHOUT_OUR_CODE = BLOCK_OUR_CODE + textwrap.dedent(
     """
     import json, sys
-
-    # None in sys.modules makes `import` fail while importlib.util.find_spec (used by TensorFlow) sees "absent".
-    for name in ("custom_layers", "pipeline", "keras"):
-        sys.modules[name] = None
-    for name in ("custom_layers", "pipeline", "keras"):
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-        else:
-            raise SystemExit(f"{name} is importable: the block does not work")
 
     import numpy as np
     import tensorflow as tf

@@ -12,20 +12,11 @@ import tensorflow as tf
 from pipeline import export, serving_protos
 from pipeline.config import replace
 from pipeline.errors import RunDirError
+from tests.isolation import BLOCK_OUR_CODE
 
-# A fresh interpreter in which our packages and keras cannot be imported, as inside TF Serving.
-WITHOUT_OUR_CODE = textwrap.dedent(
+WITHOUT_OUR_CODE = BLOCK_OUR_CODE + textwrap.dedent(
     """
     import json, sys
-    for name in ("custom_layers", "pipeline", "keras"):
-        sys.modules[name] = None  # import fails; importlib.util.find_spec (used by TensorFlow) says "absent"
-    for name in ("custom_layers", "pipeline", "keras"):
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-        else:
-            raise SystemExit(f"{name} is importable: the block does not work")
     import tensorflow as tf
 
     loaded = tf.saved_model.load(sys.argv[1])

@@ -54,9 +54,16 @@ def test_time_budget_stops_mid_epoch(tmp_path):
     assert (run_dir / "checkpoints" / "best.keras").exists()
 
 
+def _command(stage, config, run_dir):
+    return [str(Path(sys.executable).with_name("rnnpipe")), stage, str(config), "--run-dir", str(run_dir)]
+
+
 def _train_command(config, run_dir):
-    rnnpipe = Path(sys.executable).with_name("rnnpipe")
-    return [str(rnnpipe), "train", str(config), "--run-dir", str(run_dir)]
+    return _command("train", config, run_dir)
+
+
+def _tokenize(config, run_dir):
+    subprocess.run(_command("tokenize", config, run_dir), check=True, capture_output=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -67,8 +74,7 @@ def test_sigkill_mid_training_then_same_command_resumes(tmp_path):
     reference = tmp_path / "reference"
     interrupted = tmp_path / "interrupted"
     for run_dir in (reference, interrupted):
-        subprocess.run([str(Path(sys.executable).with_name("rnnpipe")), "tokenize", str(config), "--run-dir",
-                        str(run_dir)], check=True, capture_output=True, timeout=300)  # fmt: skip
+        _tokenize(config, run_dir)
     subprocess.run(_train_command(config, reference), check=True, capture_output=True, timeout=600)
 
     process = subprocess.Popen(_train_command(config, interrupted), stdout=subprocess.DEVNULL,
@@ -102,8 +108,7 @@ def test_sigint_stops_cleanly_after_saving(tmp_path):
     config = write_config(tmp_path / "chars.toml", "next_char", data,
                           train={"epochs": 50, "batch_size": 8, "backup_every_steps": 5})  # fmt: skip
     run_dir = tmp_path / "run"
-    subprocess.run([str(Path(sys.executable).with_name("rnnpipe")), "tokenize", str(config), "--run-dir",
-                    str(run_dir)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    _tokenize(config, run_dir)
     process = subprocess.Popen(_train_command(config, run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)  # fmt: skip
     deadline = time.monotonic() + 300
