@@ -93,6 +93,9 @@ class ModelConfig:
     output_dropout: float = 0.0
     peephole: bool = False
     layer_norm: bool = False
+    # sentiment: how the last layer's outputs become one vector: its final state ("last"), or the maximum / mean
+    # over the (unpadded) timesteps
+    pooling: str = "last"
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ _CHOICES = {
     "data.encoding_errors": ("strict", "replace", "ignore"),
     "tokenize.standardize": ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none"),
     "model.cell": ("lstm", "simple_rnn"),
+    "model.pooling": ("last", "max", "mean"),
     "train.strategy": ("default", "mirrored", "multi_worker_mirrored", "tpu"),
     "evaluate.split": ("test", "validation", "train"),
 }
@@ -319,6 +323,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"data.format: next_char reads plain text, not {config.data.format!r}")
     if config.model.peephole and config.model.cell != "lstm":
         raise ConfigError("model.peephole: peephole connections exist only for cell = 'lstm'")
+    if config.model.pooling != "last" and config.task != "sentiment":
+        raise ConfigError("model.pooling: only sentiment models pool over time; next_char predicts every step")
     if config.model.layer_norm and config.model.cell != "lstm":
         raise ConfigError("model.layer_norm: layer normalization exists only for cell = 'lstm'")
     if not config.export.name or "/" in config.export.name or config.export.name in (".", ".."):

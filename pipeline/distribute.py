@@ -54,3 +54,4 @@ def worker_scratch(path: Path) -> Path:
     """Where a non-chief worker writes what the chief writes to `path` (every worker must save, only one keeps)."""
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
     return path.parent / f".{path.name}.worker{task.get('index', 0)}"
+

@@ -88,20 +88,42 @@ class NextCharServing(tf.Module):
         return tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, tf.cast(step, tf.int64)]),
                                                dtype=tf.int32)[:, 0]  # fmt: skip
 
+    def _step(self, ids, states, first_layer_table):
+        """One character through the recurrent stack: (new last-layer output, new states).
+
+        For the first layer, embedding -> x W + b is a lookup in a precomputed (vocab, gates) table; per character
+        that leaves one small matmul per layer and the gate arithmetic, which is what makes the in-graph loop cheap.
+        Cells with options (peephole, layer norm, other activations) are called as they are."""
+        new_states = []
+        x = None
+        for index, (cell, state) in enumerate(zip(self.cells, states)):
+            if not _plain(cell):
+                x, state = cell(self.embedding(ids) if x is None else x, state)
+                new_states.append(state)
+                continue
+            z = tf.gather(first_layer_table, ids) if index == 0 else _project(x, cell)
+            z = z + tf.matmul(state[0], cell.recurrent_kernel)
+            if isinstance(cell, custom_layers.LSTMCell):
+                i, f, g, o = tf.split(z, 4, axis=1)
+                c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(g)
+                x = tf.sigmoid(o) * tf.tanh(c)
+                new_states.append([x, c])
+            else:
+                x = tf.tanh(z)
+                new_states.append([x])
+        return x, new_states
+
     def _generate(self, prompt, length, temperature, seed=None):
         tf.debugging.assert_non_negative(length, message="length must be >= 0")
         tf.debugging.assert_positive(temperature, message="temperature must be > 0")
         logits, states = self._read_prompt(prompt)
         batch = tf.shape(prompt)[0]
+        table = _project(self.embedding.embeddings, self.cells[0])
 
         def step(t, logits, states, out):
             ids = self._sample(logits, temperature, seed, t)
-            x = self.embedding(ids)
-            new_states = []
-            for cell, state in zip(self.cells, states):
-                x, state = cell(x, state)
-                new_states.append(state)
-            return t + 1, self.head(x), new_states, out.write(t, ids)
+            x, states = self._step(ids, states, table)
+            return t + 1, self.head(x), states, out.write(t, ids)
 
         _, _, _, out = tf.while_loop(
             lambda t, *_: t < length,
@@ -132,6 +154,20 @@ class NextCharServing(tf.Module):
     def next_char_probabilities(self, text):
         logits, _ = self._read_prompt(text)
         return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+
+
+def _plain(cell) -> bool:
+    """A cell whose step is exactly tanh/sigmoid gates on x W + h U + b (what `_step` computes inline)."""
+    plain_activations = cell.activation is keras.activations.tanh and (
+        not isinstance(cell, custom_layers.LSTMCell)
+        or (cell.recurrent_activation is keras.activations.sigmoid and not cell.peephole and not cell.layer_norm)
+    )
+    return plain_activations
+
+
+def _project(x, cell):
+    z = tf.matmul(x, cell.kernel)
+    return z if cell.bias is None else z + cell.bias
 
 
 def _with_state(layer):

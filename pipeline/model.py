@@ -11,6 +11,38 @@ import keras
 import custom_layers
 from pipeline.config import ModelConfig
 
+@keras.saving.register_keras_serializable(package="rnnpipe")
+class MaskedGlobalPooling1D(keras.layers.Layer):
+    """Maximum or mean over the timesteps the mask keeps, and 0 for an all-padding sequence (Keras' global pooling
+    layers ignore the mask for max and divide by zero for the mean of an empty text)."""
+
+    def __init__(self, mode: str = "max", **kwargs):
+        if mode not in ("max", "mean"):
+            raise ValueError(f"mode must be 'max' or 'mean', got mode={mode!r}")
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        ops = keras.ops
+        keep = ops.ones_like(x[..., :1], dtype="bool") if mask is None else ops.expand_dims(mask, -1)
+        count = ops.sum(ops.cast(keep, x.dtype), axis=1)
+        if self.mode == "max":
+            pooled = ops.max(ops.where(keep, x, ops.full_like(x, -1e9)), axis=1)
+        else:
+            pooled = ops.sum(ops.where(keep, x, ops.zeros_like(x)), axis=1) / ops.maximum(count, 1.0)
+        return ops.where(count > 0, pooled, ops.zeros_like(pooled))
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
 RNN_LAYERS = {"lstm": custom_layers.LSTM, "simple_rnn": custom_layers.SimpleRNN}
 
 
@@ -36,11 +68,12 @@ def build_model(
     else:
         tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=not sequence_out, name="embedding")(tokens)
+    pooled = not sequence_out and config.pooling != "last"
     for i in range(config.layers):
         last = i == config.layers - 1
         layer = rnn_layer(
             config,
-            return_sequences=sequence_out or not last,
+            return_sequences=sequence_out or pooled or not last,
             seed=seed + i,
             name=f"rnn_{i}",
             jit_compile=jit_compile,
@@ -49,6 +82,8 @@ def build_model(
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"rnn_{i}")
         x = layer(x)
+    if pooled:
+        x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
     x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
     logits = keras.layers.Dense(vocab_size if sequence_out else num_classes, name="head")(x)
     return keras.Model(tokens, logits, name=task)

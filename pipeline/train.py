@@ -74,10 +74,9 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
     is_chief = distribute.is_chief(strategy)
     stopper = _Stopper(config.train.max_seconds)
     best = _BestCheckpoint(rd, enabled=is_chief)
-    backup = keras.callbacks.BackupAndRestore(
+    backup = _AtomicBackup(
         str(rd.backup if is_chief else distribute.worker_scratch(rd.backup)),
         save_freq=config.train.backup_every_steps or "epoch",
-        double_checkpoint=True,
     )
     callbacks = [backup, stopper, best, keras.callbacks.EarlyStopping(patience=config.train.patience)]
     if is_chief:
@@ -86,7 +85,8 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
 
     start = time.monotonic()
     try:
-        history = _fit(model, train_ds, val_ds, config, callbacks)
+        with strategy.scope():
+            history = _fit(model, train_ds, val_ds, config, callbacks)
     except KeyboardInterrupt:
         backup._save_model()  # the public API saves only on its schedule; keep the latest weights
         _write_state(rd, "interrupted", best, time.monotonic() - start, epochs=len(_history_rows(rd)))
@@ -136,6 +136,20 @@ def _datasets(config: Config, rd: RunDir, vocab: Vocabulary):
 
 def _initial_epoch(model) -> int:
     return getattr(model, "_initial_epoch", None) or 0
+
+
+class _AtomicBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, with its two files written to temporary names and renamed.
+
+    Keras writes the weights file in place, so a SIGKILL during a save leaves an unreadable backup and the resumed
+    run fails; here a kill leaves either the previous backup or the new one.
+    """
+
+    def _save_model(self):
+        with artifacts.staged_path(self._weights_path) as tmp:
+            self.model.save_weights(tmp)
+        artifacts.write_json(self._training_metadata_path,
+                             {"epoch": self._current_epoch, "batch": self._last_batch_seen})  # fmt: skip
 
 
 class _Stopper(keras.callbacks.Callback):
