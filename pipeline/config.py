@@ -119,6 +119,8 @@ class TrainConfig:
     bucketing: bool = True
     strategy: str = "default"
     backup_every_steps: int = 200
+    # what picks the best checkpoint and drives early stopping: "val_loss" or "val_accuracy"
+    monitor: str = "val_loss"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ _CHOICES = {
     "tokenize.standardize": ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none"),
     "model.cell": ("lstm", "simple_rnn"),
     "model.pooling": ("last", "max", "mean"),
+    "train.monitor": ("val_loss", "val_accuracy"),
     "train.strategy": ("default", "mirrored", "multi_worker_mirrored", "tpu"),
     "evaluate.split": ("test", "validation", "train"),
 }

@@ -40,7 +40,8 @@ FINISHED = ("completed", "early_stopped", "time_budget")
 class TrainResult:
     status: str
     epochs: int
-    best_val_loss: float
+    monitor: str  # what chose the best checkpoint: "val_loss" (lower is better) or "val_accuracy" (higher)
+    best: float  # its value at the best epoch
     seconds: float
     best_model: str
     skipped: bool = False
@@ -48,8 +49,8 @@ class TrainResult:
     def summary(self) -> str:
         if self.skipped:
             return f"train: already done ({self.status}); kept {self.best_model} (use --overwrite to retrain)"
-        return (f"train: {self.status} after {self.epochs} epoch(s) in {self.seconds:.0f} s; best val_loss "
-                f"{self.best_val_loss:.4f} -> {self.best_model}")  # fmt: skip
+        return (f"train: {self.status} after {self.epochs} epoch(s) in {self.seconds:.0f} s; best {self.monitor} "
+                f"{self.best:.4f} -> {self.best_model}")  # fmt: skip
 
 
 def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
@@ -73,12 +74,15 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
         )
     is_chief = distribute.is_chief(strategy)
     stopper = _Stopper(config.train.max_seconds)
-    best = _BestCheckpoint(rd, enabled=is_chief)
+    monitor = config.train.monitor
+    best = _BestCheckpoint(rd, monitor, enabled=is_chief)
     backup = _AtomicBackup(
         str(rd.backup if is_chief else distribute.worker_scratch(rd.backup)),
         save_freq=config.train.backup_every_steps or "epoch",
     )
-    callbacks = [backup, stopper, best, keras.callbacks.EarlyStopping(patience=config.train.patience)]
+    mode = "max" if monitor == "val_accuracy" else "min"
+    early_stopping = keras.callbacks.EarlyStopping(monitor, patience=config.train.patience, mode=mode)
+    callbacks = [backup, stopper, best, early_stopping]
     if is_chief:
         callbacks += [keras.callbacks.CSVLogger(str(rd.history), append=True),
                       keras.callbacks.TensorBoard(str(rd.logs))]  # fmt: skip
@@ -175,32 +179,36 @@ class _Stopper(keras.callbacks.Callback):
 
 
 class _BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model to best.keras (atomically) whenever the validation loss improves and is finite."""
+    """Saves the model to best.keras (atomically) whenever the monitored validation metric improves and is finite."""
 
-    def __init__(self, rd: RunDir, enabled: bool = True):
+    def __init__(self, rd: RunDir, monitor: str, enabled: bool = True):
         super().__init__()
         self.rd = rd
+        self.monitor = monitor
+        self.sign = -1.0 if monitor == "val_accuracy" else 1.0  # compare sign * value, lower is better
         self.enabled = enabled
-        self.best = math.inf
-        self.best_epoch = -1
+        self.best = math.inf * self.sign
         if rd.train_state.exists():  # resuming: do not replace a better checkpoint of the previous attempt
-            self.best = artifacts.read_json(rd.train_state).get("best_val_loss", math.inf)
+            state = artifacts.read_json(rd.train_state)
+            if state.get("monitor") == monitor:
+                self.best = state.get("best", self.best)
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = (logs or {}).get("val_loss")
-        if loss is None or not math.isfinite(loss) or loss >= self.best:
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value) or self.sign * value >= self.sign * self.best:
             return
-        self.best, self.best_epoch = float(loss), epoch
+        self.best = float(value)
         if self.enabled:
             with artifacts.staged_path(self.rd.best_model) as tmp:
                 self.model.save(tmp)
-            logger.info("epoch %d: val_loss %.4f, saved %s", epoch + 1, loss, self.rd.best_model)
-        artifacts.write_json(self.rd.train_state, {"status": "running", "epochs": epoch + 1, "best_val_loss": loss,
-                                                   "seconds": 0.0, "best_model": str(self.rd.best_model)})  # fmt: skip
+            logger.info("epoch %d: %s %.4f, saved %s", epoch + 1, self.monitor, value, self.rd.best_model)
+        artifacts.write_json(self.rd.train_state, {"status": "running", "epochs": epoch + 1, "monitor": self.monitor,
+                                                   "best": self.best, "seconds": 0.0,
+                                                   "best_model": str(self.rd.best_model)})  # fmt: skip
 
 
 def _write_state(rd: RunDir, status: str, best: _BestCheckpoint, seconds: float, epochs: int) -> TrainResult:
-    result = TrainResult(status, epochs, best.best, round(seconds, 1), str(rd.best_model))
+    result = TrainResult(status, epochs, best.monitor, best.best, round(seconds, 1), str(rd.best_model))
     state = {k: v for k, v in result.__dict__.items() if k != "skipped"}
     artifacts.write_json(rd.train_state, state)
     return result

@@ -32,7 +32,7 @@ def test_same_seed_same_vocabulary_and_metrics(tmp_path):
     metrics = [evaluate.run(config, run_dir) for config, run_dir, _ in runs]
     for key in ("accuracy", "macro_f1", "roc_auc"):
         assert metrics[0][key] == pytest.approx(metrics[1][key], abs=1e-6)
-    assert runs[0][2].best_val_loss == pytest.approx(runs[1][2].best_val_loss, abs=1e-6)
+    assert runs[0][2].best == pytest.approx(runs[1][2].best, abs=1e-6)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
@@ -99,7 +99,8 @@ def test_sigkill_mid_training_then_same_command_resumes(tmp_path):
     assert state["status"] == expected["status"] == "completed"
     assert state["epochs"] == expected["epochs"] == 6
     # Same data and seed; the resumed run repeats part of one epoch with a different shuffle, hence a 20% tolerance.
-    assert state["best_val_loss"] == pytest.approx(expected["best_val_loss"], rel=0.2)
+    assert state["monitor"] == "val_loss"
+    assert state["best"] == pytest.approx(expected["best"], rel=0.2)
 
 
 @pytest.mark.slow
