@@ -34,7 +34,11 @@ class _Group(click.Group):
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; progress is saved, run the same command again to resume", err=True)
-            ctx.exit(130)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            # Everything is saved; skip interpreter shutdown, which can wait on tf.data worker threads that the
+            # interrupt left mid-batch.
+            os._exit(130)
         except click.UsageError as e:
             # click's default shows the whole usage block; one line naming the problem reads better in logs.
             command = e.ctx.command_path if e.ctx else "rnnpipe"
