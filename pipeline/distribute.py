@@ -51,7 +51,27 @@ def _has_chief() -> bool:
 
 
 def worker_scratch(path: Path) -> Path:
-    """Where a non-chief worker writes what the chief writes to `path` (every worker must save, only one keeps)."""
+    """Where a non-chief worker writes what the chief writes to `path`: every worker must run the same saves (they
+    can involve collective ops), only the chief's are kept."""
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return path.parent / f".{path.name}.worker{task.get('index', 0)}"
+    return path.parent / f".worker{task.get('index', 0)}" / path.name
 
+
+def adapt_keras_fit(model, dataset: tf.data.Dataset, strategy: tf.distribute.Strategy) -> None:
+    """Works around two failures of Keras 3.15's `fit` under MultiWorkerMirroredStrategy (call `fit` under
+    `strategy.scope()` afterwards):
+
+    1. before building, `fit` all-reduces a sample (x, y) batch, which the collective strategy cannot do for a
+       nested structure: the model, loss, metrics and optimizer are built here from an undistributed sample, and
+       `fit` then takes the strategy from the scope instead of the model, which skips that step;
+    2. the per-step logs are all-reduced with `axis=0`, which fails for scalars: the steps return them as [1].
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    x, y = next(iter(dataset))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y))
+    model._distribute_strategy = None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})

@@ -73,20 +73,21 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
     is_chief = distribute.is_chief(strategy)
-    stopper = _Stopper(config.train.max_seconds)
+
+    def place(path):
+        return path if is_chief else distribute.worker_scratch(path)
+
     monitor = config.train.monitor
-    best = _BestCheckpoint(rd, monitor, enabled=is_chief)
-    backup = _AtomicBackup(
-        str(rd.backup if is_chief else distribute.worker_scratch(rd.backup)),
-        save_freq=config.train.backup_every_steps or "epoch",
-    )
+    stopper = _Stopper(config.train.max_seconds)
+    best = _BestCheckpoint(rd, monitor, path=place(rd.best_model), record_state=is_chief)
+    backup = _AtomicBackup(str(place(rd.backup)), save_freq=config.train.backup_every_steps or "epoch")
     mode = "max" if monitor == "val_accuracy" else "min"
     early_stopping = keras.callbacks.EarlyStopping(monitor, patience=config.train.patience, mode=mode)
-    callbacks = [backup, stopper, best, early_stopping]
-    if is_chief:
-        callbacks += [keras.callbacks.CSVLogger(str(rd.history), append=True),
-                      keras.callbacks.TensorBoard(str(rd.logs))]  # fmt: skip
+    place(rd.history).parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [backup, stopper, best, early_stopping, keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
+                 keras.callbacks.TensorBoard(str(place(rd.logs)))]  # fmt: skip
 
+    distribute.adapt_keras_fit(model, train_ds, strategy)
     start = time.monotonic()
     try:
         with strategy.scope():
@@ -181,12 +182,13 @@ class _Stopper(keras.callbacks.Callback):
 class _BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to best.keras (atomically) whenever the monitored validation metric improves and is finite."""
 
-    def __init__(self, rd: RunDir, monitor: str, enabled: bool = True):
+    def __init__(self, rd: RunDir, monitor: str, path, record_state: bool = True):
         super().__init__()
         self.rd = rd
         self.monitor = monitor
         self.sign = -1.0 if monitor == "val_accuracy" else 1.0  # compare sign * value, lower is better
-        self.enabled = enabled
+        self.path = path
+        self.record_state = record_state
         self.best = math.inf * self.sign
         if rd.train_state.exists():  # resuming: do not replace a better checkpoint of the previous attempt
             state = artifacts.read_json(rd.train_state)
@@ -198,13 +200,13 @@ class _BestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(value) or self.sign * value >= self.sign * self.best:
             return
         self.best = float(value)
-        if self.enabled:
-            with artifacts.staged_path(self.rd.best_model) as tmp:
-                self.model.save(tmp)
-            logger.info("epoch %d: %s %.4f, saved %s", epoch + 1, self.monitor, value, self.rd.best_model)
-        artifacts.write_json(self.rd.train_state, {"status": "running", "epochs": epoch + 1, "monitor": self.monitor,
-                                                   "best": self.best, "seconds": 0.0,
-                                                   "best_model": str(self.rd.best_model)})  # fmt: skip
+        with artifacts.staged_path(self.path) as tmp:
+            self.model.save(tmp)
+        logger.info("epoch %d: %s %.4f, saved %s", epoch + 1, self.monitor, value, self.path)
+        if self.record_state:
+            artifacts.write_json(self.rd.train_state, {"status": "running", "epochs": epoch + 1,
+                                                       "monitor": self.monitor, "best": self.best, "seconds": 0.0,
+                                                       "best_model": str(self.rd.best_model)})  # fmt: skip
 
 
 def _write_state(rd: RunDir, status: str, best: _BestCheckpoint, seconds: float, epochs: int) -> TrainResult:

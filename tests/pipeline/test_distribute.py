@@ -25,12 +25,6 @@ def free_ports(n):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Keras 3.15 model.fit under MultiWorkerMirroredStrategy fails before the first step: it all-reduces a "
-    "nested (x, y) sample batch (TF: 'Attempt to convert a value (PerReplica...)'), and past that reduces scalar "
-    "logs with axis=0. Strict: this starts failing, i.e. passing, once Keras fixes it.",
-)
 def test_multi_worker_mirrored_two_local_workers(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     config = write_config(tmp_path / "mw.toml", "sentiment", data,
