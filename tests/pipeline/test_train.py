@@ -107,7 +107,7 @@ def test_sigkill_mid_training_then_same_command_resumes(tmp_path):
 def test_sigint_stops_cleanly_after_saving(tmp_path):
     data = {"train": str(plain_text(tmp_path / "corpus.txt", chars=40_000)), "test_fraction": 0.1}
     config = write_config(tmp_path / "chars.toml", "next_char", data,
-                          train={"epochs": 50, "batch_size": 8, "backup_every_steps": 5})  # fmt: skip
+                          train={"epochs": 500, "patience": 500, "batch_size": 8, "backup_every_steps": 5})  # fmt: skip
     run_dir = tmp_path / "run"
     _tokenize(config, run_dir)
     process = subprocess.Popen(_train_command(config, run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
