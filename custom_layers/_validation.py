@@ -1,8 +1,8 @@
-"""Constructor-argument checks shared by the cells: fail early, name the bad value."""
+"""Constructor arguments shared by the cells: checks that name the bad value, and the nine weight arguments."""
 
 import numbers
 
-from keras import activations
+from keras import activations, constraints, initializers, regularizers
 
 
 def check_units(units):
@@ -24,3 +24,27 @@ def get_activation(name, identifier):
         return activations.get(identifier)
     except (ValueError, TypeError) as error:
         raise ValueError(f"Unknown `{name}`: {name}={identifier!r}.") from error
+
+
+# The initializer / regularizer / constraint arguments every cell takes, with the module that resolves and
+# serializes each.
+WEIGHT_ARGUMENTS = {
+    "kernel_initializer": initializers,
+    "recurrent_initializer": initializers,
+    "bias_initializer": initializers,
+    "kernel_regularizer": regularizers,
+    "recurrent_regularizer": regularizers,
+    "bias_regularizer": regularizers,
+    "kernel_constraint": constraints,
+    "recurrent_constraint": constraints,
+    "bias_constraint": constraints,
+}
+
+
+def set_weight_arguments(cell, **arguments) -> None:
+    for name, value in arguments.items():
+        setattr(cell, name, WEIGHT_ARGUMENTS[name].get(value))
+
+
+def weight_arguments_config(cell) -> dict:
+    return {name: module.serialize(getattr(cell, name)) for name, module in WEIGHT_ARGUMENTS.items()}
