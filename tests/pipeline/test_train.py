@@ -110,8 +110,10 @@ def test_sigint_stops_cleanly_after_saving(tmp_path):
                           train={"epochs": 500, "patience": 500, "batch_size": 8, "backup_every_steps": 5})  # fmt: skip
     run_dir = tmp_path / "run"
     _tokenize(config, run_dir)
+    # A shell that starts jobs in the background makes them ignore SIGINT; give the child the default disposition,
+    # as in an interactive terminal.
     process = subprocess.Popen(_train_command(config, run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     history = run_dir / "history.csv"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (history.exists() and history.read_text().count("\n") >= 2):
