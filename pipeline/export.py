@@ -42,6 +42,7 @@ class SentimentServing(tf.Module):
     def __init__(self, model: keras.Model, vocab: Vocabulary, labels: tuple[str, ...]):
         super().__init__()
         self.model = model
+        self.model_variables = _tracked(model)
         self.vocab = vocab
         self.table = lookup_table(vocab)
         self.class_names = tf.Variable(list(labels), trainable=False, name="class_names")
@@ -57,6 +58,7 @@ class SentimentServing(tf.Module):
 class NextCharServing(tf.Module):
     def __init__(self, model: keras.Model, vocab: Vocabulary, num_layers: int):
         super().__init__()
+        self.model_variables = _tracked(model)
         self.vocab = vocab
         self.table = lookup_table(vocab)
         self.embedding = model.get_layer("embedding")
@@ -154,6 +156,12 @@ class NextCharServing(tf.Module):
     def next_char_probabilities(self, text):
         logits, _ = self._read_prompt(text)
         return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+
+
+def _tracked(model: keras.Model) -> list:
+    """All of the model's variables, for tf.saved_model.save: Keras 3 layers do not expose every one (e.g. the
+    dropout seed-generator state that recurrent layers read even in inference) as a trackable attribute."""
+    return list(model.variables)
 
 
 def _plain(cell) -> bool:

@@ -114,3 +114,18 @@ def test_warmup_records_parse(sentiment_run):
     official = prediction_log_pb2.PredictionLog.FromString(records[0])
     assert official.predict_log.request.model_spec.name == "model"
     assert official.SerializeToString() == records[0]
+
+
+def test_export_of_a_model_with_dropout_bidirectional_and_pooling(tmp_path):
+    """Recurrent dropout layers read their seed-generator state even in inference; the export must carry it."""
+    from pipeline import tokenize, train
+    from pipeline.config import load_config
+    from tests.pipeline.helpers import sentiment_csv, write_config
+
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    model = {"dropout": 0.3, "bidirectional": True, "pooling": "max", "output_dropout": 0.3}
+    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data, model=model, train={"epochs": 1}), [])
+    tokenize.run(config, tmp_path / "run")
+    train.run(config, tmp_path / "run")
+    out = run_without_our_code(export.run(config, tmp_path / "run"), ["superb film"])
+    assert np.array(out["probabilities"]).shape == (5, 2)
