@@ -121,6 +121,10 @@ class TrainConfig:
     backup_every_steps: int = 200
     # what picks the best checkpoint and drives early stopping: "val_loss" or "val_accuracy"
     monitor: str = "val_loss"
+    # > 0: adversarial / virtual adversarial training, embeddings perturbed by this L2 norm per example
+    # (pipeline/adversarial.py)
+    adversarial_epsilon: float = 0.0
+    virtual_adversarial_epsilon: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
     if flat["train.learning_rate"] <= 0:
         raise ConfigError(f"train.learning_rate: must be > 0, got {flat['train.learning_rate']}")
-    for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.steps_per_epoch", "export.version"):
+    for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.steps_per_epoch",
+                "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout"):

@@ -24,6 +24,7 @@ import keras
 
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from pipeline import artifacts, distribute, inputs, plots
+from pipeline.adversarial import AdversarialModel
 from pipeline.config import Config
 from pipeline.data import load_splits
 from pipeline.errors import RunDirError
@@ -67,6 +68,10 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
     train_ds, val_ds, labels = _datasets(config, rd, vocab)
     with strategy.scope():
         model = build_model(config.model, config.task, vocab.size, len(labels), seed=config.seed)
+        if config.train.adversarial_epsilon or config.train.virtual_adversarial_epsilon:
+            model = AdversarialModel(model.inputs, model.outputs, name=model.name,
+                                     epsilon=config.train.adversarial_epsilon,
+                                     virtual_epsilon=config.train.virtual_adversarial_epsilon)  # fmt: skip
         model.compile(
             optimizer=keras.optimizers.Adam(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
