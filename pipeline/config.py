@@ -96,6 +96,9 @@ class ModelConfig:
     # sentiment: how the last layer's outputs become one vector: its final state ("last"), or the maximum / mean
     # over the (unpadded) timesteps
     pooling: str = "last"
+    # sentiment: > 1 trains that many copies of the model independently (training seeds seed, seed+1, ...) and
+    # predicts with the mean of their class probabilities
+    ensemble: int = 1
 
 
 @dataclass(frozen=True)
@@ -296,8 +299,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}; got {flat[key]!r}")
     positive = [
         "tokenize.max_tokens", "tokenize.sequence_length", "tokenize.min_char_count", "model.embedding_dim",
-        "model.units", "model.layers", "train.batch_size", "train.epochs", "train.sequence_length",
-        "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
+        "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
+        "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
     ]
     for key in positive:
         if flat[key] <= 0:
@@ -333,6 +336,9 @@ def _validate(config: Config) -> None:
         raise ConfigError("model.peephole: peephole connections exist only for cell = 'lstm'")
     if config.model.pooling != "last" and config.task != "sentiment":
         raise ConfigError("model.pooling: only sentiment models pool over time; next_char predicts every step")
+    if config.model.ensemble > 1 and config.task != "sentiment":
+        raise ConfigError(f"model.ensemble: only sentiment models are ensembled; set it to 1 for task "
+                          f"{config.task!r} (got {config.model.ensemble})")  # fmt: skip
     if config.model.layer_norm and config.model.cell != "lstm":
         raise ConfigError("model.layer_norm: layer normalization exists only for cell = 'lstm'")
     if not config.export.name or "/" in config.export.name or config.export.name in (".", ".."):

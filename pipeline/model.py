@@ -2,9 +2,16 @@
 
 Layer names are part of the contract with export (which steps the cells one character at a time for generation):
 "embedding", "rnn_0" ... "rnn_{n-1}", "output_dropout", "head". Both tasks output logits.
+
+A sentiment ensemble (`model.ensemble` = K > 1) is one model holding K such networks as sub-models "member_0" ...
+"member_{K-1}", joined by `EnsembleAverage`: its output is log(mean_k softmax(logits_k)), so softmax of it is the
+members' mean class probability and everything downstream (evaluation, export, serving) treats it as logits.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import keras
 
@@ -43,6 +50,27 @@ class MaskedGlobalPooling1D(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="rnnpipe")
+class EnsembleAverage(keras.layers.Layer):
+    """Joins the logits of K classifiers into log(1/K * sum_k softmax(logits_k)), computed as
+    logsumexp_k(log_softmax(logits_k)) - log K so that confident members do not overflow.
+
+    The result is a valid logit vector (softmax leaves it unchanged up to rounding): averaging probabilities, not
+    logits, is the usual ensemble rule and keeps each member's calibration.
+
+    Call arguments:
+        logits: a list of K >= 1 tensors of shape [batch, classes].
+    """
+
+    def call(self, logits):
+        ops = keras.ops
+        log_probabilities = ops.stack([ops.log_softmax(x, axis=-1) for x in logits], axis=0)
+        return ops.logsumexp(log_probabilities, axis=0) - math.log(len(logits))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 RNN_LAYERS = {"lstm": custom_layers.LSTM, "simple_rnn": custom_layers.SimpleRNN}
 
 
@@ -54,6 +82,7 @@ def build_model(
     seed: int = 0,
     jit_compile: bool = True,
     stateful_batch: int = 0,
+    name: str = "",
 ) -> keras.Model:
     """sentiment: [batch, time] word ids (0 pads, masked) -> [batch, num_classes] logits.
     next_char: [batch, time] character ids -> [batch, time, vocab_size] logits of the next character.
@@ -61,7 +90,21 @@ def build_model(
     `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
     (which does not compile XLA clusters by default); the weights are the same either way. `stateful_batch > 0`
     builds a stateful copy for that fixed batch size, which carries the recurrent state from one call to the next
-    (evaluation of long texts window by window)."""
+    (evaluation of long texts window by window).
+
+    With `config.ensemble` = K > 1 (sentiment only) the model holds K members built as above with seeds seed,
+    seed + 1, ..., named "member_k", and outputs their `EnsembleAverage`."""
+    if config.ensemble > 1:
+        if task != "sentiment" or stateful_batch:
+            raise ValueError(f"ensemble={config.ensemble} is for sentiment models only (task {task!r})")
+        tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+        single = dataclasses.replace(config, ensemble=1)
+        members = [
+            build_model(single, task, vocab_size, num_classes, seed=seed + k, jit_compile=jit_compile, name=f"member_{k}")
+            for k in range(config.ensemble)
+        ]
+        logits = EnsembleAverage(name="ensemble")([member(tokens) for member in members])
+        return keras.Model(tokens, logits, name=task)
     sequence_out = task == "next_char"
     if stateful_batch:
         tokens = keras.Input(batch_shape=(stateful_batch, None), dtype="int32", name="tokens")
@@ -86,7 +129,7 @@ def build_model(
         x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
     x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
     logits = keras.layers.Dense(vocab_size if sequence_out else num_classes, name="head")(x)
-    return keras.Model(tokens, logits, name=task)
+    return keras.Model(tokens, logits, name=name or task)
 
 
 def rnn_layer(

@@ -9,6 +9,7 @@
       checkpoints/backup/      train: Keras BackupAndRestore state, for resuming an interrupted run
       history.csv, training_curves.png, logs/ (TensorBoard)
       train_state.json         train: how training ended (completed, time budget, early stop, diverged, interrupted)
+      members/<k>/             train, model.ensemble > 1: member k's checkpoints, history, logs and train_state.json
       metrics.json             evaluate (plus confusion_matrix.png for sentiment)
       export/<name>/<version>/ export: SavedModel in the TF Serving layout
 """
@@ -75,6 +76,11 @@ class RunDir:
     @property
     def train_state(self) -> Path:
         return self.path / "train_state.json"
+
+    @property
+    def members(self) -> Path:
+        """An ensemble's members, each trained in members/<k>/ laid out like a run directory of its own."""
+        return self.path / "members"
 
     @property
     def metrics(self) -> Path:

@@ -9,18 +9,24 @@ improving for `patience` epochs), "time_budget" (`max_seconds` reached: the curr
 checkpointed), "diverged" (NaN/inf loss: training stops, best.keras keeps the last good weights) or
 "interrupted" (Ctrl-C: the backup is saved first; the same command resumes). After SIGKILL the same command
 resumes from the backup too, at the start of the epoch it was in, and still trains `epochs` epochs in total.
+
+An ensemble (`model.ensemble` = K > 1) trains K models exactly as above, one after the other, in members/<k>/ with
+training seeds seed, seed + 1, ... (the data split stays the config's), each with max_seconds / K of the budget;
+then best.keras becomes one model joining their best checkpoints (pipeline.model.EnsembleAverage), and
+train_state.json records each member and the joined model's validation score.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass
 
 import keras
+import numpy as np
 
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from pipeline import artifacts, distribute, inputs, plots
@@ -37,53 +43,83 @@ logger = logging.getLogger(__name__)
 FINISHED = ("completed", "early_stopped", "time_budget")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TrainResult:
     status: str
     epochs: int
     monitor: str  # what chose the best checkpoint: "val_loss" (lower is better) or "val_accuracy" (higher)
-    best: float  # its value at the best epoch
+    best: float  # its value at the best epoch (an ensemble: the joined model's value on the validation split)
     seconds: float
     best_model: str
     skipped: bool = False
+    members: tuple = ()  # an ensemble: one {"status", "epochs", "best", "seconds"} per member
 
     def summary(self) -> str:
         if self.skipped:
             return f"train: already done ({self.status}); kept {self.best_model} (use --overwrite to retrain)"
+        if self.members:
+            values = ", ".join(f"{m['best']:.4f}" for m in self.members)
+            return (f"train: ensemble of {len(self.members)} ({self.status}, {self.epochs} epochs in all) in "
+                    f"{self.seconds:.0f} s; {self.monitor} of the members {values}, of the ensemble "
+                    f"{self.best:.4f} -> {self.best_model}")  # fmt: skip
         return (f"train: {self.status} after {self.epochs} epoch(s) in {self.seconds:.0f} s; best {self.monitor} "
                 f"{self.best:.4f} -> {self.best_model}")  # fmt: skip
 
 
 def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
+    """Train the model of `config` into `run_dir`; an ensemble trains its members one after the other in
+    <run_dir>/members/<k>/ (each with its own checkpoints, history and state, so an interrupted ensemble resumes
+    at the member it was in) and then joins them into checkpoints/best.keras."""
     strategy = distribute.make_strategy(config.train.strategy)  # multi-worker needs it before other TF work
     rd = as_run_dir(run_dir, config)
     vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
+    labels = tuple(artifacts.read_json(rd.require(rd.labels, "tokenize"))) if config.task == "sentiment" else ()
     previous = artifacts.read_json(rd.train_state) if rd.train_state.exists() else {}
     if previous.get("status") in FINISHED and rd.best_model.exists() and not overwrite:
         return TrainResult(**{**previous, "skipped": True})
     if overwrite:
         _clear_training_outputs(rd)
+    splits = load_splits(config)
+    if config.model.ensemble == 1:
+        return _train_one(config, rd, strategy, vocab, labels, splits, config.seed, config.train.max_seconds)
 
-    keras.utils.set_random_seed(config.seed)
-    train_ds, val_ds, labels = _datasets(config, rd, vocab)
+    start = time.monotonic()
+    members = []
+    for k in range(config.model.ensemble):
+        member_rd = RunDir(rd.members / str(k))
+        if overwrite:
+            _clear_training_outputs(member_rd)
+        state = artifacts.read_json(member_rd.train_state) if member_rd.train_state.exists() else {}
+        if state.get("status") in FINISHED and member_rd.best_model.exists():
+            result = TrainResult(**state)
+            logger.info("ensemble member %d: already trained (%s), kept", k, result.status)
+        else:
+            logger.info("ensemble member %d of %d: training seed %d", k + 1, config.model.ensemble, config.seed + k)
+            # The time budget is shared equally, so the whole stage stays within train.max_seconds.
+            result = _train_one(config, member_rd, strategy, vocab, labels, splits, config.seed + k,
+                                config.train.max_seconds / config.model.ensemble)  # fmt: skip
+        members.append(result)
+    return _join_ensemble(config, rd, strategy, vocab, labels, splits, members, time.monotonic() - start)
+
+
+def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, seed: int, max_seconds: float):
+    """One model, trained with `seed` (initial weights, dropout, shuffling; the data split is the config's)."""
+    keras.utils.set_random_seed(seed)
+    train_ds, val_ds = _datasets(config, splits, vocab, labels, seed)
     with strategy.scope():
-        model = build_model(config.model, config.task, vocab.size, len(labels), seed=config.seed)
+        model = build_model(dataclasses.replace(config.model, ensemble=1), config.task, vocab.size, len(labels), seed=seed)
         if config.train.adversarial_epsilon or config.train.virtual_adversarial_epsilon:
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
                                      virtual_epsilon=config.train.virtual_adversarial_epsilon)  # fmt: skip
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
+        _compile(model, config)
     is_chief = distribute.is_chief(strategy)
 
     def place(path):
         return path if is_chief else distribute.worker_scratch(path)
 
     monitor = config.train.monitor
-    stopper = _Stopper(config.train.max_seconds)
+    stopper = _Stopper(max_seconds)
     best = _BestCheckpoint(rd, monitor, path=place(rd.best_model), record_state=is_chief)
     backup = _AtomicBackup(str(place(rd.backup)), save_freq=config.train.backup_every_steps or "epoch")
     mode = "max" if monitor == "val_accuracy" else "min"
@@ -113,6 +149,69 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
     return _write_state(rd, status, best, seconds, epochs=epochs)
 
 
+def _join_ensemble(config: Config, rd: RunDir, strategy, vocab, labels, splits, members, seconds) -> TrainResult:
+    """The members' best checkpoints as one model (pipeline.model.EnsembleAverage), saved to best.keras and scored
+    on the validation split with the metric that chose each member's checkpoint."""
+    with strategy.scope():
+        model = build_model(config.model, config.task, vocab.size, len(labels), seed=config.seed)
+        for k, member in enumerate(members):
+            trained = keras.saving.load_model(member.best_model)
+            model.get_layer(f"member_{k}").set_weights(trained.get_weights())
+    # Not compiled: it is never trained, and a saved optimizer without state only draws warnings on loading.
+    _, val_ds = _datasets(config, splits, vocab, labels, config.seed)
+    curve = _ensemble_curve([model.get_layer(f"member_{k}") for k in range(len(members))], val_ds)
+    value = curve[-1]["val_accuracy" if config.train.monitor == "val_accuracy" else "val_loss"]
+    if distribute.is_chief(strategy):
+        with artifacts.staged_path(rd.best_model) as tmp:
+            model.save(tmp)
+    # The ensemble's status is the most consequential of its members' (a diverged member is worth knowing about).
+    statuses = [m.status for m in members]
+    status = next(s for s in ("diverged", "time_budget", "early_stopped", "completed") if s in statuses)
+    result = TrainResult(
+        status,
+        sum(m.epochs for m in members),
+        config.train.monitor,
+        value,
+        round(seconds, 1),
+        str(rd.best_model),
+        members=tuple({"status": m.status, "epochs": m.epochs, "best": m.best, "seconds": m.seconds}
+                      for m in members),  # fmt: skip
+    )
+    state = {k: v for k, v in result.__dict__.items() if k != "skipped"}
+    artifacts.write_json(rd.train_state, {**state, "ensemble_curve": curve})
+    return result
+
+
+def _ensemble_curve(members, val_ds) -> list[dict]:
+    """Validation loss and accuracy of the ensembles of the first k members, k = 1..K (the last is the whole
+    ensemble): what tells whether more members would still help."""
+    probabilities, truth = [[] for _ in members], []
+    for ids, y in val_ds:
+        for k, member in enumerate(members):
+            probabilities[k].append(keras.ops.convert_to_numpy(keras.ops.softmax(member(ids, training=False))))
+        truth.append(keras.ops.convert_to_numpy(y))
+    if not truth:
+        raise RunDirError("the validation split is empty; an ensemble needs it to be scored")
+    truth = np.concatenate(truth)
+    total = np.zeros_like(np.concatenate(probabilities[0]), dtype=np.float64)
+    curve = []
+    for k, member_probabilities in enumerate(probabilities, start=1):
+        total += np.concatenate(member_probabilities)
+        mean = total / k
+        picked = np.maximum(mean[np.arange(truth.size), truth], np.finfo(np.float32).tiny)
+        curve.append({"members": k, "val_loss": float(-np.log(picked).mean()),
+                      "val_accuracy": float((mean.argmax(axis=1) == truth).mean())})  # fmt: skip
+    return curve
+
+
+def _compile(model: keras.Model, config: Config) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
 def _fit(model, train_ds, val_ds, config: Config, callbacks):
     steps = config.train.steps_per_epoch or None
     with warnings.catch_warnings():
@@ -129,19 +228,17 @@ def _fit(model, train_ds, val_ds, config: Config, callbacks):
         )
 
 
-def _datasets(config: Config, rd: RunDir, vocab: Vocabulary):
-    splits = load_splits(config)
+def _datasets(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...], seed: int):
     t = config.train
     if config.task == "sentiment":
-        labels = tuple(artifacts.read_json(rd.require(rd.labels, "tokenize")))
         train = inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
-                                         seed=config.seed, bucketing=t.bucketing)  # fmt: skip
+                                         seed=seed, bucketing=t.bucketing)  # fmt: skip
         val = inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
-        return train, val, labels
+        return train, val
     train = inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
-                                     shuffle_buffer=t.shuffle_buffer, seed=config.seed, drop_remainder=True)  # fmt: skip
+                                     shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True)  # fmt: skip
     val = inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
-    return train, val, ()
+    return train, val
 
 
 def _initial_epoch(model) -> int:

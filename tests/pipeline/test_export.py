@@ -129,3 +129,26 @@ def test_export_of_a_model_with_dropout_bidirectional_and_pooling(tmp_path):
     train.run(config, tmp_path / "run")
     out = run_without_our_code(export.run(config, tmp_path / "run"), ["superb film"])
     assert np.array(out["probabilities"]).shape == (5, 2)
+
+
+def test_ensemble_export_serves_the_mean_of_its_members(tmp_path):
+    import keras
+
+    from pipeline import tokenize, train
+    from pipeline.config import load_config
+    from pipeline.text import Vocabulary, encode_words, lookup_table
+    from tests.pipeline.helpers import sentiment_csv, write_config
+
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    model = {"ensemble": 2, "bidirectional": True, "pooling": "max"}
+    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data, model=model, train={"epochs": 2}), [])
+    tokenize.run(config, tmp_path / "run")
+    train.run(config, tmp_path / "run")
+    texts = ["superb film", "dull boring plot", "the acting was fine"]
+    out = run_without_our_code(export.run(config, tmp_path / "run"), texts)
+    vocab = Vocabulary.load(tmp_path / "run" / "vocabulary.json")
+    ids = encode_words(tf.constant(texts), vocab, lookup_table(vocab))
+    members = [keras.saving.load_model(tmp_path / "run" / "members" / str(k) / "checkpoints" / "best.keras")
+               for k in range(2)]  # fmt: skip
+    expected = np.mean([tf.nn.softmax(m(ids, training=False)).numpy() for m in members], axis=0)
+    np.testing.assert_allclose(np.array(out["probabilities"])[4:], expected, atol=1e-5)

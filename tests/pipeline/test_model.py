@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig
-from pipeline.model import MaskedGlobalPooling1D, build_model
+from pipeline.model import EnsembleAverage, MaskedGlobalPooling1D, build_model
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
@@ -43,3 +43,29 @@ def test_pooled_model_round_trips_through_keras_file(tmp_path):
     model.save(tmp_path / "m.keras")
     tokens = np.array([[1, 2, 3, 0]])
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(tokens), model(tokens))
+
+
+def test_ensemble_average_is_the_log_of_the_mean_probability():
+    rng = np.random.default_rng(0)
+    logits = [rng.normal(scale=s, size=(5, 3)).astype("float32") for s in (1.0, 10.0, 100.0)]
+    out = np.asarray(EnsembleAverage()([keras.ops.convert_to_tensor(x) for x in logits]))
+    mean_probability = np.mean([np.asarray(keras.ops.softmax(x)) for x in logits], axis=0)
+    np.testing.assert_allclose(np.exp(out), mean_probability, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(out)), mean_probability, rtol=1e-5, atol=1e-7)
+
+
+def test_ensemble_model_holds_independent_members(tmp_path):
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True, ensemble=3)
+    model = build_model(config, "sentiment", 10, 2, seed=1)
+    members = [model.get_layer(f"member_{k}") for k in range(3)]
+    single = build_model(ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True), "sentiment", 10, 2)
+    assert len(model.get_weights()) == 3 * len(single.get_weights())
+    assert not np.allclose(members[0].get_layer("embedding").get_weights()[0],
+                           members[1].get_layer("embedding").get_weights()[0])  # fmt: skip
+    tokens = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+    mean_probability = np.mean([np.asarray(keras.ops.softmax(m(tokens))) for m in members], axis=0)
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(model(tokens))), mean_probability, rtol=1e-5)
+    model.save(tmp_path / "e.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "e.keras")(tokens), model(tokens), rtol=1e-6)
+    with pytest.raises(ValueError, match="ensemble=3 is for sentiment"):
+        build_model(config, "next_char", 10)

@@ -54,6 +54,48 @@ def test_time_budget_stops_mid_epoch(tmp_path):
     assert (run_dir / "checkpoints" / "best.keras").exists()
 
 
+def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path):
+    """Each member is an ordinary run in members/<k>/ with its own seed; best.keras is their probability average
+    (checked against the members' own checkpoints); a rerun keeps finished members and trains only missing ones."""
+    import keras
+    import numpy as np
+
+    config, run_dir, result = tiny_run(tmp_path, "run", model={"ensemble": 3}, train={"epochs": 2})
+    assert len(result.members) == 3 and result.epochs == sum(m["epochs"] for m in result.members)
+    assert "ensemble of 3" in result.summary()
+    members = [keras.saving.load_model(run_dir / "members" / str(k) / "checkpoints" / "best.keras") for k in range(3)]
+    for k in range(3):
+        assert (run_dir / "members" / str(k) / "history.csv").exists()
+    assert not np.allclose(members[0].get_weights()[0], members[1].get_weights()[0])  # different training seeds
+    joined = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
+    tokens = np.array([[3, 5, 7, 0], [2, 9, 0, 0]])
+    mean_probability = np.mean([np.asarray(keras.ops.softmax(m(tokens))) for m in members], axis=0)
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(joined(tokens))), mean_probability, rtol=1e-5)
+    state = json.loads((run_dir / "train_state.json").read_text())
+    assert [m["status"] for m in state["members"]] == [m["status"] for m in result.members]
+    curve = state["ensemble_curve"]
+    assert [point["members"] for point in curve] == [1, 2, 3]
+    assert curve[-1]["val_loss"] == pytest.approx(result.best, abs=1e-9)
+    # The one-member point is member 0 scored the way Keras scored it while training.
+    assert curve[0]["val_loss"] == pytest.approx(result.members[0]["best"], abs=1e-4)
+
+    # Member 0 trained with the config's seed: the same model a single run trains.
+    _, single_dir, _ = tiny_run(tmp_path, "single", train={"epochs": 2})
+    single = keras.saving.load_model(single_dir / "checkpoints" / "best.keras")
+    np.testing.assert_allclose(members[0](tokens), single(tokens), atol=1e-6)
+
+    # An ensemble interrupted in its last member: the rerun keeps members 0 and 1 byte for byte.
+    kept = [(run_dir / "members" / str(k) / "checkpoints" / "best.keras").read_bytes() for k in range(2)]
+    import shutil
+
+    shutil.rmtree(run_dir / "members" / "2")
+    (run_dir / "train_state.json").unlink()
+    again = train.run(config, run_dir)
+    assert not again.skipped and len(again.members) == 3
+    assert [(run_dir / "members" / str(k) / "checkpoints" / "best.keras").read_bytes() for k in range(2)] == kept
+    assert again.best == pytest.approx(result.best, abs=1e-6)  # member 2 retrained with the same seed
+
+
 def _command(stage, config, run_dir):
     return [str(Path(sys.executable).with_name("rnnpipe")), stage, str(config), "--run-dir", str(run_dir)]
 
