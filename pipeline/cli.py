@@ -142,7 +142,10 @@ def tokenize(config, run_dir, overwrite):
 @main.command()
 @_config_options
 def train(config, run_dir, overwrite):
-    """Train the model, resuming an interrupted run; keeps the best checkpoint on validation loss."""
+    """Train the model, resuming an interrupted run; keeps the best checkpoint on validation loss.
+
+    With model.ensemble = K > 1 the K members are trained one after the other (in <run_dir>/members/) and then
+    joined into one checkpoint that averages their probabilities."""
     from pipeline import train as stage
 
     result = stage.run(config, run_dir, overwrite=overwrite)

@@ -128,6 +128,8 @@ class TrainConfig:
     # (pipeline/adversarial.py)
     adversarial_epsilon: float = 0.0
     virtual_adversarial_epsilon: float = 0.0
+    # sentiment: the probability that each word of a training example is deleted, drawn anew at every epoch
+    word_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,7 @@ def _validate(config: Config) -> None:
                 "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
-    for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout"):
+    for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout", "train.word_dropout"):
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
     for key in ("data.validation_fraction", "data.test_fraction"):
@@ -336,6 +338,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("model.peephole: peephole connections exist only for cell = 'lstm'")
     if config.model.pooling != "last" and config.task != "sentiment":
         raise ConfigError("model.pooling: only sentiment models pool over time; next_char predicts every step")
+    if config.train.word_dropout and config.task != "sentiment":
+        raise ConfigError("train.word_dropout: only sentiment training drops words; set it to 0 for next_char")
     if config.model.ensemble > 1 and config.task != "sentiment":
         raise ConfigError(f"model.ensemble: only sentiment models are ensembled; set it to 1 for task "
                           f"{config.task!r} (got {config.model.ensemble})")  # fmt: skip

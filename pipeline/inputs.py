@@ -2,7 +2,9 @@
 
 sentiment: words -> ids with `pipeline.text.encode_words` (the function the SavedModel uses too) in a parallel map,
 cached after tokenization, shuffled with the run's seed, then padded batches; with `bucketing`, examples of similar
-length are batched together (less padding, fewer wasted recurrent steps).
+length are batched together (less padding, fewer wasted recurrent steps). With `word_dropout` > 0 (training
+only) each word of an example is deleted with that probability, anew at every pass (an example keeps at least one
+word); the draws come from the seed, so a run is reproducible.
 next_char: the character ids of the split's text, streamed, cut into non-overlapping windows of
 `sequence_length + 1` characters; input = window[:-1], target = window[1:].
 """
@@ -27,6 +29,7 @@ def sentiment_dataset(
     shuffle_buffer: int = 0,
     seed: int = 0,
     bucketing: bool = False,
+    word_dropout: float = 0.0,
 ) -> tf.data.Dataset:
     words = lookup_table(vocab)
     classes = tf.lookup.StaticHashTable(
@@ -40,6 +43,8 @@ def sentiment_dataset(
     ds = examples.map(encode, num_parallel_calls=AUTOTUNE).cache()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if word_dropout:
+        ds = _drop_words(ds, word_dropout, seed)
     if bucketing:
         boundaries = [b for b in BUCKET_BOUNDARIES if b < vocab.sequence_length]
         ds = ds.bucket_by_sequence_length(
@@ -51,6 +56,18 @@ def sentiment_dataset(
     else:
         ds = ds.padded_batch(batch_size, padded_shapes=([None], []))
     return ds.prefetch(AUTOTUNE)
+
+
+def _drop_words(ds: tf.data.Dataset, rate: float, seed: int) -> tf.data.Dataset:
+    # One stateless draw per example, keyed by a seeded random stream: reproducible under a parallel map, and
+    # different at every pass because the shuffle hands each position a different example.
+    def drop(example, key):
+        ids, label = example
+        keep = tf.random.stateless_uniform(tf.shape(ids), seed=tf.stack([key, tf.constant(seed, tf.int64)])) >= rate
+        kept = tf.boolean_mask(ids, keep)
+        return tf.cond(tf.size(kept) > 0, lambda: kept, lambda: ids[:1]), label
+
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed))).map(drop, num_parallel_calls=AUTOTUNE)
 
 
 def char_ids(chunks: tf.data.Dataset, vocab: Vocabulary) -> tf.data.Dataset:

@@ -100,7 +100,7 @@ def build_model(
         tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
         single = dataclasses.replace(config, ensemble=1)
         members = [
-            build_model(single, task, vocab_size, num_classes, seed=seed + k, jit_compile=jit_compile, name=f"member_{k}")
+            build_model(single, task, vocab_size, num_classes, seed + k, jit_compile, name=f"member_{k}")
             for k in range(config.ensemble)
         ]
         logits = EnsembleAverage(name="ensemble")([member(tokens) for member in members])

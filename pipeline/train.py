@@ -107,7 +107,8 @@ def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, seed
     keras.utils.set_random_seed(seed)
     train_ds, val_ds = _datasets(config, splits, vocab, labels, seed)
     with strategy.scope():
-        model = build_model(dataclasses.replace(config.model, ensemble=1), config.task, vocab.size, len(labels), seed=seed)
+        single = dataclasses.replace(config.model, ensemble=1)
+        model = build_model(single, config.task, vocab.size, len(labels), seed=seed)
         if config.train.adversarial_epsilon or config.train.virtual_adversarial_epsilon:
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
@@ -232,7 +233,7 @@ def _datasets(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...]
     t = config.train
     if config.task == "sentiment":
         train = inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
-                                         seed=seed, bucketing=t.bucketing)  # fmt: skip
+                                         seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
         val = inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
         return train, val
     train = inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,

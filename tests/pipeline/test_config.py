@@ -59,6 +59,8 @@ def test_config_is_immutable(tmp_path):
         ("", ["model.units=0"], "model.units: must be > 0, got 0"),
         ("", ["model.dropout=1.0"], "model.dropout: must be in [0, 1), got 1.0"),
         ("", ["model.ensemble=0"], "model.ensemble: must be > 0, got 0"),
+        ("", ["train.word_dropout=1"], "train.word_dropout: must be in [0, 1), got 1.0"),
+        ("", ["task=next_char", "train.word_dropout=0.1"], "train.word_dropout: only sentiment training drops words"),
         ("", ["task=next_char", "model.ensemble=3"], "model.ensemble: only sentiment models are ensembled"),
         ("", ["data.encoding=klingon"], "data.encoding: unknown encoding 'klingon'"),
         ("", ["data.source=tfds"], "data.name: required when data.source = 'tfds'"),

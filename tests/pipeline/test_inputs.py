@@ -1,0 +1,41 @@
+"""tf.data input pipelines: word dropout (the rest is covered through training and evaluation tests)."""
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.inputs import sentiment_dataset
+from pipeline.text import OOV, PAD, Vocabulary
+
+WORDS = tuple(f"w{i}" for i in range(40))
+
+
+def _dataset(word_dropout, seed=0):
+    vocab = Vocabulary("word", (PAD, OOV) + WORDS, "lower_and_strip_punctuation", 64)
+    texts = [" ".join(WORDS)] * 50 + ["w7"] * 10
+    examples = tf.data.Dataset.from_tensor_slices({"text": texts, "label": ["pos"] * 60})
+    return sentiment_dataset(examples, vocab, ("neg", "pos"), 8, shuffle_buffer=100, seed=seed,
+                             word_dropout=word_dropout)  # fmt: skip
+
+
+def _epoch(ds):
+    return [row[row > 0].tolist() for ids, _ in ds.as_numpy_iterator() for row in ids]
+
+
+def test_word_dropout_deletes_words_in_order_and_keeps_one():
+    rows = _epoch(_dataset(0.3))
+    full = list(range(2, 42))
+    long_rows = [r for r in rows if len(r) > 1]
+    kept = np.mean([len(r) / len(full) for r in long_rows])
+    assert 0.6 < kept < 0.8  # 40 words x 50 examples: the kept fraction is 0.7 +- 0.01 (one sd)
+    for r in long_rows:
+        assert r == sorted(r) and set(r) <= set(full)  # a subsequence: order kept, nothing inserted
+    assert all(len(r) >= 1 for r in rows)  # a one-word example never becomes empty
+
+
+def test_word_dropout_is_seeded_and_differs_between_epochs():
+    ds = _dataset(0.3, seed=1)
+    first, second = _epoch(ds), _epoch(ds)
+    assert first != second
+    assert _epoch(_dataset(0.3, seed=1)) == first
+    assert _epoch(_dataset(0.3, seed=2)) != first
+    assert all(len(r) in (1, 40) for r in _epoch(_dataset(0.0)))
