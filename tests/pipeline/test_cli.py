@@ -112,7 +112,10 @@ def bad_inputs(tmp_path):
     return cases
 
 
-def test_bad_inputs_give_one_line_and_nonzero_exit(tmp_path):
+def test_bad_inputs_give_one_line_and_nonzero_exit(tmp_path, monkeypatch):
+    # Most cases use the default run directory, runs/<config name>, relative to the working directory: keep it in
+    # tmp_path, not in the checkout the tests run from.
+    monkeypatch.chdir(tmp_path)
     for name, argv, fragment in bad_inputs(tmp_path):
         result = CliRunner().invoke(main, [str(a) for a in argv])
         assert result.exit_code != 0, name
