@@ -80,8 +80,9 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
     if overwrite:
         _clear_training_outputs(rd)
     splits = load_splits(config)
+    val_ds = _validation_dataset(config, splits, vocab, labels)
     if config.model.ensemble == 1:
-        return _train_one(config, rd, strategy, vocab, labels, splits, config.seed, config.train.max_seconds)
+        return _train_one(config, rd, strategy, vocab, labels, splits, val_ds, config.seed, config.train.max_seconds)
 
     start = time.monotonic()
     members = []
@@ -96,16 +97,16 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
         else:
             logger.info("ensemble member %d of %d: training seed %d", k + 1, config.model.ensemble, config.seed + k)
             # The time budget is shared equally, so the whole stage stays within train.max_seconds.
-            result = _train_one(config, member_rd, strategy, vocab, labels, splits, config.seed + k,
+            result = _train_one(config, member_rd, strategy, vocab, labels, splits, val_ds, config.seed + k,
                                 config.train.max_seconds / config.model.ensemble)  # fmt: skip
         members.append(result)
-    return _join_ensemble(config, rd, strategy, vocab, labels, splits, members, time.monotonic() - start)
+    return _join_ensemble(config, rd, strategy, vocab, labels, val_ds, members, time.monotonic() - start)
 
 
-def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, seed: int, max_seconds: float):
+def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, val_ds, seed: int, max_seconds: float):
     """One model, trained with `seed` (initial weights, dropout, shuffling; the data split is the config's)."""
     keras.utils.set_random_seed(seed)
-    train_ds, val_ds = _datasets(config, splits, vocab, labels, seed)
+    train_ds = _training_dataset(config, splits, vocab, labels, seed)
     with strategy.scope():
         single = dataclasses.replace(config.model, ensemble=1)
         model = build_model(single, config.task, vocab.size, len(labels), seed=seed)
@@ -150,7 +151,7 @@ def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, seed
     return _write_state(rd, status, best, seconds, epochs=epochs)
 
 
-def _join_ensemble(config: Config, rd: RunDir, strategy, vocab, labels, splits, members, seconds) -> TrainResult:
+def _join_ensemble(config: Config, rd: RunDir, strategy, vocab, labels, val_ds, members, seconds) -> TrainResult:
     """The members' best checkpoints as one model (pipeline.model.EnsembleAverage), saved to best.keras and scored
     on the validation split with the metric that chose each member's checkpoint."""
     with strategy.scope():
@@ -159,7 +160,6 @@ def _join_ensemble(config: Config, rd: RunDir, strategy, vocab, labels, splits, 
             trained = keras.saving.load_model(member.best_model)
             model.get_layer(f"member_{k}").set_weights(trained.get_weights())
     # Not compiled: it is never trained, and a saved optimizer without state only draws warnings on loading.
-    _, val_ds = _datasets(config, splits, vocab, labels, config.seed)
     curve = _ensemble_curve([model.get_layer(f"member_{k}") for k in range(len(members))], val_ds)
     value = curve[-1]["val_accuracy" if config.train.monitor == "val_accuracy" else "val_loss"]
     if distribute.is_chief(strategy):
@@ -229,17 +229,21 @@ def _fit(model, train_ds, val_ds, config: Config, callbacks):
         )
 
 
-def _datasets(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...], seed: int):
+def _training_dataset(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...], seed: int):
     t = config.train
     if config.task == "sentiment":
-        train = inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
-                                         seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
-        val = inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
-        return train, val
-    train = inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
-                                     shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True)  # fmt: skip
-    val = inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
-    return train, val
+        return inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
+                                        seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
+    return inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
+                                    shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True)  # fmt: skip
+
+
+def _validation_dataset(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...]):
+    """Independent of the training seed, so an ensemble's members share one (tokenized once, then cached)."""
+    t = config.train
+    if config.task == "sentiment":
+        return inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
+    return inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
 
 
 def _initial_epoch(model) -> int:
