@@ -2,8 +2,9 @@
 
 The model is the next-character one from the pipeline: Embedding(vocab, embed) -> recurrent(units,
 return_sequences) -> Dense(vocab), trained with Adam on sparse cross-entropy. Implementations are measured
-alternately in one process, `--repeats` rounds of `--steps` steps each, and the median round is reported, so
-load from other processes on a shared machine hits all of them alike. Also prints the achieved GFLOP/s against
+alternately in one process, `--repeats` rounds of `--steps` steps each. Tokens/s are the median round; each
+ratio is the median of the per-round ratios, with their range in brackets, so that a machine whose speed drifts
+(other tenants on a shared host) moves both sides of every ratio alike. Also prints the achieved GFLOP/s against
 a large float32 matmul measured in the same run.
 
     python benchmarks/rnn_throughput.py                      # LSTM, units 256 and 512, ours / keras / torch
@@ -119,6 +120,7 @@ def build_runners(args, units, x, y):
 
 
 def measure(runners, mode, steps, repeats, tokens_per_step):
+    """Tokens/s of every runner in each of `repeats` rounds; within a round the runners go one after another."""
     for runner in runners.values():
         getattr(runner, mode)(2)  # trace / warm up
     rounds = {name: [] for name in runners}
@@ -127,7 +129,14 @@ def measure(runners, mode, steps, repeats, tokens_per_step):
             start = time.perf_counter()
             getattr(runner, mode)(steps)
             rounds[name].append(tokens_per_step * steps / (time.perf_counter() - start))
-    return {name: statistics.median(values) for name, values in rounds.items()}
+    return rounds
+
+
+def paired_ratio(ours, other):
+    """Median, min and max over rounds of ours / other within the same round: a machine that speeds up or slows
+    down between rounds moves both sides of a round's ratio alike."""
+    ratios = [a / b for a, b in zip(ours, other)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main():
@@ -155,12 +164,14 @@ def main():
     for units in args.units:
         runners = build_runners(args, units, x, y)
         for mode, steps in (("train", args.steps), ("infer", args.steps * 3)):
-            rates = measure(runners, mode, steps, args.repeats, tokens)
+            rounds = measure(runners, mode, steps, args.repeats, tokens)
+            rates = {n: statistics.median(r) for n, r in rounds.items()}
             gflops = {n: r * flops_per_token(args.cell, units, args.vocab, args.embed, mode == "train") / 1e9
                       for n, r in rates.items()}  # fmt: skip
             cells = "  ".join(f"{n} {r:>9,.0f} tok/s ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})"
                               for n, r in rates.items())  # fmt: skip
-            ratios = "  ".join(f"ours/{n} {rates['ours'] / rates[n]:.2f}" for n in rates if n != "ours")
+            ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *paired_ratio(rounds["ours"], rounds[n]))
+                               for n in rounds if n != "ours")  # fmt: skip
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
     print(f"loadavg after: {os.getloadavg()[0]:.1f}")
 

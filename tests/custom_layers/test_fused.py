@@ -1,0 +1,100 @@
+"""The sequence kernels of custom_layers.fused: running the batch as independent slices changes nothing."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import custom_layers
+from custom_layers import fused
+from tests.custom_layers.helpers import TOLERANCE, assert_same, keras_counterpart, right_padding_mask, sequences
+
+UNITS, FEATURES, STEPS = 6, 5, 7
+
+
+def weights(gates, seed=3):
+    rng = np.random.default_rng(seed)
+    shapes = [(FEATURES, gates * UNITS), (UNITS, gates * UNITS), (gates * UNITS,)]
+    return [tf.constant(rng.normal(scale=0.4, size=shape).astype("float32")) for shape in shapes]
+
+
+def run(kernel_fn, x, states, parts, mask=None, signature=None):
+    """Outputs, final states and the gradients of a fixed projection of them w.r.t. x, states and weights."""
+    gates = 4 if kernel_fn is fused.lstm else 1
+    kernel, recurrent_kernel, bias = weights(gates)
+
+    def forward_backward(x, *states):
+        with tf.GradientTape() as tape:
+            tape.watch([x, *states, kernel, recurrent_kernel, bias])
+            results = kernel_fn(x, *states, kernel, recurrent_kernel, bias, mask=mask, batch_parts=parts)
+            loss = sum(tf.reduce_sum(r * tf.cos(r)) for r in results)
+        return results, tape.gradient(loss, [x, *states, kernel, recurrent_kernel, bias])
+
+    if signature is not None:
+        forward_backward = tf.function(forward_backward, input_signature=signature)
+    results, gradients = forward_backward(tf.constant(x), *[tf.constant(s) for s in states])
+    return [np.asarray(r) for r in results], [np.asarray(g) for g in gradients]
+
+
+def initial_states(kernel_fn, batch, seed=5):
+    rng = np.random.default_rng(seed)
+    count = 2 if kernel_fn is fused.lstm else 1
+    return [rng.normal(scale=0.5, size=(batch, UNITS)).astype("float32") for _ in range(count)]
+
+
+@pytest.mark.parametrize("kernel_fn", [fused.lstm, fused.simple_rnn], ids=["lstm", "simple_rnn"])
+@pytest.mark.parametrize("batch", [2, 5, 17])
+@pytest.mark.parametrize("masked", [False, True], ids=["dense", "masked"])
+def test_batch_split_matches_whole_batch(kernel_fn, batch, masked):
+    x = sequences(batch=batch, steps=STEPS, features=FEATURES)
+    mask = None
+    if masked:
+        lengths = np.random.default_rng(0).integers(1, STEPS + 1, size=batch)
+        mask = tf.constant(right_padding_mask(lengths, STEPS))
+    states = initial_states(kernel_fn, batch)
+    whole = run(kernel_fn, x, states, parts=1, mask=mask)
+    split = run(kernel_fn, x, states, parts=2, mask=mask)
+    for ours, reference in zip([*split[0], *split[1]], [*whole[0], *whole[1]]):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("kernel_fn", [fused.lstm, fused.simple_rnn], ids=["lstm", "simple_rnn"])
+def test_batch_of_one_with_unknown_batch_size_splits_into_an_empty_slice(kernel_fn):
+    # With the batch size unknown when traced, the split happens at run time; a batch of one leaves one slice
+    # empty, which must still work.
+    x = sequences(batch=1, steps=STEPS, features=FEATURES)
+    states = initial_states(kernel_fn, 1)
+    signature = [tf.TensorSpec((None, STEPS, FEATURES)), *[tf.TensorSpec((None, UNITS))] * len(states)]
+    whole = run(kernel_fn, x, states, parts=1)
+    split = run(kernel_fn, x, states, parts=2, signature=signature)
+    for ours, reference in zip([*split[0], *split[1]], [*whole[0], *whole[1]]):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_batch_parts_rule(monkeypatch):
+    monkeypatch.setattr(fused.os, "cpu_count", lambda: 2)
+
+    def parts(batch, units, gates, jit_compile=True):
+        x = tf.zeros([batch, 3, 4]) if batch is not None else tf.TensorSpec([None, 3, 4])
+        return fused._batch_parts(x, tf.zeros([units, gates * units]), jit_compile)
+
+    assert parts(64, 256, 4) == 2  # 2**24 multiply-adds per step: split
+    assert parts(64, 512, 4) == 2  # 2**26
+    assert parts(64, 1024, 4) == 1  # 2**28: one sequence keeps both cores busy
+    assert parts(None, 256, 4) == 2  # unknown batch: judged at batch 64
+    assert parts(8, 64, 4) == 1  # slices would be too small
+    assert parts(64, 256, 4, jit_compile=False) == 1  # only the XLA kernels are split
+    monkeypatch.setattr(fused.os, "cpu_count", lambda: 1)
+    assert parts(64, 256, 4) == 1
+
+
+@pytest.mark.parametrize("layer_class", [custom_layers.LSTM, custom_layers.SimpleRNN], ids=["lstm", "simple_rnn"])
+def test_layer_with_a_split_batch_matches_keras(layer_class):
+    # Batch 20 is large enough for the layer to split it (see test_batch_parts_rule); masking included.
+    batch = 20
+    x = sequences(batch=batch, steps=STEPS, features=FEATURES)
+    lengths = np.random.default_rng(1).integers(1, STEPS + 1, size=batch)
+    mask = right_padding_mask(lengths, STEPS)
+    assert fused._batch_parts(tf.constant(x), tf.zeros([UNITS, UNITS]), True) == 2
+    options = {"return_sequences": True, "return_state": True}
+    assert_same(layer_class(UNITS, **options), keras_counterpart(layer_class)(UNITS, **options), x, mask=tf.constant(mask))
