@@ -83,6 +83,12 @@ def _stacked(buffer):
     return buffer.stack() if isinstance(buffer, tf.TensorArray) else buffer
 
 
+def _with_zero_last(in_place, steps, like):
+    """A buffer of steps + 1 slots whose last slot stays zero (a zeroed tensor already is; a TensorArray is not)."""
+    buffer = _step_buffer(in_place, steps + 1, like)
+    return buffer if in_place else buffer.write(steps, tf.zeros_like(like))
+
+
 def _with_initial(in_place, steps, initial):
     """A buffer of steps + 1 slots holding `initial` in slot 0; step t writes slot t + 1. Slot t is then the
     state *before* step t, which is what the weight gradients pair with dz_t, without a shifted copy."""
@@ -210,7 +216,7 @@ def _lstm_backward(d_out_tm, dh_last, dc_last, x, kernel, recurrent_kernel, gate
         return t - 1, dh_prev, dc_prev, _write(dz_buf, t, dz)
 
     # One slot more than steps, left zero: see _weight_gradients.
-    dz_buf = _write(_step_buffer(in_place, steps + 1, gates_tm[0]), steps, tf.zeros_like(gates_tm[0]))
+    dz_buf = _with_zero_last(in_place, steps, gates_tm[0])
     _, dh0, dc0, dz_buf = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh_last, dc_last, dz_buf))
     dx_tm, d_kernel, d_recurrent, d_bias = _weight_gradients(x_tm, h_ext, _stacked(dz_buf), kernel)
     return _time_major(dx_tm), dh0, dc0, d_kernel, d_recurrent, d_bias
@@ -250,7 +256,7 @@ def _simple_rnn_backward(d_out_tm, dh_last, x, kernel, recurrent_kernel, h_ext, 
             dh_prev = dh_prev + dh_skip
         return t - 1, dh_prev, _write(dz_buf, t, dz)
 
-    dz_buf = _write(_step_buffer(in_place, steps + 1, dh_last), steps, tf.zeros_like(dh_last))
+    dz_buf = _with_zero_last(in_place, steps, dh_last)
     _, dh0, dz_buf = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh_last, dz_buf))
     dx_tm, d_kernel, d_recurrent, d_bias = _weight_gradients(x_tm, h_ext, _stacked(dz_buf), kernel)
     return _time_major(dx_tm), dh0, d_kernel, d_recurrent, d_bias
