@@ -1,4 +1,5 @@
-"""The sequence kernels of custom_layers.fused: running the batch as independent slices changes nothing."""
+"""The sequence kernels of custom_layers.fused: batch splitting and the feature-major inference layout change
+nothing."""
 
 import keras
 import numpy as np
@@ -98,3 +99,48 @@ def test_layer_with_a_split_batch_matches_keras(layer_class):
     assert fused._batch_parts(tf.constant(x), tf.zeros([UNITS, UNITS]), True) == 2
     options = {"return_sequences": True, "return_state": True}
     assert_same(layer_class(UNITS, **options), keras_counterpart(layer_class)(UNITS, **options), x, mask=tf.constant(mask))
+
+
+def infer(x, states, mask=None, zero_output_for_mask=False, **options):
+    """Inference outputs and final states, and the gradients of a fixed projection of them (which rerun the
+    training forward pass)."""
+    kernel, recurrent_kernel, bias = weights(4)
+    x = tf.constant(x)
+    states = [tf.constant(s) for s in states]
+    with tf.GradientTape() as tape:
+        tape.watch([x, *states, kernel, recurrent_kernel, bias])
+        results = fused.lstm(x, *states, kernel, recurrent_kernel, bias, mask=mask,
+                             zero_output_for_mask=zero_output_for_mask, training=False, **options)  # fmt: skip
+        loss = sum(tf.reduce_sum(r * tf.cos(r)) for r in results)
+    gradients = tape.gradient(loss, [x, *states, kernel, recurrent_kernel, bias])
+    return [np.asarray(t) for t in [*results, *gradients]]
+
+
+@pytest.mark.parametrize("masked", [None, "repeat", "zeros"])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_feature_major_inference_matches_batch_major(masked, parts):
+    batch = 5
+    x = sequences(batch=batch, steps=STEPS, features=FEATURES)
+    states = initial_states(fused.lstm, batch)
+    mask = None
+    if masked:
+        lengths = np.random.default_rng(2).integers(1, STEPS + 1, size=batch)
+        mask = tf.constant(right_padding_mask(lengths, STEPS))
+    options = {"mask": mask, "zero_output_for_mask": masked == "zeros", "batch_parts": parts}
+    feature_major = infer(x, states, feature_major=True, **options)
+    batch_major = infer(x, states, feature_major=False, **options)
+    for ours, reference in zip(feature_major, batch_major):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+    if masked == "zeros":
+        assert np.all(feature_major[0][~np.asarray(mask)] == 0)
+
+
+def test_feature_major_rule():
+    assert fused._feature_major(tf.zeros([512, 4 * 512]))  # 4 MiB of recurrent weights
+    assert not fused._feature_major(tf.zeros([256, 4 * 256]))
+    # Only inference under XLA has a feature-major kernel; plain TensorFlow ignores the request.
+    x = sequences(batch=2, steps=STEPS, features=FEATURES)
+    states = initial_states(fused.lstm, 2)
+    for ours, reference in zip(infer(x, states, feature_major=True, jit_compile=False),
+                               infer(x, states, feature_major=False, jit_compile=False)):  # fmt: skip
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
