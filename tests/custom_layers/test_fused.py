@@ -144,3 +144,19 @@ def test_feature_major_rule():
     for ours, reference in zip(infer(x, states, feature_major=True, jit_compile=False),
                                infer(x, states, feature_major=False, jit_compile=False)):  # fmt: skip
         np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_feature_major_inference_with_an_empty_batch_slice():
+    # A batch of one, size unknown when traced, split in two: one slice has no rows.
+    kernel, recurrent_kernel, bias = weights(4)
+    x = sequences(batch=1, steps=STEPS, features=FEATURES)
+    states = initial_states(fused.lstm, 1)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, STEPS, FEATURES)), *[tf.TensorSpec((None, UNITS))] * 2])
+    def infer_split(x, h0, c0):
+        return fused.lstm(x, h0, c0, kernel, recurrent_kernel, bias, training=False, batch_parts=2,
+                          feature_major=True)  # fmt: skip
+
+    whole = fused.lstm(x, *states, kernel, recurrent_kernel, bias, training=False, batch_parts=1, feature_major=False)
+    for ours, reference in zip(infer_split(x, *states), whole):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
