@@ -235,7 +235,7 @@ def _lstm_backward(d_outputs, dh_last, dc_last, x, kernel, recurrent_kernel, gat
 
     def step(t, dh_next, dc_next, dz_buf):
         dh = dh_next
-        if d_outputs is not None:  # None when only the final states reach the loss
+        if d_outputs is not None:  # an unconnected output's gradient may come in as None
             dh = dh + _output_gradient_at(d_outputs, t, mask_tm, zero_output_for_mask)
         dc = dc_next
         if mask_tm is not None:
@@ -290,7 +290,7 @@ def _simple_rnn_backward(d_outputs, dh_last, x, kernel, recurrent_kernel, h_ext,
 
     def step(t, dh_next, dz_buf):
         dh = dh_next
-        if d_outputs is not None:  # None when only the final states reach the loss
+        if d_outputs is not None:  # an unconnected output's gradient may come in as None
             dh = dh + _output_gradient_at(d_outputs, t, mask_tm, zero_output_for_mask)
         if mask_tm is not None:
             zeros = tf.zeros_like(dh)

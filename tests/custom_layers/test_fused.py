@@ -160,3 +160,27 @@ def test_feature_major_inference_with_an_empty_batch_slice():
     whole = fused.lstm(x, *states, kernel, recurrent_kernel, bias, training=False, batch_parts=1, feature_major=False)
     for ours, reference in zip(infer_split(x, *states), whole):
         np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("kernel_fn", [fused.lstm, fused.simple_rnn], ids=["lstm", "simple_rnn"])
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "tf"])
+def test_gradient_through_the_final_states_only(kernel_fn, jit_compile):
+    # Only the final states reach the loss: the gradient flows in through dh_T (and dc_T) alone.
+    gates = 4 if kernel_fn is fused.lstm else 1
+    weights_ = weights(gates)
+    x = tf.constant(sequences(batch=3, steps=STEPS, features=FEATURES))
+    states = [tf.constant(s) for s in initial_states(kernel_fn, 3)]
+    reference_layer = (keras.layers.LSTM if gates == 4 else keras.layers.SimpleRNN)(UNITS, return_state=True)
+    reference_layer(x, initial_state=states)
+    reference_layer.set_weights([np.asarray(w) for w in weights_])
+
+    def final_state_gradients(run):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            final_states = run()
+            loss = sum(tf.reduce_sum(s * tf.cos(s)) for s in final_states)
+        return tape.gradient(loss, x)
+
+    ours = final_state_gradients(lambda: kernel_fn(x, *states, *weights_, jit_compile=jit_compile)[1:])
+    reference = final_state_gradients(lambda: reference_layer(x, initial_state=states)[1:])
+    np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
