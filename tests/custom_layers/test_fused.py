@@ -184,3 +184,21 @@ def test_gradient_through_the_final_states_only(kernel_fn, jit_compile):
     ours = final_state_gradients(lambda: kernel_fn(x, *states, *weights_, jit_compile=jit_compile)[1:])
     reference = final_state_gradients(lambda: reference_layer(x, initial_state=states)[1:])
     np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_layer_inference_with_feature_major_states_matches_keras():
+    # 512 units reach the feature-major threshold; Bidirectional covers go_backwards, the mask covers padding.
+    units, batch, steps, features = 512, 4, 5, 8
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    mask = tf.constant(right_padding_mask([5, 3, 1, 4], steps))
+    options = {"return_sequences": True, "return_state": True}
+    ours = keras.layers.Bidirectional(custom_layers.LSTM(units, **options))
+    theirs = keras.layers.Bidirectional(keras.layers.LSTM(units, **options))
+    ours(x), theirs(x)
+    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel)
+    weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
+    ours.set_weights(weights_)
+    theirs.set_weights(weights_)
+    for a, b in zip(ours(x, mask=mask, training=False), theirs(x, mask=mask, training=False)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=TOLERANCE)
