@@ -146,6 +146,11 @@ def _gate_affine(units, dtype):
     return scale, shift
 
 
+def _sigmoid(z):
+    # As in _gate_affine: one tanh, which XLA vectorizes, instead of exp and a division.
+    return tf.tanh(z * 0.5) * 0.5 + 0.5
+
+
 def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, keep_gates=True,
                   in_place=True):  # fmt: skip
     """keep_gates=False (inference) skips recording what the backward pass needs; it recomputes it if asked.
@@ -186,11 +191,6 @@ def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_outpu
     if not keep_gates:
         return outputs, h_last, c_last
     return outputs, h_last, c_last, _stacked(gates_buf), h_ext, _stacked(c_buf)
-
-
-def _sigmoid(z):
-    # As in _gate_affine: one tanh, which XLA vectorizes, instead of exp and a division.
-    return tf.tanh(z * 0.5) * 0.5 + 0.5
 
 
 def _lstm_infer_feature_major(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask):

@@ -19,7 +19,7 @@ def weights(gates, seed=3):
     return [tf.constant(rng.normal(scale=0.4, size=shape).astype("float32")) for shape in shapes]
 
 
-def run(kernel_fn, x, states, parts, mask=None, signature=None):
+def run(kernel_fn, x, states, parts, mask=None, signature=None, **options):
     """Outputs, final states and the gradients of a fixed projection of them w.r.t. x, states and weights."""
     gates = 4 if kernel_fn is fused.lstm else 1
     kernel, recurrent_kernel, bias = weights(gates)
@@ -27,7 +27,7 @@ def run(kernel_fn, x, states, parts, mask=None, signature=None):
     def forward_backward(x, *states):
         with tf.GradientTape() as tape:
             tape.watch([x, *states, kernel, recurrent_kernel, bias])
-            results = kernel_fn(x, *states, kernel, recurrent_kernel, bias, mask=mask, batch_parts=parts)
+            results = kernel_fn(x, *states, kernel, recurrent_kernel, bias, mask=mask, batch_parts=parts, **options)
             loss = sum(tf.reduce_sum(r * tf.cos(r)) for r in results)
         return results, tape.gradient(loss, [x, *states, kernel, recurrent_kernel, bias])
 
@@ -101,19 +101,10 @@ def test_layer_with_a_split_batch_matches_keras(layer_class):
     assert_same(layer_class(UNITS, **options), keras_counterpart(layer_class)(UNITS, **options), x, mask=tf.constant(mask))
 
 
-def infer(x, states, mask=None, zero_output_for_mask=False, **options):
-    """Inference outputs and final states, and the gradients of a fixed projection of them (which rerun the
-    training forward pass)."""
-    kernel, recurrent_kernel, bias = weights(4)
-    x = tf.constant(x)
-    states = [tf.constant(s) for s in states]
-    with tf.GradientTape() as tape:
-        tape.watch([x, *states, kernel, recurrent_kernel, bias])
-        results = fused.lstm(x, *states, kernel, recurrent_kernel, bias, mask=mask,
-                             zero_output_for_mask=zero_output_for_mask, training=False, **options)  # fmt: skip
-        loss = sum(tf.reduce_sum(r * tf.cos(r)) for r in results)
-    gradients = tape.gradient(loss, [x, *states, kernel, recurrent_kernel, bias])
-    return [np.asarray(t) for t in [*results, *gradients]]
+def infer(x, states, **options):
+    """Inference outputs and final states, then the gradients (which rerun the training forward pass)."""
+    results, gradients = run(fused.lstm, x, states, options.pop("batch_parts", 1), training=False, **options)
+    return [*results, *gradients]
 
 
 @pytest.mark.parametrize("masked", [None, "repeat", "zeros"])
