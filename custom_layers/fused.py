@@ -14,18 +14,21 @@ passes over them: the bias joins the per-step gate arithmetic, under XLA the sav
 the gate derivatives are formed inside the backward loop from the saved gates, and states are kept with the
 initial one in slot 0 so that H_{prev} needs no shifted copy (see `_with_initial` and `_weight_gradients`).
 
-When one step's matmul is small (batch x units x gate units below 2**27 multiply-adds), the XLA kernels run the
-batch as two independent halves, which TensorFlow executes concurrently: a single small recurrence cannot keep
-two cores busy (`_batch_parts`). Each half is the same computation on fewer rows, so results do not change.
+When one step's matmul is not large (batch x units x gate units below 2**29 multiply-adds), the XLA kernels run
+the batch as two independent halves, which TensorFlow executes concurrently: a single recurrence cannot keep two
+cores busy (`_batch_parts`). Each half is the same computation on fewer rows, so results do not change.
 
-For inference with large recurrent weights, the XLA LSTM keeps its states feature-major, (units, batch), so
-that the per-step product is U^T h^T (`_lstm_infer_feature_major`, `_feature_major`): the CPU matmul repacks its
-right-hand operand on every call, and in h U that operand is the whole recurrent kernel.
+With large recurrent weights (`_feature_major`), the per-step product puts the weights on the left, U^T h^T: the
+CPU matmul repacks its right-hand operand on every call, and in h U that operand is the whole recurrent kernel.
+The LSTM inference kernel keeps its states feature-major, (units, batch), throughout
+(`_lstm_infer_feature_major`); the training kernels transpose the small per-step operands around that one
+product (`_recurrent_product`).
 
-The time loops (and the matmuls around them) run as XLA-compiled functions when `jit_compile=True`: on CPU that
-roughly halves the cost of the small per-step matmul and fuses the gate nonlinearities; `jit_compile=False`
-keeps plain TensorFlow ops (TensorArrays instead of in-place updates), for consumers without XLA (e.g.
-TensorFlow Serving's default CPU build).
+The time loops run as XLA-compiled functions when `jit_compile=True`: on CPU that roughly halves the cost of the
+small per-step matmul and fuses the gate nonlinearities; `jit_compile=False` keeps plain TensorFlow ops
+(TensorArrays instead of in-place updates), for consumers without XLA (e.g. TensorFlow Serving's default CPU
+build). The large matmuls of the weight gradients run as plain TensorFlow ops either way: oneDNN's matmul is
+faster than XLA's CPU one at these shapes (LSTM(512), half batch: 68 vs 78 ms for both halves' dU).
 
 The equations are those of `LSTMCell` / `SimpleRNNCell` (tanh/sigmoid activations, no peephole, no layer norm,
 no recurrent dropout); the layers fall back to the cell loop otherwise. Masking follows Keras: a masked step
@@ -37,6 +40,11 @@ import os
 
 import keras
 import tensorflow as tf
+
+try:  # XLA's optimization barrier has no public TensorFlow API; without it the recurrent matmul stays h @ U.
+    from tensorflow.compiler.tf2xla.python.xla import optimization_barrier as _optimization_barrier
+except ImportError:  # pragma: no cover
+    _optimization_barrier = None
 
 
 def _weights_as_tensors(kernel, recurrent_kernel, bias):
@@ -99,23 +107,23 @@ def _with_initial(in_place, steps, initial):
     return _write(_step_buffer(in_place, steps + 1, initial), 0, initial)
 
 
-def _weight_gradients(x_tm, h_ext, dz_ext, kernel):
+def _weight_gradients(x, h_ext, dz_ext, kernel):
     """dX, dW, dU, db as single matmuls over all timesteps.
 
     h_ext (time + 1, batch, units) holds h_{t-1} in slot t; dz_ext (time + 1, batch, gates) holds dz_t in slot t
     and zeros in the last slot, so dU = H_ext^T dZ_ext needs no shifted copy of H. A column of ones appended to X
     makes db the last row of the kernel gradient: one pass over dZ fewer than a separate sum.
     """
+    x_tm = _time_major(x)
     steps, batch = tf.shape(x_tm)[0], tf.shape(x_tm)[1]
-    rows = (steps + 1) * batch
     input_dim, gate_units = tf.shape(kernel)[0], tf.shape(kernel)[1]
-    dz = tf.reshape(dz_ext, [rows, gate_units])
+    dz_ext = tf.reshape(dz_ext, [(steps + 1) * batch, gate_units])
+    dz = dz_ext[: steps * batch]  # without the zero slot; a leading-axis slice is a view, not a copy
     x_ones = tf.concat([x_tm, tf.ones_like(x_tm[:, :, :1])], axis=2)
-    x_ones = tf.reshape(tf.pad(x_ones, [[0, 1], [0, 0], [0, 0]]), [rows, input_dim + 1])  # the pad meets dz = 0
-    d_kernel_bias = tf.matmul(x_ones, dz, transpose_a=True)
-    d_recurrent = tf.matmul(tf.reshape(h_ext, [rows, tf.shape(h_ext)[2]]), dz, transpose_a=True)
-    dx = tf.reshape(tf.matmul(dz, kernel, transpose_b=True), [steps + 1, batch, input_dim])[:-1]
-    return dx, d_kernel_bias[:-1], d_recurrent, d_kernel_bias[-1]
+    d_kernel_bias = tf.matmul(tf.reshape(x_ones, [steps * batch, input_dim + 1]), dz, transpose_a=True)
+    d_recurrent = tf.matmul(tf.reshape(h_ext, [(steps + 1) * batch, tf.shape(h_ext)[2]]), dz_ext, transpose_a=True)
+    dx = tf.reshape(tf.matmul(dz, kernel, transpose_b=True), [steps, batch, input_dim])
+    return _time_major(dx), d_kernel_bias[:-1], d_recurrent, d_kernel_bias[-1]
 
 
 def _output_gradient_at(d_outputs, t, mask_tm, zero_output_for_mask):
@@ -151,8 +159,21 @@ def _sigmoid(z):
     return tf.tanh(z * 0.5) * 0.5 + 0.5
 
 
+def _recurrent_product(weights, weights_left):
+    """h -> h @ weights, for a per-step recurrent matmul (weights: U forward, U^T backward).
+
+    weights_left (XLA only, see `_feature_major`): compute it as (weights^T h^T)^T. The CPU matmul repacks its
+    right-hand operand on every call, and in h @ weights that operand is the whole weight matrix, every step.
+    The barrier keeps XLA from folding the two small transposes back into h @ weights.
+    """
+    if not weights_left or _optimization_barrier is None:
+        return lambda h: tf.matmul(h, weights)
+    weights_t = tf.transpose(weights)
+    return lambda h: tf.transpose(_optimization_barrier(tf.matmul(weights_t, h, transpose_b=True))[0])
+
+
 def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, keep_gates=True,
-                  in_place=True):  # fmt: skip
+                  weights_left=False, in_place=True):  # fmt: skip
     """keep_gates=False (inference) skips recording what the backward pass needs; it recomputes it if asked.
 
     in_place (XLA only): the activated gates of step t overwrite z_x[t] once it has been read, so the saved gates
@@ -164,10 +185,11 @@ def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_outpu
     # sigmoid(a) = (1 + tanh(a / 2)) / 2: one tanh over all four blocks instead of three sigmoids and a tanh.
     scale, shift = _gate_affine(units, x.dtype)
     reuse_z = in_place and keep_gates
+    recurrent = _recurrent_product(recurrent_kernel, weights_left)
 
     def step(t, h, c, gates_buf, h_buf, c_buf):
         z_t = (gates_buf if reuse_z else z_x)[t]
-        gates = tf.tanh((z_t + tf.matmul(h, recurrent_kernel) + bias) * scale) * scale + shift
+        gates = tf.tanh((z_t + recurrent(h) + bias) * scale) * scale + shift
         i, f, g, o = tf.split(gates, 4, axis=1)
         c_new = f * c + i * g
         h_new = o * tf.tanh(c_new)
@@ -225,11 +247,12 @@ def _lstm_infer_feature_major(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm
     return outputs, tf.transpose(h_last), tf.transpose(c_last)
 
 
-def _lstm_backward(d_outputs, dh_last, dc_last, x, kernel, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm,
-                   zero_output_for_mask, in_place=True):  # fmt: skip
-    x_tm = _time_major(x)
-    steps = tf.shape(x_tm)[0]
-    recurrent_kernel_t = tf.transpose(recurrent_kernel)  # a plain matmul per step is faster than transpose_b
+def _lstm_backward(d_outputs, dh_last, dc_last, x, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm,
+                   zero_output_for_mask, weights_left=False, in_place=True):  # fmt: skip
+    """The loop of the backward pass: dh_0, dc_0 and dz_ext for `_weight_gradients`."""
+    steps = tf.shape(x)[1]
+    # With a transposed copy of U, the per-step matmul is a plain one, faster than transpose_b.
+    recurrent_t = _recurrent_product(tf.transpose(recurrent_kernel), weights_left)
     scale, shift = _gate_affine(tf.shape(dh_last)[1], x.dtype)
     scale_squared = scale * scale
 
@@ -252,7 +275,7 @@ def _lstm_backward(d_outputs, dh_last, dc_last, x, kernel, recurrent_kernel, gat
         # d gate / d z for all four blocks at once: s (1 - s) for the sigmoids, 1 - g^2 for the tanh.
         slope = scale_squared - tf.square(gates - shift)
         dz = tf.concat([dc, dc, dc, dh], axis=1) * tf.concat([g, c_prev, i, tanh_c], axis=1) * slope
-        dh_prev = tf.matmul(dz, recurrent_kernel_t)
+        dh_prev = recurrent_t(dz)
         dc_prev = dc * f
         if mask_tm is not None:
             dh_prev, dc_prev = dh_prev + dh_skip, dc_prev + dc_skip
@@ -261,16 +284,17 @@ def _lstm_backward(d_outputs, dh_last, dc_last, x, kernel, recurrent_kernel, gat
     # One slot more than steps, left zero: see _weight_gradients.
     dz_buf = _with_zero_last(in_place, steps, gates_tm[0])
     _, dh0, dc0, dz_buf = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh_last, dc_last, dz_buf))
-    dx_tm, d_kernel, d_recurrent, d_bias = _weight_gradients(x_tm, h_ext, _stacked(dz_buf), kernel)
-    return _time_major(dx_tm), dh0, dc0, d_kernel, d_recurrent, d_bias
+    return dh0, dc0, _stacked(dz_buf)
 
 
-def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, in_place=True):
+def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, weights_left=False,
+                        in_place=True):  # fmt: skip
     z_x = _project_inputs(_time_major(x), kernel)
     steps = tf.shape(z_x)[0]
+    recurrent = _recurrent_product(recurrent_kernel, weights_left)
 
     def step(t, h, h_buf):
-        h_new = tf.tanh(z_x[t] + tf.matmul(h, recurrent_kernel) + bias)
+        h_new = tf.tanh(z_x[t] + recurrent(h) + bias)
         if mask_tm is not None:
             h_new = tf.where(mask_tm[t], h_new, h)
         return t + 1, h_new, _write(h_buf, t + 1, h_new)
@@ -282,11 +306,11 @@ def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_out
     return _outputs(h_ext, mask_tm, zero_output_for_mask), h_last, h_ext
 
 
-def _simple_rnn_backward(d_outputs, dh_last, x, kernel, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
-                         in_place=True):  # fmt: skip
-    x_tm = _time_major(x)
-    steps = tf.shape(x_tm)[0]
-    recurrent_kernel_t = tf.transpose(recurrent_kernel)
+def _simple_rnn_backward(d_outputs, dh_last, x, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
+                         weights_left=False, in_place=True):  # fmt: skip
+    """The loop of the backward pass: dh_0 and dz_ext for `_weight_gradients`."""
+    steps = tf.shape(x)[1]
+    recurrent_t = _recurrent_product(tf.transpose(recurrent_kernel), weights_left)
 
     def step(t, dh_next, dz_buf):
         dh = dh_next
@@ -297,15 +321,14 @@ def _simple_rnn_backward(d_outputs, dh_last, x, kernel, recurrent_kernel, h_ext,
             dh, dh_skip = tf.where(mask_tm[t], dh, zeros), tf.where(mask_tm[t], zeros, dh)
         h = h_ext[t + 1]
         dz = dh * (1 - h * h)
-        dh_prev = tf.matmul(dz, recurrent_kernel_t)
+        dh_prev = recurrent_t(dz)
         if mask_tm is not None:
             dh_prev = dh_prev + dh_skip
         return t - 1, dh_prev, _write(dz_buf, t, dz)
 
     dz_buf = _with_zero_last(in_place, steps, dh_last)
     _, dh0, dz_buf = tf.while_loop(lambda t, *_: t >= 0, step, (steps - 1, dh_last, dz_buf))
-    dx_tm, d_kernel, d_recurrent, d_bias = _weight_gradients(x_tm, h_ext, _stacked(dz_buf), kernel)
-    return _time_major(dx_tm), dh0, d_kernel, d_recurrent, d_bias
+    return dh0, _stacked(dz_buf)
 
 
 def _unwatched(*tensors):
@@ -329,12 +352,13 @@ _INFER_FEATURE_MAJOR = _xla(_lstm_infer_feature_major)
 
 
 # Below this many multiply-adds in one step's recurrent matmul (batch x units x gate units), one sequence loop
-# cannot keep two cores busy: the small per-step matmul is split across threads that mostly wait for each
-# other, and the gate ops run one at a time. Two independent halves of the batch, which TensorFlow runs
-# concurrently, fill both cores. Measured on 2 cores, fwd+bwd of the layer alone at batch 64: LSTM(256) (2**24)
-# 92 -> 68 ms, SimpleRNN(256) 27 -> 21 ms, SimpleRNN(512) 70 -> 61 ms; for LSTM(512) (2**26) inside the
-# benchmark model, split / unsplit tokens/s was 1.04 training and 1.00 inference (median of 7 paired rounds).
-_SPLIT_BELOW_STEP_WORK = 2**27
+# cannot keep two cores busy: the per-step matmul is split across threads that mostly wait for each other, and
+# the gate ops run one at a time. Two independent halves of the batch, which TensorFlow runs concurrently, fill
+# both cores. Measured on 2 cores, fwd+bwd of the layer alone at batch 64: LSTM(256) (2**24) 92 -> 68 ms,
+# SimpleRNN(256) 27 -> 21 ms, SimpleRNN(512) 70 -> 61 ms. Inside the benchmark model, split / unsplit tokens/s
+# (median of 7 paired rounds), training / inference: LSTM(512) at batch 128 (2**27) 1.10 / 1.12, LSTM(1024) at
+# batch 64 (2**28) 1.19 / 0.99.
+_SPLIT_BELOW_STEP_WORK = 2**29
 _ASSUMED_BATCH = 64  # for the rule when the batch size is only known at run time
 _MIN_PART = 8
 
@@ -352,10 +376,12 @@ def _batch_parts(x, recurrent_kernel, jit_compile):
     return 2 if (batch or _ASSUMED_BATCH) * units * gate_units < _SPLIT_BELOW_STEP_WORK else 1
 
 
-# From this many recurrent weights (4 MiB of float32) on, the inference kernel keeps its states feature-major:
-# the CPU matmul repacks its right-hand operand on every call, and with h U that operand is the whole recurrent
-# kernel, every step. With U^T h^T it is the (units, batch) state. Inside the benchmark model (median of 9
-# paired rounds, 2 cores, batch 64): LSTM(512) 1.21x the tokens/s of the batch-major kernel, LSTM(256) 0.97x.
+# From this many recurrent weights (4 MiB of float32) on, the per-step product is U^T h^T rather than h U: the CPU
+# matmul repacks its right-hand operand on every call, and with h U that operand is the whole recurrent kernel,
+# every step. With U^T h^T it is the (units, batch) state. Inside the benchmark model (median of 9 paired rounds,
+# 2 cores, batch 64), tokens/s against h U: LSTM(512) inference 1.21x (feature-major kernel), training 1.10x
+# (transposes around the product); LSTM(256) inference 0.97x, hence the threshold. Fwd+bwd of the layer alone,
+# SimpleRNN(1024) at batch 64: 450 -> 296 ms.
 _FEATURE_MAJOR_FROM_WEIGHTS = 2**20
 
 
@@ -396,8 +422,8 @@ def lstm(
         training: record the gates for the backward pass while running forward. With False (inference) the
             forward pass is lighter and a gradient, if one is asked for anyway, reruns it first.
         batch_parts: run the batch as this many independent slices side by side; None chooses (`_batch_parts`).
-        feature_major: for inference under XLA, keep the states as (units, batch) (`_lstm_infer_feature_major`);
-            None chooses (`_feature_major`).
+        feature_major: under XLA, compute the per-step product as U^T h^T (`_feature_major`), with the states
+            kept as (units, batch) throughout for inference (`_lstm_infer_feature_major`); None chooses.
 
     Returns:
         (outputs (batch, time, units), h_T, c_T).
@@ -407,7 +433,7 @@ def lstm(
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
     if feature_major is None:
         feature_major = _feature_major(recurrent_kernel)
-    feature_major = bool(feature_major) and bool(jit_compile) and not training
+    feature_major = bool(feature_major) and bool(jit_compile)
     return _concat_parts(
         _lstm(x_k, h0_k, c0_k, *weights, mask_k, zero_output_for_mask, jit_compile, training, feature_major)
         for x_k, h0_k, c0_k, mask_k in zip(*_split_batch(parts, x, h0, c0, mask))
@@ -418,23 +444,27 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask,
           feature_major):  # fmt: skip
     mask_tm = _mask_time_major(mask)
     forward_fn, backward_fn, _, _ = _KERNELS[bool(jit_compile)]
+    layout = {"weights_left": feature_major} if jit_compile else {}  # a Python bool: one XLA program per value
 
     @tf.custom_gradient
     def forward(x, h0, c0, kernel, recurrent_kernel, bias):
         inputs = _unwatched(x, h0, c0, kernel, recurrent_kernel, bias)
+        saved = None
         if training:
-            outputs, h_last, c_last, *saved = forward_fn(*inputs, mask_tm, zero_output_for_mask)
+            outputs, h_last, c_last, *saved = forward_fn(*inputs, mask_tm, zero_output_for_mask, **layout)
+        elif feature_major:
+            outputs, h_last, c_last = _INFER_FEATURE_MAJOR(*inputs, mask_tm, zero_output_for_mask)
         else:
-            infer_fn = _INFER_FEATURE_MAJOR if feature_major else functools.partial(forward_fn, keep_gates=False)
-            outputs, h_last, c_last = infer_fn(*inputs, mask_tm, zero_output_for_mask)
-            saved = None
+            outputs, h_last, c_last = forward_fn(*inputs, mask_tm, zero_output_for_mask, keep_gates=False)
 
         def backward(d_outputs, dh_last, dc_last):
-            gates_tm, h_ext, c_ext = saved or forward_fn(*inputs, mask_tm, zero_output_for_mask)[3:]
-            return backward_fn(
+            gates_tm, h_ext, c_ext = saved or forward_fn(*inputs, mask_tm, zero_output_for_mask, **layout)[3:]
+            dh0, dc0, dz_ext = backward_fn(
                 d_outputs, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0),
-                x, kernel, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask,
+                x, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask, **layout,
             )  # fmt: skip
+            dx, d_kernel, d_recurrent, d_bias = _weight_gradients(x, h_ext, dz_ext, kernel)
+            return dx, dh0, dc0, d_kernel, d_recurrent, d_bias
 
         return (outputs, h_last, c_last), backward
 
@@ -442,32 +472,39 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask,
 
 
 def simple_rnn(
-    x, h0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_mask=False, jit_compile=True, batch_parts=None
-):
+    x, h0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_mask=False, jit_compile=True, batch_parts=None,
+    feature_major=None,
+):  # fmt: skip
     """Runs the tanh SimpleRNN over a whole sequence; arguments as `lstm`. Returns (outputs, h_T)."""
     kernel, recurrent_kernel, bias = _weights_as_tensors(kernel, recurrent_kernel, bias)
     weights = (kernel, recurrent_kernel, bias)
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
+    if feature_major is None:
+        feature_major = _feature_major(recurrent_kernel)
+    feature_major = bool(feature_major) and bool(jit_compile)
     return _concat_parts(
-        _simple_rnn(x_k, h0_k, *weights, mask_k, zero_output_for_mask, jit_compile)
+        _simple_rnn(x_k, h0_k, *weights, mask_k, zero_output_for_mask, jit_compile, feature_major)
         for x_k, h0_k, mask_k in zip(*_split_batch(parts, x, h0, mask))
     )
 
 
-def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile):
+def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, feature_major):
     mask_tm = _mask_time_major(mask)
     _, _, forward_fn, backward_fn = _KERNELS[bool(jit_compile)]
+    layout = {"weights_left": feature_major} if jit_compile else {}
 
     @tf.custom_gradient
     def forward(x, h0, kernel, recurrent_kernel, bias):
         outputs, h_last, h_ext = forward_fn(
-            *_unwatched(x, h0, kernel, recurrent_kernel, bias), mask_tm, zero_output_for_mask
+            *_unwatched(x, h0, kernel, recurrent_kernel, bias), mask_tm, zero_output_for_mask, **layout
         )
 
         def backward(d_outputs, dh_last):
-            return backward_fn(
-                d_outputs, _or_zeros(dh_last, h0), x, kernel, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask
+            dh0, dz_ext = backward_fn(
+                d_outputs, _or_zeros(dh_last, h0), x, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask, **layout
             )
+            dx, d_kernel, d_recurrent, d_bias = _weight_gradients(x, h_ext, dz_ext, kernel)
+            return dx, dh0, d_kernel, d_recurrent, d_bias
 
         return (outputs, h_last), backward
 

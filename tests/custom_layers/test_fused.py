@@ -1,5 +1,4 @@
-"""The sequence kernels of custom_layers.fused: batch splitting and the feature-major inference layout change
-nothing."""
+"""The sequence kernels of custom_layers.fused: batch splitting and the feature-major layouts change nothing."""
 
 import keras
 import numpy as np
@@ -81,7 +80,8 @@ def test_batch_parts_rule(monkeypatch):
 
     assert parts(64, 256, 4) == 2  # 2**24 multiply-adds per step: split
     assert parts(64, 512, 4) == 2  # 2**26
-    assert parts(64, 1024, 4) == 1  # 2**28: one sequence keeps both cores busy
+    assert parts(64, 1024, 4) == 2  # 2**28
+    assert parts(128, 1024, 4) == 1  # 2**29: one sequence keeps both cores busy
     assert parts(None, 256, 4) == 2  # unknown batch: judged at batch 64
     assert parts(8, 64, 4) == 1  # slices would be too small
     assert parts(64, 256, 4, jit_compile=False) == 1  # only the XLA kernels are split
@@ -126,14 +126,37 @@ def test_feature_major_inference_matches_batch_major(masked, parts):
         assert np.all(feature_major[0][~np.asarray(mask)] == 0)
 
 
+@pytest.mark.parametrize("kernel_fn", [fused.lstm, fused.simple_rnn], ids=["lstm", "simple_rnn"])
+@pytest.mark.parametrize("masked", [None, "repeat", "zeros"])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_training_with_weights_on_the_left_matches_batch_major(kernel_fn, masked, parts):
+    # The training kernels compute the per-step product as (U^T h^T)^T: same outputs and gradients.
+    batch = 5
+    x = sequences(batch=batch, steps=STEPS, features=FEATURES)
+    states = initial_states(kernel_fn, batch)
+    mask = None
+    if masked:
+        lengths = np.random.default_rng(2).integers(1, STEPS + 1, size=batch)
+        mask = tf.constant(right_padding_mask(lengths, STEPS))
+    options = {"mask": mask, "zero_output_for_mask": masked == "zeros"}
+    left = run(kernel_fn, x, states, parts, feature_major=True, **options)
+    right = run(kernel_fn, x, states, parts, feature_major=False, **options)
+    for ours, reference in zip([*left[0], *left[1]], [*right[0], *right[1]]):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
 def test_feature_major_rule():
     assert fused._feature_major(tf.zeros([512, 4 * 512]))  # 4 MiB of recurrent weights
+    assert fused._feature_major(tf.zeros([1024, 1024]))
     assert not fused._feature_major(tf.zeros([256, 4 * 256]))
-    # Only inference under XLA has a feature-major kernel; plain TensorFlow ignores the request.
+    # The feature-major layouts are XLA's; plain TensorFlow ignores the request.
     x = sequences(batch=2, steps=STEPS, features=FEATURES)
     states = initial_states(fused.lstm, 2)
     for ours, reference in zip(infer(x, states, feature_major=True, jit_compile=False),
                                infer(x, states, feature_major=False, jit_compile=False)):  # fmt: skip
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+    left, right = (run(fused.lstm, x, states, 1, feature_major=f, jit_compile=False) for f in (True, False))
+    for ours, reference in zip([*left[0], *left[1]], [*right[0], *right[1]]):
         np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
 
 
@@ -192,4 +215,36 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
     for a, b in zip(ours(x, mask=mask, training=False), theirs(x, mask=mask, training=False)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "make_layers, units",
+    [((custom_layers.LSTM, keras.layers.LSTM), 512), ((custom_layers.SimpleRNN, keras.layers.SimpleRNN), 1024)],
+    ids=["lstm", "simple_rnn"],
+)
+def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, units):
+    # LSTM(512) and SimpleRNN(1024) reach the feature-major threshold: training runs the product as U^T h^T.
+    # Bidirectional covers go_backwards, the mask covers padding; outputs and all gradients against Keras.
+    batch, steps, features = 4, 5, 8
+    rng = np.random.default_rng(6)
+    x = tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
+    mask = tf.constant(right_padding_mask([5, 3, 1, 4], steps))
+    ours, theirs = (keras.layers.Bidirectional(make(units, return_sequences=True)) for make in make_layers)
+    ours(x), theirs(x)
+    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel)
+    weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
+    ours.set_weights(weights_)
+    theirs.set_weights(weights_)
+    # Scaled so that the gradients are O(1), like the outputs, for one absolute tolerance across them.
+    projection = tf.constant(rng.normal(scale=0.02, size=(batch, steps, 2 * units)).astype("float32"))
+
+    def outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, mask=mask, training=True)
+            loss = tf.reduce_sum(outputs * projection)
+        return [outputs, *tape.gradient(loss, [x, *layer.trainable_weights])]
+
+    for a, b in zip(outputs_and_gradients(ours), outputs_and_gradients(theirs), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=TOLERANCE)
