@@ -9,6 +9,11 @@ a large float32 matmul measured in the same run.
 
     python benchmarks/rnn_throughput.py                      # LSTM, units 256 and 512, ours / keras / torch
     python benchmarks/rnn_throughput.py --cell simple_rnn --units 256
+    python benchmarks/rnn_throughput.py --cell simple_rnn --units 256 --floor
+
+--floor adds the same model with Dense(units) in place of the recurrent layer, alternated with the others: what
+every implementation pays besides the recurrence. Subtracting it gives the recurrent layer's own time per step,
+and its achieved GFLOP/s against the large matmul.
 """
 
 import argparse
@@ -116,7 +121,16 @@ def build_runners(args, units, x, y):
             runners["torch"] = TorchRunner(args.cell, units, args.vocab, args.embed, x, y)
         except ImportError:
             pass
+    if args.floor:
+        runners["floor"] = KerasRunner(keras.layers.Dense(units), args.vocab, args.embed, x, y)
     return runners
+
+
+def layer_flops_per_token(cell, units, embed, training):
+    """The recurrent layer's own matmuls: x W and h U forward; backward twice that (dX, dW and dh, dU)."""
+    gates = 4 if cell == "lstm" else 1
+    forward = 2 * (embed + units) * gates * units
+    return 3 * forward if training else forward
 
 
 def measure(runners, mode, steps, repeats, tokens_per_step):
@@ -150,6 +164,7 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="training steps per timed round")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--floor", action="store_true", help="also time the model without the recurrent layer")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
@@ -168,11 +183,20 @@ def main():
             rates = {n: statistics.median(r) for n, r in rounds.items()}
             gflops = {n: r * flops_per_token(args.cell, units, args.vocab, args.embed, mode == "train") / 1e9
                       for n, r in rates.items()}  # fmt: skip
-            cells = "  ".join(f"{n} {r:>9,.0f} tok/s ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})"
-                              for n, r in rates.items())  # fmt: skip
+            cells = "  ".join(f"{n} {r:>9,.0f} tok/s" + ("" if n == "floor" else
+                              f" ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})") for n, r in rates.items())  # fmt: skip
             ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *paired_ratio(rounds["ours"], rounds[n]))
-                               for n in rounds if n != "ours")  # fmt: skip
+                               for n in rounds if n not in ("ours", "floor"))  # fmt: skip
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
+            if "floor" in rates:
+                floor_ms = 1000 * tokens / rates["floor"]
+                layer_gflop = tokens * layer_flops_per_token(args.cell, units, args.embed, mode == "train") / 1e9
+                parts = []
+                for name in ("ours", "keras"):
+                    layer_ms = 1000 * tokens / rates[name] - floor_ms
+                    parts.append(f"{name} {layer_ms:.1f} ms ({layer_gflop / layer_ms * 1000:.0f} GFLOP/s)")
+                print(f"           floor {floor_ms:.1f} ms/step; the recurrent layer's own {layer_gflop:.2f} GFLOP: "
+                      + ", ".join(parts))  # fmt: skip
     print(f"loadavg after: {os.getloadavg()[0]:.1f}")
 
 

@@ -376,18 +376,21 @@ def _batch_parts(x, recurrent_kernel, jit_compile):
     return 2 if (batch or _ASSUMED_BATCH) * units * gate_units < _SPLIT_BELOW_STEP_WORK else 1
 
 
-# From this many recurrent weights (4 MiB of float32) on, the per-step product is U^T h^T rather than h U: the CPU
-# matmul repacks its right-hand operand on every call, and with h U that operand is the whole recurrent kernel,
-# every step. With U^T h^T it is the (units, batch) state. Inside the benchmark model (median of 9 paired rounds,
-# 2 cores, batch 64), tokens/s against h U: LSTM(512) inference 1.21x (feature-major kernel), training 1.10x
-# (transposes around the product); LSTM(256) inference 0.97x, hence the threshold. Fwd+bwd of the layer alone,
+# From this many recurrent weights on (training: 1 MiB of float32, inference: 4 MiB), the per-step product is
+# U^T h^T rather than h U: the CPU matmul repacks its right-hand operand on every call, and with h U that operand
+# is the whole recurrent kernel, every step. With U^T h^T it is the (units, batch) state. Inside the benchmark
+# model (median of 9-11 paired rounds, 2 cores, batch 64), tokens/s against h U, training / inference:
+# LSTM(512) 1.10 / 1.21 (the inference kernel is feature-major throughout), SimpleRNN(512) 1.07 / 0.96,
+# LSTM(256) 1.02 / 0.97, SimpleRNN(256) 1.01 / 0.93: hence the two thresholds. Fwd+bwd of the layer alone,
 # SimpleRNN(1024) at batch 64: 450 -> 296 ms.
-_FEATURE_MAJOR_FROM_WEIGHTS = 2**20
+_FEATURE_MAJOR_FROM_WEIGHTS = {True: 2**18, False: 2**20}  # by `training`
 
 
-def _feature_major(recurrent_kernel):
+def _feature_major(recurrent_kernel, training):
     units, gate_units = recurrent_kernel.shape
-    return units is not None and gate_units is not None and units * gate_units >= _FEATURE_MAJOR_FROM_WEIGHTS
+    if units is None or gate_units is None:
+        return False
+    return units * gate_units >= _FEATURE_MAJOR_FROM_WEIGHTS[bool(training)]
 
 
 def _split_batch(parts, *tensors):
@@ -432,7 +435,7 @@ def lstm(
     weights = (kernel, recurrent_kernel, bias)
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
     if feature_major is None:
-        feature_major = _feature_major(recurrent_kernel)
+        feature_major = _feature_major(recurrent_kernel, training)
     feature_major = bool(feature_major) and bool(jit_compile)
     return _concat_parts(
         _lstm(x_k, h0_k, c0_k, *weights, mask_k, zero_output_for_mask, jit_compile, training, feature_major)
@@ -472,15 +475,19 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask,
 
 
 def simple_rnn(
-    x, h0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_mask=False, jit_compile=True, batch_parts=None,
-    feature_major=None,
+    x, h0, kernel, recurrent_kernel, bias, mask=None, zero_output_for_mask=False, jit_compile=True, training=True,
+    batch_parts=None, feature_major=None,
 ):  # fmt: skip
-    """Runs the tanh SimpleRNN over a whole sequence; arguments as `lstm`. Returns (outputs, h_T)."""
+    """Runs the tanh SimpleRNN over a whole sequence; arguments as `lstm`. Returns (outputs, h_T).
+
+    The forward pass records only h, which is the output anyway, so `training` only informs the choice of
+    `feature_major`.
+    """
     kernel, recurrent_kernel, bias = _weights_as_tensors(kernel, recurrent_kernel, bias)
     weights = (kernel, recurrent_kernel, bias)
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
     if feature_major is None:
-        feature_major = _feature_major(recurrent_kernel)
+        feature_major = _feature_major(recurrent_kernel, training)
     feature_major = bool(feature_major) and bool(jit_compile)
     return _concat_parts(
         _simple_rnn(x_k, h0_k, *weights, mask_k, zero_output_for_mask, jit_compile, feature_major)

@@ -117,7 +117,6 @@ class SimpleRNN(FusedRNN):
         )
 
     def _fused(self, x, initial_state, mask, training):
-        del training  # the forward pass records only h, which is the output anyway
         from custom_layers import fused  # TensorFlow-only module
 
         cell = self.cell
@@ -130,4 +129,5 @@ class SimpleRNN(FusedRNN):
             mask=mask,
             zero_output_for_mask=self.zero_output_for_mask,
             jit_compile=self.jit_compile,
+            training=training,
         )

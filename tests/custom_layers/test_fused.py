@@ -146,9 +146,15 @@ def test_training_with_weights_on_the_left_matches_batch_major(kernel_fn, masked
 
 
 def test_feature_major_rule():
-    assert fused._feature_major(tf.zeros([512, 4 * 512]))  # 4 MiB of recurrent weights
-    assert fused._feature_major(tf.zeros([1024, 1024]))
-    assert not fused._feature_major(tf.zeros([256, 4 * 256]))
+    for training in (True, False):
+        assert fused._feature_major(tf.zeros([512, 4 * 512]), training)  # 4 MiB of recurrent weights
+        assert fused._feature_major(tf.zeros([1024, 1024]), training)
+        assert not fused._feature_major(tf.zeros([256, 256]), training)
+    # From 1 MiB on for training, 4 MiB for inference.
+    assert fused._feature_major(tf.zeros([256, 4 * 256]), training=True)
+    assert fused._feature_major(tf.zeros([512, 512]), training=True)
+    assert not fused._feature_major(tf.zeros([256, 4 * 256]), training=False)
+    assert not fused._feature_major(tf.zeros([512, 512]), training=False)
     # The feature-major layouts are XLA's; plain TensorFlow ignores the request.
     x = sequences(batch=2, steps=STEPS, features=FEATURES)
     states = initial_states(fused.lstm, 2)
@@ -210,7 +216,7 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ours = keras.layers.Bidirectional(custom_layers.LSTM(units, **options))
     theirs = keras.layers.Bidirectional(keras.layers.LSTM(units, **options))
     ours(x), theirs(x)
-    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel)
+    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel, training=False)
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
@@ -224,7 +230,7 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ids=["lstm", "simple_rnn"],
 )
 def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, units):
-    # LSTM(512) and SimpleRNN(1024) reach the feature-major threshold: training runs the product as U^T h^T.
+    # LSTM(512) and SimpleRNN(1024) reach both feature-major thresholds: training runs the product as U^T h^T.
     # Bidirectional covers go_backwards, the mask covers padding; outputs and all gradients against Keras.
     batch, steps, features = 4, 5, 8
     rng = np.random.default_rng(6)
@@ -232,7 +238,7 @@ def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, unit
     mask = tf.constant(right_padding_mask([5, 3, 1, 4], steps))
     ours, theirs = (keras.layers.Bidirectional(make(units, return_sequences=True)) for make in make_layers)
     ours(x), theirs(x)
-    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel)
+    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel, training=True)
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
