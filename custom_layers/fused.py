@@ -135,6 +135,14 @@ def _output_gradient_at(d_outputs, t, mask_tm, zero_output_for_mask):
     return d_out
 
 
+def _after(first, tensor):
+    """`tensor`, for ops that must not start before `first` exists. The backward pass's ops on the inputs alone
+    (the transpose of X for the weight gradients) would otherwise run at the very start of a training step, on
+    the thread that is about to launch the second batch half's forward kernel, and delay it."""
+    with tf.control_dependencies([first]):
+        return tf.identity(tensor)
+
+
 def _or_zeros(grad, like):
     return tf.zeros_like(like) if grad is None else grad
 
@@ -466,7 +474,7 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask,
                 d_outputs, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0),
                 x, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask, **layout,
             )  # fmt: skip
-            dx, d_kernel, d_recurrent, d_bias = _weight_gradients(x, h_ext, dz_ext, kernel)
+            dx, d_kernel, d_recurrent, d_bias = _weight_gradients(_after(h_ext, x), h_ext, dz_ext, kernel)
             return dx, dh0, dc0, d_kernel, d_recurrent, d_bias
 
         return (outputs, h_last, c_last), backward
@@ -510,7 +518,7 @@ def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mas
             dh0, dz_ext = backward_fn(
                 d_outputs, _or_zeros(dh_last, h0), x, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask, **layout
             )
-            dx, d_kernel, d_recurrent, d_bias = _weight_gradients(x, h_ext, dz_ext, kernel)
+            dx, d_kernel, d_recurrent, d_bias = _weight_gradients(_after(h_ext, x), h_ext, dz_ext, kernel)
             return dx, dh0, d_kernel, d_recurrent, d_bias
 
         return (outputs, h_last), backward
