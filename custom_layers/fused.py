@@ -255,13 +255,13 @@ def _lstm_infer_feature_major(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm
     return outputs, tf.transpose(h_last), tf.transpose(c_last)
 
 
-def _lstm_backward(d_outputs, dh_last, dc_last, x, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm,
+def _lstm_backward(d_outputs, dh_last, dc_last, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm,
                    zero_output_for_mask, weights_left=False, in_place=True):  # fmt: skip
     """The loop of the backward pass: dh_0, dc_0 and dz_ext for `_weight_gradients`."""
-    steps = tf.shape(x)[1]
+    steps = tf.shape(gates_tm)[0]
     # With a transposed copy of U, the per-step matmul is a plain one, faster than transpose_b.
     recurrent_t = _recurrent_product(tf.transpose(recurrent_kernel), weights_left)
-    scale, shift = _gate_affine(tf.shape(dh_last)[1], x.dtype)
+    scale, shift = _gate_affine(tf.shape(dh_last)[1], dh_last.dtype)
     scale_squared = scale * scale
 
     def step(t, dh_next, dc_next, dz_buf):
@@ -314,10 +314,10 @@ def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_out
     return _outputs(h_ext, mask_tm, zero_output_for_mask), h_last, h_ext
 
 
-def _simple_rnn_backward(d_outputs, dh_last, x, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
+def _simple_rnn_backward(d_outputs, dh_last, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
                          weights_left=False, in_place=True):  # fmt: skip
     """The loop of the backward pass: dh_0 and dz_ext for `_weight_gradients`."""
-    steps = tf.shape(x)[1]
+    steps = tf.shape(h_ext)[0] - 1  # h_ext holds the initial state too
     recurrent_t = _recurrent_product(tf.transpose(recurrent_kernel), weights_left)
 
     def step(t, dh_next, dz_buf):
@@ -472,7 +472,7 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask,
             gates_tm, h_ext, c_ext = saved or forward_fn(*inputs, mask_tm, zero_output_for_mask, **layout)[3:]
             dh0, dc0, dz_ext = backward_fn(
                 d_outputs, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0),
-                x, recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask, **layout,
+                recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask, **layout,
             )  # fmt: skip
             dx, d_kernel, d_recurrent, d_bias = _weight_gradients(_after(h_ext, x), h_ext, dz_ext, kernel)
             return dx, dh0, dc0, d_kernel, d_recurrent, d_bias
@@ -516,7 +516,7 @@ def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mas
 
         def backward(d_outputs, dh_last):
             dh0, dz_ext = backward_fn(
-                d_outputs, _or_zeros(dh_last, h0), x, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask, **layout
+                d_outputs, _or_zeros(dh_last, h0), recurrent_kernel, h_ext, mask_tm, zero_output_for_mask, **layout
             )
             dx, d_kernel, d_recurrent, d_bias = _weight_gradients(_after(h_ext, x), h_ext, dz_ext, kernel)
             return dx, dh0, d_kernel, d_recurrent, d_bias
