@@ -1,9 +1,10 @@
-"""tf.data input pipelines: word dropout (the rest is covered through training and evaluation tests)."""
+"""tf.data input pipelines: word dropout and the pipelines' options (the rest is covered through training and
+evaluation tests)."""
 
 import numpy as np
 import tensorflow as tf
 
-from pipeline.inputs import sentiment_dataset
+from pipeline.inputs import next_char_dataset, sentiment_dataset
 from pipeline.text import OOV, PAD, Vocabulary
 
 WORDS = tuple(f"w{i}" for i in range(40))
@@ -39,3 +40,25 @@ def test_word_dropout_is_seeded_and_differs_between_epochs():
     assert _epoch(_dataset(0.3, seed=1)) == first
     assert _epoch(_dataset(0.3, seed=2)) != first
     assert all(len(r) in (1, 40) for r in _epoch(_dataset(0.0)))
+
+
+def test_pipelines_run_without_tf_data_autotuning():
+    """Deleting an autotuned iterator can wait tens of seconds for its idle optimization thread, and Keras deletes
+    the last validation iterator at every evaluation (see `pipeline.inputs._prefetched`). Timing that here would
+    be flaky, so this checks the option, and that the batches are still right."""
+    vocab = Vocabulary("char", (OOV, "a", "b"))
+    chunks = tf.data.Dataset.from_tensor_slices(["abab" * 25, "ba" * 51])
+    datasets = {
+        "sentiment": _dataset(0.0),
+        "sentiment, bucketing": sentiment_dataset(
+            tf.data.Dataset.from_tensor_slices({"text": ["w1 w2", "w3"], "label": ["neg", "pos"]}),
+            Vocabulary("word", (PAD, OOV) + WORDS, "lower_and_strip_punctuation", 64), ("neg", "pos"), 2,
+            bucketing=True,
+        ),
+        "next_char": next_char_dataset(chunks, vocab, 2, 9, shuffle_buffer=10, seed=0),
+    }
+    for name, ds in datasets.items():
+        assert ds.options().autotune.enabled is False, name
+    x, y = next(iter(datasets["next_char"]))
+    assert x.shape == (2, 9) and np.array_equal(x.numpy()[:, 1:], y.numpy()[:, :-1])
+    assert sum(len(row) for row in _epoch(datasets["sentiment"])) == 50 * 40 + 10
