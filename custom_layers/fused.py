@@ -167,17 +167,19 @@ def _sigmoid(z):
     return tf.tanh(z * 0.5) * 0.5 + 0.5
 
 
-def _recurrent_product(weights, weights_left):
-    """h -> h @ weights, for a per-step recurrent matmul (weights: U forward, U^T backward).
+def _recurrent_product(weights, weights_left, transpose=False):
+    """h -> h @ W for a per-step recurrent matmul, W = weights, or weights^T with `transpose` (the backward pass).
 
-    weights_left (XLA only, see `_feature_major`): compute it as (weights^T h^T)^T. The CPU matmul repacks its
-    right-hand operand on every call, and in h @ weights that operand is the whole weight matrix, every step.
-    The barrier keeps XLA from folding the two small transposes back into h @ weights.
+    weights_left (XLA only, see `_feature_major`): compute it as (W^T h^T)^T. The CPU matmul repacks its
+    right-hand operand on every call, and in h @ W that operand is the whole weight matrix, every step.
+    The barrier keeps XLA from folding the two small transposes back into h @ W.
     """
     if not weights_left or _optimization_barrier is None:
-        return lambda h: tf.matmul(h, weights)
-    weights_t = tf.transpose(weights)
-    return lambda h: tf.transpose(_optimization_barrier(tf.matmul(weights_t, h, transpose_b=True))[0])
+        # A transposed copy made once keeps the per-step matmul a plain one, faster than transpose_b.
+        right = tf.transpose(weights) if transpose else weights
+        return lambda h: tf.matmul(h, right)
+    left = weights if transpose else tf.transpose(weights)
+    return lambda h: tf.transpose(_optimization_barrier(tf.matmul(left, h, transpose_b=True))[0])
 
 
 def _lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, keep_gates=True,
@@ -259,8 +261,7 @@ def _lstm_backward(d_outputs, dh_last, dc_last, recurrent_kernel, gates_tm, h_ex
                    zero_output_for_mask, weights_left=False, in_place=True):  # fmt: skip
     """The loop of the backward pass: dh_0, dc_0 and dz_ext for `_weight_gradients`."""
     steps = tf.shape(gates_tm)[0]
-    # With a transposed copy of U, the per-step matmul is a plain one, faster than transpose_b.
-    recurrent_t = _recurrent_product(tf.transpose(recurrent_kernel), weights_left)
+    recurrent_t = _recurrent_product(recurrent_kernel, weights_left, transpose=True)
     scale, shift = _gate_affine(tf.shape(dh_last)[1], dh_last.dtype)
     scale_squared = scale * scale
 
@@ -318,7 +319,7 @@ def _simple_rnn_backward(d_outputs, dh_last, recurrent_kernel, h_ext, mask_tm, z
                          weights_left=False, in_place=True):  # fmt: skip
     """The loop of the backward pass: dh_0 and dz_ext for `_weight_gradients`."""
     steps = tf.shape(h_ext)[0] - 1  # h_ext holds the initial state too
-    recurrent_t = _recurrent_product(tf.transpose(recurrent_kernel), weights_left)
+    recurrent_t = _recurrent_product(recurrent_kernel, weights_left, transpose=True)
 
     def step(t, dh_next, dz_buf):
         dh = dh_next
@@ -401,6 +402,14 @@ def _feature_major(recurrent_kernel, training):
     return units * gate_units >= _FEATURE_MAJOR_FROM_WEIGHTS[bool(training)]
 
 
+def _layout(x, recurrent_kernel, jit_compile, training, batch_parts, feature_major):
+    """(batch parts, feature_major) for one call: the caller's choices, or the rules above where they are None."""
+    parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
+    if feature_major is None:
+        feature_major = _feature_major(recurrent_kernel, training)
+    return parts, bool(feature_major) and bool(jit_compile)
+
+
 def _split_batch(parts, *tensors):
     """Each tensor (or None) cut into `parts` slices along the batch axis, as one tuple per tensor."""
     if parts == 1:
@@ -441,10 +450,7 @@ def lstm(
     """
     kernel, recurrent_kernel, bias = _weights_as_tensors(kernel, recurrent_kernel, bias)
     weights = (kernel, recurrent_kernel, bias)
-    parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
-    if feature_major is None:
-        feature_major = _feature_major(recurrent_kernel, training)
-    feature_major = bool(feature_major) and bool(jit_compile)
+    parts, feature_major = _layout(x, recurrent_kernel, jit_compile, training, batch_parts, feature_major)
     return _concat_parts(
         _lstm(x_k, h0_k, c0_k, *weights, mask_k, zero_output_for_mask, jit_compile, training, feature_major)
         for x_k, h0_k, c0_k, mask_k in zip(*_split_batch(parts, x, h0, c0, mask))
@@ -493,10 +499,7 @@ def simple_rnn(
     """
     kernel, recurrent_kernel, bias = _weights_as_tensors(kernel, recurrent_kernel, bias)
     weights = (kernel, recurrent_kernel, bias)
-    parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
-    if feature_major is None:
-        feature_major = _feature_major(recurrent_kernel, training)
-    feature_major = bool(feature_major) and bool(jit_compile)
+    parts, feature_major = _layout(x, recurrent_kernel, jit_compile, training, batch_parts, feature_major)
     return _concat_parts(
         _simple_rnn(x_k, h0_k, *weights, mask_k, zero_output_for_mask, jit_compile, feature_major)
         for x_k, h0_k, mask_k in zip(*_split_batch(parts, x, h0, mask))
