@@ -162,11 +162,6 @@ def _gate_affine(units, dtype):
     return scale, shift
 
 
-def _sigmoid(z):
-    # As in _gate_affine: one tanh, which XLA vectorizes, instead of exp and a division.
-    return tf.tanh(z * 0.5) * 0.5 + 0.5
-
-
 def _recurrent_product(weights, weights_left, transpose=False):
     """h -> h @ W for a per-step recurrent matmul, W = weights, or weights^T with `transpose` (the backward pass).
 
@@ -236,12 +231,16 @@ def _lstm_infer_feature_major(x, h0, c0, kernel, recurrent_kernel, bias, mask_tm
     bias_col = bias[:, tf.newaxis]
     steps, batch, units = tf.shape(x_fm)[0], tf.shape(x_fm)[2], tf.shape(h0)[1]
     mask_fm = None if mask_tm is None else tf.transpose(mask_tm, [0, 2, 1])  # (time, 1, batch)
+    scale, shift = (column[:, tf.newaxis] for column in _gate_affine(units, x.dtype))
 
     def step(t, h, c, h_buf):
         z = tf.matmul(kernel_t, x_fm[t]) + tf.matmul(recurrent_kernel_t, h) + bias_col
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=0)
-        c_new = _sigmoid(z_f) * c + _sigmoid(z_i) * tf.tanh(z_c)
-        h_new = _sigmoid(z_o) * tf.tanh(c_new)
+        # One tanh over all four gate blocks, as in _lstm_forward. Four activations of their own, fused with the
+        # cell update, made XLA interleave four tanh streams in one loop that spilled registers (LSTM(512)
+        # inference layer alone 1.03x faster this way).
+        i, f, g, o = tf.split(tf.tanh(z * scale) * scale + shift, 4, axis=0)
+        c_new = f * c + i * g
+        h_new = o * tf.tanh(c_new)
         if mask_fm is not None:
             h_new = tf.where(mask_fm[t], h_new, h)
             c_new = tf.where(mask_fm[t], c_new, c)
