@@ -14,11 +14,20 @@ a large float32 matmul measured in the same run.
 --floor adds the same model with Dense(units) in place of the recurrent layer, alternated with the others: what
 every implementation pays besides the recurrence. Subtracting it gives the recurrent layer's own time per step,
 and its achieved GFLOP/s against the large matmul.
+
+--processes N repeats the whole measurement in N fresh processes, one after another, and ends with each ratio
+per process and its median over them. Rounds within one process do not show everything: the Keras built-ins'
+speed can differ from one process to the next (on the 2-core host, Keras's SimpleRNN(512) trains at about 56k
+or about 67k tokens/s depending on the process, while ours stays within 3%).
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,7 +88,7 @@ class TorchRunner:
             loss = self.torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.y.reshape(-1))
             loss.backward()
             self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     def infer(self, steps):
         with self.torch.inference_mode():
@@ -153,6 +162,38 @@ def paired_ratio(ours, other):
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
+def _without_option(argv, name):
+    """argv minus `name VALUE` / `name=VALUE`."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
+def run_processes(count):
+    """Runs this benchmark `count` times in fresh processes and prints each ratio per process and its median."""
+    child_args = _without_option(sys.argv[1:], "--processes")
+    per_process = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(count):
+            print(f"--- process {k + 1} of {count}", flush=True)
+            path = os.path.join(tmp, f"{k}.json")
+            subprocess.run([sys.executable, os.path.abspath(__file__), *child_args, "--results-json", path], check=True)
+            with open(path) as f:
+                per_process.append(json.load(f))
+    print(f"--- over {count} processes: median of the per-process ratios [min-max], then each process's")
+    for key in per_process[0]:
+        for other in per_process[0][key]:
+            values = [results[key][other] for results in per_process]
+            summary = f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+            print(f"{key:<16} ours/{other} {summary}  ({' '.join(f'{v:.2f}' for v in values)})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cell", choices=["lstm", "simple_rnn"], default="lstm")
@@ -165,7 +206,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--floor", action="store_true", help="also time the model without the recurrent layer")
+    parser.add_argument("--processes", type=int, default=1, help="repeat everything in this many fresh processes")
+    parser.add_argument("--results-json", help=argparse.SUPPRESS)  # how a child of --processes reports back
     args = parser.parse_args()
+    if args.processes > 1:
+        run_processes(args.processes)
+        return
+    results = {}
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -188,6 +235,8 @@ def main():
             ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *paired_ratio(rounds["ours"], rounds[n]))
                                for n in rounds if n not in ("ours", "floor"))  # fmt: skip
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
+            results[f"units={units} {mode}"] = {n: paired_ratio(rounds["ours"], rounds[n])[0]
+                                                for n in rounds if n not in ("ours", "floor")}  # fmt: skip
             if "floor" in rates:
                 floor_ms = 1000 * tokens / rates["floor"]
                 layer_gflop = tokens * layer_flops_per_token(args.cell, units, args.embed, mode == "train") / 1e9
@@ -198,6 +247,9 @@ def main():
                 print(f"           floor {floor_ms:.1f} ms/step; the recurrent layer's own {layer_gflop:.2f} GFLOP: "
                       + ", ".join(parts))  # fmt: skip
     print(f"loadavg after: {os.getloadavg()[0]:.1f}")
+    if args.results_json:
+        with open(args.results_json, "w") as f:
+            json.dump(results, f)
 
 
 if __name__ == "__main__":
