@@ -18,9 +18,9 @@ When one step's matmul is not large (batch x units x gate units below 2**29 mult
 the batch as two independent halves, which TensorFlow executes concurrently: a single recurrence cannot keep two
 cores busy (`_batch_parts`). Each half is the same computation on fewer rows, so results do not change.
 
-With large recurrent weights (`_feature_major`), the per-step product puts the weights on the left, U^T h^T: the
-CPU matmul repacks its right-hand operand on every call, and in h U that operand is the whole recurrent kernel.
-The LSTM inference kernel keeps its states feature-major, (units, batch), throughout
+With large recurrent weights (`_feature_major`, a threshold per loop), the per-step product puts the weights on
+the left, U^T h^T: the CPU matmul repacks its right-hand operand on every call, and in h U that operand is the
+whole recurrent kernel. The LSTM inference kernel keeps its states feature-major, (units, batch), throughout
 (`_lstm_infer_feature_major`); the training kernels transpose the small per-step operands around that one
 product (`_recurrent_product`).
 
@@ -384,29 +384,35 @@ def _batch_parts(x, recurrent_kernel, jit_compile):
     return 2 if (batch or _ASSUMED_BATCH) * units * gate_units < _SPLIT_BELOW_STEP_WORK else 1
 
 
-# From this many recurrent weights on (training: 1 MiB of float32, inference: 4 MiB), the per-step product is
-# U^T h^T rather than h U: the CPU matmul repacks its right-hand operand on every call, and with h U that operand
-# is the whole recurrent kernel, every step. With U^T h^T it is the (units, batch) state. Inside the benchmark
-# model (median of 9-11 paired rounds, 2 cores, batch 64), tokens/s against h U, training / inference:
-# LSTM(512) 1.10 / 1.21 (the inference kernel is feature-major throughout), SimpleRNN(512) 1.07 / 0.96,
-# LSTM(256) 1.02 / 0.97, SimpleRNN(256) 1.01 / 0.93: hence the two thresholds. Fwd+bwd of the layer alone,
-# SimpleRNN(1024) at batch 64: 450 -> 296 ms.
-_FEATURE_MAJOR_FROM_WEIGHTS = {True: 2**18, False: 2**20}  # by `training`
+# From this many recurrent weights on (forward loop: 4 MiB of float32, backward loop: 1 MiB), the loop's per-step
+# product is U^T h^T rather than h U: the CPU matmul repacks its right-hand operand on every call, and with h U
+# that operand is the whole recurrent kernel, every step. With U^T h^T it is the (units, batch) state, but the
+# training kernels then transpose the product back, inside the fusion that reads it. Inside the benchmark model
+# (median of 9-17 paired rounds, 2 cores, batch 64), tokens/s against h U: inference LSTM(512) 1.21 (the
+# inference kernel is feature-major throughout), SimpleRNN(512) 0.96, LSTM(256) 0.97, SimpleRNN(256) 0.93;
+# training with both loops so LSTM(512) 1.10, SimpleRNN(512) 1.07, LSTM(256) 1.02, SimpleRNN(256) 1.01; the
+# training forward loop alone back to h U, with the backward loop keeping U^T: SimpleRNN(512) 1.02 (its forward
+# fusion then reads the product without a transpose), LSTM(256) 1.00, SimpleRNN(1024) 0.87. Fwd+bwd of the layer
+# alone, SimpleRNN(1024) at batch 64: 450 -> 296 ms.
+_WEIGHTS_LEFT_FROM = {"forward": 2**20, "backward": 2**18}
 
 
-def _feature_major(recurrent_kernel, training):
+def _feature_major(recurrent_kernel, loop):
+    """Whether `loop` ("forward" or "backward") computes its per-step product as U^T h^T; see above."""
     units, gate_units = recurrent_kernel.shape
     if units is None or gate_units is None:
         return False
-    return units * gate_units >= _FEATURE_MAJOR_FROM_WEIGHTS[bool(training)]
+    return units * gate_units >= _WEIGHTS_LEFT_FROM[loop]
 
 
-def _layout(x, recurrent_kernel, jit_compile, training, batch_parts, feature_major):
-    """(batch parts, feature_major) for one call: the caller's choices, or the rules above where they are None."""
+def _layout(x, recurrent_kernel, jit_compile, batch_parts, feature_major):
+    """(batch parts, {loop: weights on the left}) for one call: the caller's choices, or the rules above."""
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
-    if feature_major is None:
-        feature_major = _feature_major(recurrent_kernel, training)
-    return parts, bool(feature_major) and bool(jit_compile)
+    loops = {}
+    for loop in ("forward", "backward"):
+        chosen = _feature_major(recurrent_kernel, loop) if feature_major is None else feature_major
+        loops[loop] = bool(chosen) and bool(jit_compile)
+    return parts, loops
 
 
 def _split_batch(parts, *tensors):
@@ -441,43 +447,50 @@ def lstm(
         training: record the gates for the backward pass while running forward. With False (inference) the
             forward pass is lighter and a gradient, if one is asked for anyway, reruns it first.
         batch_parts: run the batch as this many independent slices side by side; None chooses (`_batch_parts`).
-        feature_major: under XLA, compute the per-step product as U^T h^T (`_feature_major`), with the states
-            kept as (units, batch) throughout for inference (`_lstm_infer_feature_major`); None chooses.
+        feature_major: under XLA, compute the per-step products of both loops as U^T h^T, with the states kept
+            as (units, batch) throughout for inference (`_lstm_infer_feature_major`); None chooses per loop
+            (`_feature_major`).
 
     Returns:
         (outputs (batch, time, units), h_T, c_T).
     """
     kernel, recurrent_kernel, bias = _weights_as_tensors(kernel, recurrent_kernel, bias)
     weights = (kernel, recurrent_kernel, bias)
-    parts, feature_major = _layout(x, recurrent_kernel, jit_compile, training, batch_parts, feature_major)
+    parts, loops = _layout(x, recurrent_kernel, jit_compile, batch_parts, feature_major)
     return _concat_parts(
-        _lstm(x_k, h0_k, c0_k, *weights, mask_k, zero_output_for_mask, jit_compile, training, feature_major)
+        _lstm(x_k, h0_k, c0_k, *weights, mask_k, zero_output_for_mask, jit_compile, training, loops)
         for x_k, h0_k, c0_k, mask_k in zip(*_split_batch(parts, x, h0, c0, mask))
     )
 
 
-def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, training,
-          feature_major):  # fmt: skip
+def _loop_options(jit_compile, loops):
+    # Python bools: one XLA program per value. Plain TensorFlow kernels take no layout.
+    if not jit_compile:
+        return {}, {}
+    return {"weights_left": loops["forward"]}, {"weights_left": loops["backward"]}
+
+
+def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, training, loops):
     mask_tm = _mask_time_major(mask)
     forward_fn, backward_fn, _, _ = _KERNELS[bool(jit_compile)]
-    layout = {"weights_left": feature_major} if jit_compile else {}  # a Python bool: one XLA program per value
+    forward_layout, backward_layout = _loop_options(jit_compile, loops)
 
     @tf.custom_gradient
     def forward(x, h0, c0, kernel, recurrent_kernel, bias):
         inputs = _unwatched(x, h0, c0, kernel, recurrent_kernel, bias)
         saved = None
         if training:
-            outputs, h_last, c_last, *saved = forward_fn(*inputs, mask_tm, zero_output_for_mask, **layout)
-        elif feature_major:
+            outputs, h_last, c_last, *saved = forward_fn(*inputs, mask_tm, zero_output_for_mask, **forward_layout)
+        elif forward_layout.get("weights_left"):
             outputs, h_last, c_last = _INFER_FEATURE_MAJOR(*inputs, mask_tm, zero_output_for_mask)
         else:
             outputs, h_last, c_last = forward_fn(*inputs, mask_tm, zero_output_for_mask, keep_gates=False)
 
         def backward(d_outputs, dh_last, dc_last):
-            gates_tm, h_ext, c_ext = saved or forward_fn(*inputs, mask_tm, zero_output_for_mask, **layout)[3:]
+            gates_tm, h_ext, c_ext = saved or forward_fn(*inputs, mask_tm, zero_output_for_mask, **forward_layout)[3:]
             dh0, dc0, dz_ext = backward_fn(
                 d_outputs, _or_zeros(dh_last, h0), _or_zeros(dc_last, c0),
-                recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask, **layout,
+                recurrent_kernel, gates_tm, h_ext, c_ext, mask_tm, zero_output_for_mask, **backward_layout,
             )  # fmt: skip
             dx, d_kernel, d_recurrent, d_bias = _weight_gradients(_after(h_ext, x), h_ext, dz_ext, kernel)
             return dx, dh0, dc0, d_kernel, d_recurrent, d_bias
@@ -493,32 +506,34 @@ def simple_rnn(
 ):  # fmt: skip
     """Runs the tanh SimpleRNN over a whole sequence; arguments as `lstm`. Returns (outputs, h_T).
 
-    The forward pass records only h, which is the output anyway, so `training` only informs the choice of
-    `feature_major`.
+    The forward pass records only h, which is the output anyway, so `training` changes nothing here; it is
+    accepted for symmetry with `lstm`.
     """
+    del training
     kernel, recurrent_kernel, bias = _weights_as_tensors(kernel, recurrent_kernel, bias)
     weights = (kernel, recurrent_kernel, bias)
-    parts, feature_major = _layout(x, recurrent_kernel, jit_compile, training, batch_parts, feature_major)
+    parts, loops = _layout(x, recurrent_kernel, jit_compile, batch_parts, feature_major)
     return _concat_parts(
-        _simple_rnn(x_k, h0_k, *weights, mask_k, zero_output_for_mask, jit_compile, feature_major)
+        _simple_rnn(x_k, h0_k, *weights, mask_k, zero_output_for_mask, jit_compile, loops)
         for x_k, h0_k, mask_k in zip(*_split_batch(parts, x, h0, mask))
     )
 
 
-def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, feature_major):
+def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, loops):
     mask_tm = _mask_time_major(mask)
     _, _, forward_fn, backward_fn = _KERNELS[bool(jit_compile)]
-    layout = {"weights_left": feature_major} if jit_compile else {}
+    forward_layout, backward_layout = _loop_options(jit_compile, loops)
 
     @tf.custom_gradient
     def forward(x, h0, kernel, recurrent_kernel, bias):
         outputs, h_last, h_ext = forward_fn(
-            *_unwatched(x, h0, kernel, recurrent_kernel, bias), mask_tm, zero_output_for_mask, **layout
+            *_unwatched(x, h0, kernel, recurrent_kernel, bias), mask_tm, zero_output_for_mask, **forward_layout
         )
 
         def backward(d_outputs, dh_last):
             dh0, dz_ext = backward_fn(
-                d_outputs, _or_zeros(dh_last, h0), recurrent_kernel, h_ext, mask_tm, zero_output_for_mask, **layout
+                d_outputs, _or_zeros(dh_last, h0), recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
+                **backward_layout,
             )
             dx, d_kernel, d_recurrent, d_bias = _weight_gradients(_after(h_ext, x), h_ext, dz_ext, kernel)
             return dx, dh0, d_kernel, d_recurrent, d_bias

@@ -146,15 +146,21 @@ def test_training_with_weights_on_the_left_matches_batch_major(kernel_fn, masked
 
 
 def test_feature_major_rule():
-    for training in (True, False):
-        assert fused._feature_major(tf.zeros([512, 4 * 512]), training)  # 4 MiB of recurrent weights
-        assert fused._feature_major(tf.zeros([1024, 1024]), training)
-        assert not fused._feature_major(tf.zeros([256, 256]), training)
-    # From 1 MiB on for training, 4 MiB for inference.
-    assert fused._feature_major(tf.zeros([256, 4 * 256]), training=True)
-    assert fused._feature_major(tf.zeros([512, 512]), training=True)
-    assert not fused._feature_major(tf.zeros([256, 4 * 256]), training=False)
-    assert not fused._feature_major(tf.zeros([512, 512]), training=False)
+    for loop in ("forward", "backward"):
+        assert fused._feature_major(tf.zeros([512, 4 * 512]), loop)  # 4 MiB of recurrent weights
+        assert fused._feature_major(tf.zeros([1024, 1024]), loop)
+        assert not fused._feature_major(tf.zeros([256, 256]), loop)
+    # From 1 MiB on for the backward loop, 4 MiB for the forward loop (in training and inference alike).
+    assert fused._feature_major(tf.zeros([256, 4 * 256]), "backward")
+    assert fused._feature_major(tf.zeros([512, 512]), "backward")
+    assert not fused._feature_major(tf.zeros([256, 4 * 256]), "forward")
+    assert not fused._feature_major(tf.zeros([512, 512]), "forward")
+    parts, loops = fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
+    assert loops == {"forward": False, "backward": True}
+    assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), False, None, None)[1] == {
+        "forward": False, "backward": False}  # fmt: skip
+    assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([8, 8]), True, None, True)[1] == {
+        "forward": True, "backward": True}  # fmt: skip
     # The feature-major layouts are XLA's; plain TensorFlow ignores the request.
     x = sequences(batch=2, steps=STEPS, features=FEATURES)
     states = initial_states(fused.lstm, 2)
@@ -216,7 +222,7 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ours = keras.layers.Bidirectional(custom_layers.LSTM(units, **options))
     theirs = keras.layers.Bidirectional(keras.layers.LSTM(units, **options))
     ours(x), theirs(x)
-    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel, training=False)
+    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel, "forward")
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
@@ -224,21 +230,28 @@ def test_layer_inference_with_feature_major_states_matches_keras():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=TOLERANCE)
 
 
+LSTM_LAYERS = (custom_layers.LSTM, keras.layers.LSTM)
+SIMPLE_RNN_LAYERS = (custom_layers.SimpleRNN, keras.layers.SimpleRNN)
+
+
 @pytest.mark.parametrize(
-    "make_layers, units",
-    [((custom_layers.LSTM, keras.layers.LSTM), 512), ((custom_layers.SimpleRNN, keras.layers.SimpleRNN), 1024)],
-    ids=["lstm", "simple_rnn"],
+    "make_layers, units, forward_left",
+    [(LSTM_LAYERS, 512, True), (SIMPLE_RNN_LAYERS, 1024, True), (SIMPLE_RNN_LAYERS, 512, False)],
+    ids=["lstm", "simple_rnn", "simple_rnn_backward_only"],
 )
-def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, units):
-    # LSTM(512) and SimpleRNN(1024) reach both feature-major thresholds: training runs the product as U^T h^T.
-    # Bidirectional covers go_backwards, the mask covers padding; outputs and all gradients against Keras.
+def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, units, forward_left):
+    # LSTM(512) and SimpleRNN(1024) reach both loops' thresholds: both run the product as U^T h^T. SimpleRNN(512)
+    # reaches the backward loop's only. Bidirectional covers go_backwards, the mask covers padding; outputs and
+    # all gradients against Keras.
     batch, steps, features = 4, 5, 8
     rng = np.random.default_rng(6)
     x = tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
     mask = tf.constant(right_padding_mask([5, 3, 1, 4], steps))
     ours, theirs = (keras.layers.Bidirectional(make(units, return_sequences=True)) for make in make_layers)
     ours(x), theirs(x)
-    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel, training=True)
+    recurrent_kernel = ours.forward_layer.cell.recurrent_kernel
+    assert fused._feature_major(recurrent_kernel, "backward")
+    assert fused._feature_major(recurrent_kernel, "forward") == forward_left
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
