@@ -155,7 +155,7 @@ def test_feature_major_rule():
     assert fused._feature_major(tf.zeros([512, 512]), "backward")
     assert not fused._feature_major(tf.zeros([256, 4 * 256]), "forward")
     assert not fused._feature_major(tf.zeros([512, 512]), "forward")
-    parts, loops = fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
+    _, loops = fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
     assert loops == {"forward": False, "backward": True}
     assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), False, None, None)[1] == {
         "forward": False, "backward": False}  # fmt: skip
