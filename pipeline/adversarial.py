@@ -74,7 +74,7 @@ class AdversarialModel(keras.Model):
 
             with tf.GradientTape() as inner:
                 inner.watch(embedded)
-                y_pred = forward(embedded)
+                y_pred, output_mask = _forward(chain, embedded, mask, with_mask=True)
                 loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             total = loss
             if self.epsilon:
@@ -83,7 +83,7 @@ class AdversarialModel(keras.Model):
                 total += self.compute_loss(x=x, y=y, y_pred=adversarial_pred, sample_weight=sample_weight,
                                            training=True)  # fmt: skip
             if self.virtual_epsilon:
-                total += self._virtual_adversarial_loss(forward, embedded, mask, y_pred)
+                total += self._virtual_adversarial_loss(forward, embedded, mask, y_pred, output_mask)
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
@@ -91,15 +91,16 @@ class AdversarialModel(keras.Model):
         self._loss_tracker.update_state(loss * _replicas(), sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _virtual_adversarial_loss(self, forward, embedded, mask, logits):
+    def _virtual_adversarial_loss(self, forward, embedded, mask, logits, output_mask=None):
         target = tf.stop_gradient(tf.nn.softmax(logits))
         probe = _unit(tf.random.normal(tf.shape(embedded), dtype=embedded.dtype), mask)
         with tf.GradientTape() as tape:
             tape.watch(probe)
-            divergence = _kl(target, forward(tf.stop_gradient(embedded) + _XI * probe))
+            divergence = _kl(target, forward(tf.stop_gradient(embedded) + _XI * probe), output_mask)
         direction = tf.stop_gradient(tape.gradient(divergence, probe))
+        perturbed = forward(embedded + self.virtual_epsilon * _unit(direction, mask))
         # Scaled like Keras scales compute_loss: replicas' gradients are summed.
-        return _kl(target, forward(embedded + self.virtual_epsilon * _unit(direction, mask))) / _replicas()
+        return _kl(target, perturbed, output_mask) / _replicas()
 
 
 def _unit(direction, mask):
@@ -109,18 +110,24 @@ def _unit(direction, mask):
     return tf.math.l2_normalize(direction, axis=list(range(1, direction.shape.rank)))
 
 
-def _kl(target, logits):
+def _kl(target, logits, mask=None):
     """KL(target || softmax(logits)) over the last axis, averaged over the rest (examples, and positions for
-    sequence outputs): the same scale as the cross-entropy loss."""
-    return tf.reduce_mean(tf.reduce_sum(target * (tf.math.log(target + 1e-12) - tf.nn.log_softmax(logits)), -1))
+    sequence outputs): the same scale as the cross-entropy loss. With a mask over the positions of sequence
+    outputs, padded positions count for nothing; their predictions are not defined."""
+    divergence = tf.reduce_sum(target * (tf.math.log(target + 1e-12) - tf.nn.log_softmax(logits)), -1)
+    if mask is None or mask.shape.rank != divergence.shape.rank:
+        return tf.reduce_mean(divergence)
+    weights = tf.cast(mask, divergence.dtype)
+    return tf.reduce_sum(divergence * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
 
 
 def _replicas():
     return tf.distribute.get_replica_context().num_replicas_in_sync
 
 
-def _forward(chain, x, mask):
-    """The layers after the embedding, in training mode, with the embedding's mask carried along."""
+def _forward(chain, x, mask, with_mask=False):
+    """The layers after the embedding, in training mode, with the embedding's mask carried along; with_mask also
+    returns the mask of the output (None once a layer drops it, e.g. pooling)."""
     for layer, arguments in chain:
         kwargs = {}
         if "mask" in arguments:
@@ -128,7 +135,7 @@ def _forward(chain, x, mask):
         if "training" in arguments:
             kwargs["training"] = True
         x, mask = layer(x, **kwargs), layer.compute_mask(x, mask)
-    return x
+    return (x, mask) if with_mask else x
 
 
 def _embedding_chain(model: keras.Model):

@@ -6,6 +6,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+import custom_layers
 from pipeline import evaluate, tokenize, train
 from pipeline.adversarial import AdversarialModel, _forward, _embedding_chain, _kl, _unit
 from pipeline.config import ConfigError, ModelConfig, load_config
@@ -93,6 +94,35 @@ def test_virtual_adversarial_direction_beats_random_directions():
     random = [float(_kl(target, _forward(chain, embedded + _unit(tf.random.normal(embedded.shape), mask), mask)))
               for _ in range(20)]  # fmt: skip
     assert virtual > 2 * max(random)
+
+
+def test_virtual_adversarial_divergence_ignores_padded_positions():
+    # Sequence outputs behind a padding mask: the divergence averages the unmasked positions only.
+    rng = np.random.default_rng(0)
+    target = tf.nn.softmax(tf.constant(rng.normal(size=(2, 4, 3)).astype("float32")))
+    logits = tf.constant(rng.normal(size=(2, 4, 3)).astype("float32"))
+    mask = tf.constant([[True, True, True, False], [True, False, False, False]])
+    per_position = (target * (np.log(target + 1e-12) - tf.nn.log_softmax(logits))).numpy().sum(-1)
+    assert float(_kl(target, logits, mask)) == pytest.approx(per_position[mask.numpy()].mean(), rel=1e-6)
+    garbage = tf.where(mask[..., None], logits, 1e3 * tf.ones_like(logits))  # padded predictions may be anything
+    assert float(_kl(target, garbage, mask)) == pytest.approx(float(_kl(target, logits, mask)), rel=1e-6)
+    assert float(_kl(target, logits)) == pytest.approx(per_position.mean(), rel=1e-6)  # no mask: all positions
+
+
+def test_virtual_adversarial_training_of_a_masked_sequence_model():
+    # A per-position output with a padding mask reaches the divergence through _forward(..., with_mask=True).
+    tokens = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(30, 6, mask_zero=True, name="embedding")(tokens)
+    x = custom_layers.LSTM(5, return_sequences=True)(x)
+    plain = keras.Model(tokens, keras.layers.Dense(30)(x))
+    model = AdversarialModel(plain.inputs, plain.outputs, virtual_epsilon=1.0)
+    embedding, chain = _embedding_chain(model)
+    x, _ = _batch()
+    _, output_mask = _forward(chain, embedding(x), embedding.compute_mask(x), with_mask=True)
+    np.testing.assert_array_equal(np.asarray(output_mask), x > 0)
+    model.compile(keras.optimizers.Adam(1e-2), LOSS)
+    history = model.fit(x, np.roll(x, -1, axis=1), batch_size=4, epochs=3, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and history["loss"][-1] < history["loss"][0]
 
 
 def test_epsilon_zero_trains_like_keras_model():
