@@ -15,8 +15,8 @@ a large float32 matmul measured in the same run.
 every implementation pays besides the recurrence. Subtracting it gives the recurrent layer's own time per step,
 and its achieved GFLOP/s against the large matmul.
 
---processes N repeats the whole measurement in N fresh processes, one after another, and ends with each ratio
-per process and its median over them. Rounds within one process do not show everything: the Keras built-ins'
+--processes N repeats the whole measurement in N fresh processes, one after another, and ends with the medians
+over them of each process's tokens/s and ratios (and each process's ratio). Rounds within one process do not show everything: the Keras built-ins'
 speed can differ from one process to the next (on the 2-core host, Keras's SimpleRNN(512) trains at about 56k
 or about 67k tokens/s depending on the process, while ours stays within 3%).
 """
@@ -186,12 +186,16 @@ def run_processes(count):
             subprocess.run([sys.executable, os.path.abspath(__file__), *child_args, "--results-json", path], check=True)
             with open(path) as f:
                 per_process.append(json.load(f))
-    print(f"--- over {count} processes: median of the per-process ratios [min-max], then each process's")
+    print(f"--- over {count} processes: each figure is the median of the processes' own (their median round; their")
+    print("    median round ratio, with the processes' range in brackets and each process's in parentheses)")
     for key in per_process[0]:
-        for other in per_process[0][key]:
-            values = [results[key][other] for results in per_process]
+        rates = {name: statistics.median(results[key]["rates"][name] for results in per_process)
+                 for name in per_process[0][key]["rates"]}  # fmt: skip
+        print(f"{key:<16} " + "  ".join(f"{name} {rate:,.0f} tok/s" for name, rate in rates.items()))
+        for other in per_process[0][key]["ratios"]:
+            values = [results[key]["ratios"][other] for results in per_process]
             summary = f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
-            print(f"{key:<16} ours/{other} {summary}  ({' '.join(f'{v:.2f}' for v in values)})")
+            print(f"{'':<16} ours/{other} {summary}  ({' '.join(f'{v:.2f}' for v in values)})")
 
 
 def main():
@@ -235,8 +239,10 @@ def main():
             ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *paired_ratio(rounds["ours"], rounds[n]))
                                for n in rounds if n not in ("ours", "floor"))  # fmt: skip
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
-            results[f"units={units} {mode}"] = {n: paired_ratio(rounds["ours"], rounds[n])[0]
-                                                for n in rounds if n not in ("ours", "floor")}  # fmt: skip
+            results[f"units={units} {mode}"] = {
+                "rates": rates,
+                "ratios": {n: paired_ratio(rounds["ours"], rounds[n])[0] for n in rounds if n not in ("ours", "floor")},
+            }
             if "floor" in rates:
                 floor_ms = 1000 * tokens / rates["floor"]
                 layer_gflop = tokens * layer_flops_per_token(args.cell, units, args.embed, mode == "train") / 1e9
