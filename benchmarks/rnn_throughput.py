@@ -16,9 +16,10 @@ every implementation pays besides the recurrence. Subtracting it gives the recur
 and its achieved GFLOP/s against the large matmul.
 
 --processes N repeats the whole measurement in N fresh processes, one after another, and ends with the medians
-over them of each process's tokens/s and ratios (and each process's ratio). Rounds within one process do not show everything: the Keras built-ins'
-speed can differ from one process to the next (on the 2-core host, Keras's SimpleRNN(512) trains at about 56k
-or about 67k tokens/s depending on the process, while ours stays within 3%).
+over them of each process's tokens/s and ratios (and each process's ratio). Rounds within one process do not
+show everything: a Keras built-in model's speed is fixed for the model's life but differs from one model to the
+next (on the 2-core host a Keras SimpleRNN(512) model trains at about 56k or about 67k tokens/s, while ours stay
+within a few percent), and each process builds one model per implementation.
 """
 
 import argparse
