@@ -237,13 +237,10 @@ def main():
                       for n, r in rates.items()}  # fmt: skip
             cells = "  ".join(f"{n} {r:>9,.0f} tok/s" + ("" if n == "floor" else
                               f" ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})") for n, r in rates.items())  # fmt: skip
-            ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *paired_ratio(rounds["ours"], rounds[n]))
-                               for n in rounds if n not in ("ours", "floor"))  # fmt: skip
+            paired = {n: paired_ratio(rounds["ours"], rounds[n]) for n in rounds if n not in ("ours", "floor")}
+            ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *p) for n, p in paired.items())
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
-            results[f"units={units} {mode}"] = {
-                "rates": rates,
-                "ratios": {n: paired_ratio(rounds["ours"], rounds[n])[0] for n in rounds if n not in ("ours", "floor")},
-            }
+            results[f"units={units} {mode}"] = {"rates": rates, "ratios": {n: p[0] for n, p in paired.items()}}
             if "floor" in rates:
                 floor_ms = 1000 * tokens / rates["floor"]
                 layer_gflop = tokens * layer_flops_per_token(args.cell, units, args.embed, mode == "train") / 1e9
