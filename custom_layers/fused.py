@@ -18,7 +18,7 @@ When one step's matmul is not large (batch x units x gate units below 2**29 mult
 the batch as two independent halves, which TensorFlow executes concurrently: a single recurrence cannot keep two
 cores busy (`_batch_parts`). Each half is the same computation on fewer rows, so results do not change.
 
-With large recurrent weights (`_feature_major`, a threshold per loop), the per-step product puts the weights on
+With large recurrent weights (`_weights_left`, a threshold per loop), the per-step product puts the weights on
 the left, U^T h^T: the CPU matmul repacks its right-hand operand on every call, and in h U that operand is the
 whole recurrent kernel. The LSTM inference kernel keeps its states feature-major, (units, batch), throughout
 (`_lstm_infer_feature_major`); the training kernels transpose the small per-step operands around that one
@@ -165,7 +165,7 @@ def _gate_affine(units, dtype):
 def _recurrent_product(weights, weights_left, transpose=False):
     """h -> h @ W for a per-step recurrent matmul, W = weights, or weights^T with `transpose` (the backward pass).
 
-    weights_left (XLA only, see `_feature_major`): compute it as (W^T h^T)^T. The CPU matmul repacks its
+    weights_left (XLA only, see `_weights_left`): compute it as (W^T h^T)^T. The CPU matmul repacks its
     right-hand operand on every call, and in h @ W that operand is the whole weight matrix, every step.
     The barrier keeps XLA from folding the two small transposes back into h @ W.
     """
@@ -397,11 +397,12 @@ def _batch_parts(x, recurrent_kernel, jit_compile):
 # training with both loops so LSTM(512) 1.10, SimpleRNN(512) 1.07, LSTM(256) 1.02, SimpleRNN(256) 1.01; the
 # training forward loop alone back to h U, with the backward loop keeping U^T: SimpleRNN(512) 1.02 (its forward
 # fusion then reads the product without a transpose), LSTM(256) 1.00, SimpleRNN(1024) 0.87. Fwd+bwd of the layer
-# alone, SimpleRNN(1024) at batch 64: 450 -> 296 ms.
+# alone, SimpleRNN(1024) at batch 64: 450 -> 296 ms. Re-checked once the SimpleRNN forward loop carried its
+# product (37ef8b9): its weights on the left from 1 MiB gave SimpleRNN(512) training 1.05x, the carried h U 1.06-1.07x.
 _WEIGHTS_LEFT_FROM = {"forward": 2**20, "backward": 2**18}
 
 
-def _feature_major(recurrent_kernel, loop):
+def _weights_left(recurrent_kernel, loop):
     """Whether `loop` ("forward" or "backward") computes its per-step product as U^T h^T; see above."""
     units, gate_units = recurrent_kernel.shape
     if units is None or gate_units is None:
@@ -414,7 +415,7 @@ def _layout(x, recurrent_kernel, jit_compile, batch_parts, feature_major):
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
     loops = {}
     for loop in ("forward", "backward"):
-        chosen = _feature_major(recurrent_kernel, loop) if feature_major is None else feature_major
+        chosen = _weights_left(recurrent_kernel, loop) if feature_major is None else feature_major
         loops[loop] = bool(chosen) and bool(jit_compile)
     return parts, loops
 
@@ -453,7 +454,7 @@ def lstm(
         batch_parts: run the batch as this many independent slices side by side; None chooses (`_batch_parts`).
         feature_major: under XLA, compute the per-step products of both loops as U^T h^T, with the states kept
             as (units, batch) throughout for inference (`_lstm_infer_feature_major`); None chooses per loop
-            (`_feature_major`).
+            (`_weights_left`).
 
     Returns:
         (outputs (batch, time, units), h_T, c_T).

@@ -145,16 +145,16 @@ def test_training_with_weights_on_the_left_matches_batch_major(kernel_fn, masked
         np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
 
 
-def test_feature_major_rule():
+def test_weights_left_rule():
     for loop in ("forward", "backward"):
-        assert fused._feature_major(tf.zeros([512, 4 * 512]), loop)  # 4 MiB of recurrent weights
-        assert fused._feature_major(tf.zeros([1024, 1024]), loop)
-        assert not fused._feature_major(tf.zeros([256, 256]), loop)
+        assert fused._weights_left(tf.zeros([512, 4 * 512]), loop)  # 4 MiB of recurrent weights
+        assert fused._weights_left(tf.zeros([1024, 1024]), loop)
+        assert not fused._weights_left(tf.zeros([256, 256]), loop)
     # From 1 MiB on for the backward loop, 4 MiB for the forward loop (in training and inference alike).
-    assert fused._feature_major(tf.zeros([256, 4 * 256]), "backward")
-    assert fused._feature_major(tf.zeros([512, 512]), "backward")
-    assert not fused._feature_major(tf.zeros([256, 4 * 256]), "forward")
-    assert not fused._feature_major(tf.zeros([512, 512]), "forward")
+    assert fused._weights_left(tf.zeros([256, 4 * 256]), "backward")
+    assert fused._weights_left(tf.zeros([512, 512]), "backward")
+    assert not fused._weights_left(tf.zeros([256, 4 * 256]), "forward")
+    assert not fused._weights_left(tf.zeros([512, 512]), "forward")
     _, loops = fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
     assert loops == {"forward": False, "backward": True}
     assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), False, None, None)[1] == {
@@ -222,7 +222,7 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ours = keras.layers.Bidirectional(custom_layers.LSTM(units, **options))
     theirs = keras.layers.Bidirectional(keras.layers.LSTM(units, **options))
     ours(x), theirs(x)
-    assert fused._feature_major(ours.forward_layer.cell.recurrent_kernel, "forward")
+    assert fused._weights_left(ours.forward_layer.cell.recurrent_kernel, "forward")
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
@@ -250,8 +250,8 @@ def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, unit
     ours, theirs = (keras.layers.Bidirectional(make(units, return_sequences=True)) for make in make_layers)
     ours(x), theirs(x)
     recurrent_kernel = ours.forward_layer.cell.recurrent_kernel
-    assert fused._feature_major(recurrent_kernel, "backward")
-    assert fused._feature_major(recurrent_kernel, "forward") == forward_left
+    assert fused._weights_left(recurrent_kernel, "backward")
+    assert fused._weights_left(recurrent_kernel, "forward") == forward_left
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
