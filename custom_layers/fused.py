@@ -303,7 +303,8 @@ def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_out
 
     # The loop carries the next step's product h U, made at the end of each step, as the backward loop carries
     # its product. Inside the benchmark model SimpleRNN(512) trains 1.06-1.07x and infers 1.16-1.19x faster this
-    # way (units 256: 1.00-1.03x); in timelines both halves' loops then run on the intra-op threads (README).
+    # way (units 256: 1.00-1.03x); in timelines both halves' loops then run on the intra-op threads
+    # (benchmarks/THROUGHPUT_NOTES.md).
     # The product made after the last step is wasted: one in `steps + 1` (1% at the benchmark's 100 steps).
     def step(t, h, h_u, h_buf):
         h_new = tf.tanh(z_x[t] + h_u + bias)
