@@ -470,17 +470,15 @@ def lstm(
     )
 
 
-def _loop_options(jit_compile, loops):
-    # Python bools: one XLA program per value. Plain TensorFlow kernels take no layout.
-    if not jit_compile:
-        return {}, {}
+def _loop_options(loops):
+    # Python bools: one XLA program per value. Without XLA, `_layout` has already set both to False.
     return {"weights_left": loops["forward"]}, {"weights_left": loops["backward"]}
 
 
 def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, training, loops):
     mask_tm = _mask_time_major(mask)
     forward_fn, backward_fn, _, _ = _KERNELS[bool(jit_compile)]
-    forward_layout, backward_layout = _loop_options(jit_compile, loops)
+    forward_layout, backward_layout = _loop_options(loops)
 
     @tf.custom_gradient
     def forward(x, h0, c0, kernel, recurrent_kernel, bias):
@@ -529,7 +527,7 @@ def simple_rnn(
 def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask, jit_compile, loops):
     mask_tm = _mask_time_major(mask)
     _, _, forward_fn, backward_fn = _KERNELS[bool(jit_compile)]
-    forward_layout, backward_layout = _loop_options(jit_compile, loops)
+    forward_layout, backward_layout = _loop_options(loops)
 
     @tf.custom_gradient
     def forward(x, h0, kernel, recurrent_kernel, bias):
