@@ -147,11 +147,14 @@ def _or_zeros(grad, like):
     return tf.zeros_like(like) if grad is None else grad
 
 
-def _outputs(h_ext, mask_tm, zero_output_for_mask):
-    outputs_tm = h_ext[1:]
+def _outputs(h_ext, mask_tm, zero_output_for_mask, slice_last=False):
+    """The outputs, batch-major, from the states buffer (initial state in slot 0). XLA compiles the default,
+    slicing first, as a slice into a transposed layout and then a copy into the result's layout: two passes over
+    the buffer. With slice_last (transpose, then drop the initial state) it is one pass; see _simple_rnn_forward
+    for why the LSTM kernels keep the default."""
     if mask_tm is not None and zero_output_for_mask:
-        outputs_tm = tf.where(mask_tm, outputs_tm, tf.zeros_like(outputs_tm))
-    return _time_major(outputs_tm)
+        return _time_major(tf.where(mask_tm, h_ext[1:], tf.zeros_like(h_ext[1:])))
+    return _time_major(h_ext)[:, 1:] if slice_last else _time_major(h_ext[1:])
 
 
 def _gate_affine(units, dtype):
@@ -296,7 +299,7 @@ def _lstm_backward(d_outputs, dh_last, dc_last, recurrent_kernel, gates_tm, h_ex
 
 
 def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, weights_left=False,
-                        in_place=True):  # fmt: skip
+                        one_pass=False, in_place=True):  # fmt: skip
     z_x = _project_inputs(_time_major(x), kernel)
     steps = tf.shape(z_x)[0]
     recurrent = _recurrent_product(recurrent_kernel, weights_left)
@@ -312,11 +315,21 @@ def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_out
             h_new = tf.where(mask_tm[t], h_new, h)
         return t + 1, h_new, recurrent(h_new), _write(h_buf, t + 1, h_new)
 
+    # With one_pass (XLA, from 1 MiB of weights), the product before the loop has the weights on the left, which
+    # XLA runs in Eigen, asynchronously (split across the intra-op threads), and the outputs are made in one pass.
+    # Each change alone was slower: XLA's CPU runtime goes on from whichever thread completes an asynchronous
+    # operation, and with the one-pass outputs alone both halves' loops ran on the calling threads, where each
+    # per-step h U (YNNPACK) handed parts to the intra-op threads and waited for them (loops of 19-21 ms instead of
+    # 13.8-14.5; SimpleRNN(512) training 0.96x, inference 0.85x; the same outputs in the LSTM forward: LSTM(256)
+    # inference 0.83x). Together, against the previous form, SimpleRNN(512) training 1.02-1.03x, inference
+    # 1.00-1.05x (three runs). At units 256, where Eigen runs that product on the calling thread, 0.97-1.01x.
+    one_pass = one_pass and in_place and _optimization_barrier is not None
+    h_u = _recurrent_product(recurrent_kernel, weights_left=True)(h0) if one_pass else recurrent(h0)
     _, h_last, _, h_buf = tf.while_loop(
-        lambda t, *_: t < steps, step, (tf.constant(0), h0, recurrent(h0), _with_initial(in_place, steps, h0))
+        lambda t, *_: t < steps, step, (tf.constant(0), h0, h_u, _with_initial(in_place, steps, h0))
     )
     h_ext = _stacked(h_buf)
-    return _outputs(h_ext, mask_tm, zero_output_for_mask), h_last, h_ext
+    return _outputs(h_ext, mask_tm, zero_output_for_mask, slice_last=one_pass), h_last, h_ext
 
 
 def _simple_rnn_backward(d_outputs, dh_last, recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
@@ -528,6 +541,8 @@ def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mas
     mask_tm = _mask_time_major(mask)
     _, _, forward_fn, backward_fn = _KERNELS[bool(jit_compile)]
     forward_layout, backward_layout = _loop_options(loops)
+    # The same threshold as the backward loop's weights on the left (see _simple_rnn_forward).
+    forward_layout["one_pass"] = backward_layout["weights_left"]
 
     @tf.custom_gradient
     def forward(x, h0, kernel, recurrent_kernel, bias):
