@@ -22,6 +22,7 @@ import csv
 import dataclasses
 import logging
 import math
+import sys
 import time
 import warnings
 
@@ -225,8 +226,14 @@ def _fit(model, train_ds, val_ds, config: Config, callbacks):
             steps_per_epoch=steps,
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
-            verbose="auto",
+            verbose=_progress_verbosity(),
         )
+
+
+def _progress_verbosity() -> int:
+    """Keras' progress bar on a terminal, one line per epoch otherwise. Redrawn in a log file, the bar is every
+    step's line joined by carriage returns and colour codes: about 1 MB of log for the Shakespeare job."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _training_dataset(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...], seed: int):

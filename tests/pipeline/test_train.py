@@ -35,6 +35,14 @@ def test_same_seed_same_vocabulary_and_metrics(tmp_path):
     assert runs[0][2].best == pytest.approx(runs[1][2].best, abs=1e-6)
 
 
+def test_progress_is_one_line_per_epoch_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    tiny_run(tmp_path, "run", train={"epochs": 2})
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\x1b[" not in out
+    epochs = [line for line in out.splitlines() if "val_loss" in line]
+    assert len(epochs) == 2 and "Epoch 2/2" in out
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
     config, run_dir, first = tiny_run(tmp_path, "run", train={"epochs": 1})
     good = (run_dir / "checkpoints" / "best.keras").read_bytes()
