@@ -321,8 +321,9 @@ def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_out
     # operation, and with the one-pass outputs alone both halves' loops ran on the calling threads, where each
     # per-step h U (YNNPACK) handed parts to the intra-op threads and waited for them (loops of 19-21 ms instead of
     # 13.8-14.5; SimpleRNN(512) training 0.96x, inference 0.85x; the same outputs in the LSTM forward: LSTM(256)
-    # inference 0.83x). Together, against the previous form, SimpleRNN(512) training 1.02-1.03x, inference
-    # 1.00-1.05x (three runs). At units 256, where Eigen runs that product on the calling thread, 0.97-1.01x.
+    # inference 0.83x). Together, against the previous form, SimpleRNN(512) training 1.00-1.03x, inference
+    # 0.99-1.05x (five runs). At units 256, where Eigen runs that product on the calling thread, 0.97-1.01x.
+    # (Tests: the weights-on-the-left tests force this path and compare it with the default one.)
     one_pass = one_pass and in_place and _optimization_barrier is not None
     h_u = _recurrent_product(recurrent_kernel, weights_left=True)(h0) if one_pass else recurrent(h0)
     _, h_last, _, h_buf = tf.while_loop(
