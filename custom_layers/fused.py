@@ -153,7 +153,8 @@ def _outputs(h_ext, mask_tm, zero_output_for_mask, slice_last=False):
     the buffer. With slice_last (transpose, then drop the initial state) it is one pass; see _simple_rnn_forward
     for why the LSTM kernels keep the default."""
     if mask_tm is not None and zero_output_for_mask:
-        return _time_major(tf.where(mask_tm, h_ext[1:], tf.zeros_like(h_ext[1:])))
+        outputs_tm = h_ext[1:]
+        return _time_major(tf.where(mask_tm, outputs_tm, tf.zeros_like(outputs_tm)))
     return _time_major(h_ext)[:, 1:] if slice_last else _time_major(h_ext[1:])
 
 
@@ -323,8 +324,10 @@ def _simple_rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_out
     # 13.8-14.5; SimpleRNN(512) training 0.96x, inference 0.85x; the same outputs in the LSTM forward: LSTM(256)
     # inference 0.83x). Together, against the previous form, SimpleRNN(512) training 1.00-1.03x, inference
     # 0.99-1.05x (five runs). At units 256, where Eigen runs that product on the calling thread, 0.97-1.01x.
-    # (Tests: the weights-on-the-left tests force this path and compare it with the default one.)
-    one_pass = one_pass and in_place and _optimization_barrier is not None
+    # (Tests: the weights-on-the-left tests force this path and compare it with the default one; SimpleRNN(512)
+    # against Keras takes it by the rule.) `_layout` already leaves one_pass False without XLA; without the
+    # barrier the initial product could not have the weights on the left, so neither change is made.
+    one_pass = one_pass and _optimization_barrier is not None
     h_u = _recurrent_product(recurrent_kernel, weights_left=True)(h0) if one_pass else recurrent(h0)
     _, h_last, _, h_buf = tf.while_loop(
         lambda t, *_: t < steps, step, (tf.constant(0), h0, h_u, _with_initial(in_place, steps, h0))
