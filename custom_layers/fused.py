@@ -406,23 +406,27 @@ def _batch_parts(x, recurrent_kernel, jit_compile):
     return 2 if (batch or _ASSUMED_BATCH) * units * gate_units < _SPLIT_BELOW_STEP_WORK else 1
 
 
-# From this many recurrent weights on (forward loop: 4 MiB of float32, backward loop: 1 MiB), the loop's per-step
-# product is U^T h^T rather than h U: the CPU matmul repacks its right-hand operand on every call, and with h U
-# that operand is the whole recurrent kernel, every step. With U^T h^T it is the (units, batch) state, but the
-# training kernels then transpose the product back, inside the fusion that reads it. Inside the benchmark model
-# (median of 9-17 paired rounds, 2 cores, batch 64), tokens/s against h U: inference LSTM(512) 1.21 (the
-# inference kernel is feature-major throughout), SimpleRNN(512) 0.96, LSTM(256) 0.97, SimpleRNN(256) 0.93;
-# training with both loops so LSTM(512) 1.10, SimpleRNN(512) 1.07, LSTM(256) 1.02, SimpleRNN(256) 1.01; the
-# training forward loop alone back to h U, with the backward loop keeping U^T: SimpleRNN(512) 1.02 (its forward
-# fusion then reads the product without a transpose), LSTM(256) 1.00, SimpleRNN(1024) 0.87. Fwd+bwd of the layer
-# alone, SimpleRNN(1024) at batch 64: 450 -> 296 ms. Re-checked once the SimpleRNN forward loop carried its
-# product (37ef8b9): with its weights on the left from 1 MiB, SimpleRNN(512) training gained 1.05x over 896ac5b,
-# with the carried h U 1.06-1.07x.
-_WEIGHTS_LEFT_FROM = {"forward": 2**20, "backward": 2**18}
+# From this many recurrent weights on, a loop's per-step product is U^T h^T rather than h U: the CPU matmul repacks
+# its right-hand operand on every call, and with h U that operand is the whole recurrent kernel, every step. With
+# U^T h^T it is the (units, batch) state, but the training kernels then transpose the product back, inside the
+# fusion that reads it. Thresholds, in float32 weights: LSTM inference (the feature-major kernel) and the
+# backward loop 1 MiB, the training forward loop 4 MiB (SimpleRNN's forward loop serves inference too).
+# Inside the benchmark model (median of 9-21 paired rounds, 2 cores, batch 64), tokens/s against h U, on a 2-core
+# AVX-512 host: inference LSTM(512) 1.21 (the inference kernel is feature-major throughout), SimpleRNN(512) 0.96,
+# LSTM(256) 0.97, SimpleRNN(256) 0.93; training with both loops so LSTM(512) 1.10, SimpleRNN(512) 1.07, LSTM(256)
+# 1.02, SimpleRNN(256) 1.01; the training forward loop alone back to h U, with the backward loop keeping U^T:
+# SimpleRNN(512) 1.02 (its forward fusion then reads the product without a transpose), LSTM(256) 1.00,
+# SimpleRNN(1024) 0.87. Fwd+bwd of the layer alone, SimpleRNN(1024) at batch 64: 450 -> 296 ms. Re-checked once
+# the SimpleRNN forward loop carried its product (37ef8b9): with its weights on the left from 1 MiB, SimpleRNN(512)
+# training gained 1.05x over 896ac5b, with the carried h U 1.06-1.07x. On a 2-core AVX2 host (AMD EPYC) the
+# feature-major kernel infers LSTM(256) 1.23, 1.36 and 1.43x faster than h U (three runs), against 0.97x on the
+# AVX-512 host, so LSTM inference takes it from 1 MiB; there, all SimpleRNN loops with the weights on the left
+# from 256 KiB were neutral (0.997-1.018x).
+_WEIGHTS_LEFT_FROM = {"inference": 2**18, "forward": 2**20, "backward": 2**18}
 
 
 def _weights_left(recurrent_kernel, loop):
-    """Whether `loop` ("forward" or "backward") computes its per-step product as U^T h^T; see above."""
+    """Whether `loop` ("inference", "forward" or "backward") computes its per-step product as U^T h^T; see above."""
     units, gate_units = recurrent_kernel.shape
     if units is None or gate_units is None:
         return False
@@ -433,7 +437,7 @@ def _layout(x, recurrent_kernel, jit_compile, batch_parts, feature_major):
     """(batch parts, {loop: weights on the left}) for one call: the caller's choices, or the rules above."""
     parts = batch_parts or _batch_parts(x, recurrent_kernel, jit_compile)
     loops = {}
-    for loop in ("forward", "backward"):
+    for loop in _WEIGHTS_LEFT_FROM:
         chosen = _weights_left(recurrent_kernel, loop) if feature_major is None else feature_major
         loops[loop] = bool(chosen) and bool(jit_compile)
     return parts, loops
@@ -503,7 +507,7 @@ def _lstm(x, h0, c0, kernel, recurrent_kernel, bias, mask, zero_output_for_mask,
         saved = None
         if training:
             outputs, h_last, c_last, *saved = forward_fn(*inputs, mask_tm, zero_output_for_mask, **forward_layout)
-        elif forward_layout.get("weights_left"):
+        elif loops["inference"]:
             outputs, h_last, c_last = _INFER_FEATURE_MAJOR(*inputs, mask_tm, zero_output_for_mask)
         else:
             outputs, h_last, c_last = forward_fn(*inputs, mask_tm, zero_output_for_mask, keep_gates=False)

@@ -146,21 +146,22 @@ def test_training_with_weights_on_the_left_matches_batch_major(kernel_fn, masked
 
 
 def test_weights_left_rule():
-    for loop in ("forward", "backward"):
+    for loop in ("inference", "forward", "backward"):
         assert fused._weights_left(tf.zeros([512, 4 * 512]), loop)  # 4 MiB of recurrent weights
         assert fused._weights_left(tf.zeros([1024, 1024]), loop)
         assert not fused._weights_left(tf.zeros([256, 256]), loop)
-    # From 1 MiB on for the backward loop, 4 MiB for the forward loop (in training and inference alike).
-    assert fused._weights_left(tf.zeros([256, 4 * 256]), "backward")
-    assert fused._weights_left(tf.zeros([512, 512]), "backward")
+    # From 1 MiB on for LSTM inference and the backward loop, 4 MiB for the training forward loop.
+    for loop in ("inference", "backward"):
+        assert fused._weights_left(tf.zeros([256, 4 * 256]), loop)
+        assert fused._weights_left(tf.zeros([512, 512]), loop)
     assert not fused._weights_left(tf.zeros([256, 4 * 256]), "forward")
     assert not fused._weights_left(tf.zeros([512, 512]), "forward")
     _, loops = fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
-    assert loops == {"forward": False, "backward": True}
+    assert loops == {"inference": True, "forward": False, "backward": True}
     assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), False, None, None)[1] == {
-        "forward": False, "backward": False}  # fmt: skip
+        "inference": False, "forward": False, "backward": False}  # fmt: skip
     assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([8, 8]), True, None, True)[1] == {
-        "forward": True, "backward": True}  # fmt: skip
+        "inference": True, "forward": True, "backward": True}  # fmt: skip
     # The feature-major layouts are XLA's; plain TensorFlow ignores the request.
     x = sequences(batch=2, steps=STEPS, features=FEATURES)
     states = initial_states(fused.lstm, 2)
@@ -213,8 +214,8 @@ def test_gradient_through_the_final_states_only(kernel_fn, jit_compile):
 
 
 def test_layer_inference_with_feature_major_states_matches_keras():
-    # 512 units reach the feature-major threshold; Bidirectional covers go_backwards, the mask covers padding.
-    units, batch, steps, features = 512, 4, 5, 8
+    # 256 units reach the feature-major threshold; Bidirectional covers go_backwards, the mask covers padding.
+    units, batch, steps, features = 256, 4, 5, 8
     rng = np.random.default_rng(4)
     x = rng.normal(size=(batch, steps, features)).astype("float32")
     mask = tf.constant(right_padding_mask([5, 3, 1, 4], steps))
@@ -222,7 +223,7 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ours = keras.layers.Bidirectional(custom_layers.LSTM(units, **options))
     theirs = keras.layers.Bidirectional(keras.layers.LSTM(units, **options))
     ours(x), theirs(x)
-    assert fused._weights_left(ours.forward_layer.cell.recurrent_kernel, "forward")
+    assert fused._weights_left(ours.forward_layer.cell.recurrent_kernel, "inference")
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
