@@ -420,7 +420,7 @@ def _batch_parts(x, recurrent_kernel, jit_compile):
 # the SimpleRNN forward loop carried its product (37ef8b9): with its weights on the left from 1 MiB, SimpleRNN(512)
 # training gained 1.05x over 896ac5b, with the carried h U 1.06-1.07x. On a 2-core AVX2 host (AMD EPYC) the
 # feature-major kernel infers LSTM(256) 1.23, 1.36 and 1.43x faster than h U (three runs), against 0.97x on the
-# AVX-512 host, so LSTM inference takes it from 1 MiB; there, all SimpleRNN loops with the weights on the left
+# AVX-512 host, so LSTM inference takes it from 1 MiB; on the AVX2 host, SimpleRNN loops with the weights on the left
 # from 256 KiB were neutral (0.997-1.018x).
 _WEIGHTS_LEFT_FROM = {"inference": 2**18, "forward": 2**20, "backward": 2**18}
 
