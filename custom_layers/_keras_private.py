@@ -1,0 +1,83 @@
+"""Every use of a private Keras (or TensorFlow) API in rnnpipe, in one place, each with the reason it is needed.
+
+Both packages go through this module: `custom_layers` for the dropout-mask protocol and the XLA optimization
+barrier, `pipeline` for training-loop details Keras has no public hook for. Each name here is checked by
+`tests/custom_layers/test_keras_private.py`, which fails loudly when a Keras or TensorFlow release moves or changes
+one; the `keras` pin in pyproject.toml covers the releases that test has passed on.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# `keras.layers.RNN` creates a cell's per-sequence dropout masks before the time loop and clears them after it only
+# for subclasses of this mixin (`isinstance(cell, DropoutRNNCell)` in keras/src/layers/rnn/rnn.py), which is what
+# makes a mask drawn once per sequence and shared by all steps, as the built-in cells do. A cell that reimplemented
+# the methods without the base class would keep the first batch's mask forever.
+from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
+
+try:
+    # XLA's optimization barrier has no public TensorFlow API. The fused kernels use it to keep XLA from folding two
+    # small transposes back into a slower matmul layout; without it they still compute the same numbers.
+    from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
+except ImportError:  # pragma: no cover (another backend without TensorFlow, or a TensorFlow that moved it)
+    optimization_barrier = None
+
+__all__ = [
+    "BackupAndRestore",
+    "DropoutRNNCell",
+    "build_for_distributed_fit",
+    "initial_epoch",
+    "loss_tracker",
+    "optimization_barrier",
+]
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore` with two things its public API lacks: how a backup is written, and a save on demand.
+
+    Keras writes the weights file in place, so a SIGKILL during a save leaves an unreadable backup and the resumed
+    run fails. Subclasses implement `write_backup(weights_path, metadata_path, metadata)` (the pipeline writes both
+    files to temporary names and renames them); `save_now()` saves the current state at once, e.g. on Ctrl-C,
+    where the public API saves only on its schedule.
+    """
+
+    def write_backup(self, weights_path: str, metadata_path: str, metadata: dict) -> None:
+        raise NotImplementedError
+
+    def save_now(self) -> None:
+        self._save_model()
+
+    def _save_model(self):
+        # The private hook Keras calls on its schedule; its attributes are where Keras keeps the backup's paths and
+        # the position it restores from.
+        self.write_backup(
+            self._weights_path,
+            self._training_metadata_path,
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+        )
+
+
+def initial_epoch(model: keras.Model) -> int:
+    """The epoch `fit` started from after `BackupAndRestore` restored a backup (0 for a fresh run).
+
+    `fit`'s History lists only the epochs of this call; the restored count lives in a private attribute that the
+    callback sets."""
+    return getattr(model, "_initial_epoch", None) or 0
+
+
+def loss_tracker(model: keras.Model):
+    """The `Mean` metric behind the "loss" that `fit` reports. A custom `train_step` that adds terms to the loss (as
+    adversarial training does) updates it with the clean loss instead, so that "loss" stays comparable with
+    "val_loss"; Keras has no public handle on it."""
+    return model._loss_tracker
+
+
+def build_for_distributed_fit(model: keras.Model, data_batch) -> None:
+    """Builds the model, loss, metrics and optimizer from an undistributed sample batch and detaches the model from
+    its strategy, so that `fit` takes the strategy from the enclosing scope.
+
+    Under MultiWorkerMirroredStrategy, Keras' `fit` first all-reduces a sample (x, y) batch to build the model,
+    which the collective strategy cannot do for a nested structure; building it here skips that step."""
+    model._symbolic_build(data_batch=data_batch)
+    model._distribute_strategy = None
