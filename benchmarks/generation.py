@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline.config import ModelConfig  # noqa: E402
 from pipeline.export import NextCharServing  # noqa: E402
-from pipeline.model import build_model  # noqa: E402
+from pipeline.model import build_language_model  # noqa: E402
 from pipeline.text import Vocabulary  # noqa: E402
 
 CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -58,7 +58,7 @@ def main():
     args = parser.parse_args()
 
     vocab = Vocabulary("char", ("[UNK]",) + tuple(CHARS))
-    model = build_model(ModelConfig(units=args.units, embedding_dim=64), "next_char", vocab.size, jit_compile=False)
+    model = build_language_model(ModelConfig(units=args.units, embedding_dim=64), vocab.size, jit_compile=False)
     serving = NextCharServing(model, vocab, num_layers=1)
     one_step = OneStep(serving)
     temperature = tf.constant(1.0)

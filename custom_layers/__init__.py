@@ -10,4 +10,7 @@ from custom_layers.lstm_cell import LSTMCell
 from custom_layers.simple_rnn import SimpleRNN
 from custom_layers.simple_rnn_cell import SimpleRNNCell
 
-__all__ = ["LSTM", "LSTMCell", "SimpleRNN", "SimpleRNNCell"]
+# The recurrent layers by name: what `model.cell` in a pipeline config chooses from.
+LAYERS = {"lstm": LSTM, "simple_rnn": SimpleRNN}
+
+__all__ = ["LAYERS", "LSTM", "LSTMCell", "SimpleRNN", "SimpleRNNCell"]

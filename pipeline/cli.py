@@ -100,89 +100,112 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def _config_options(func):
-    """CONFIG, --run-dir, --set and --overwrite, shared by the stage commands."""
+def _config_options(overwrite: bool = True):
+    """CONFIG, --run-dir, --set (and --overwrite), shared by the stage commands: the command gets the loaded config
+    and the run directory, opened and locked for the whole command."""
 
-    @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option(
-        "--run-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Run directory to write to and read from.  [default: runs/<CONFIG name>]",
-    )
-    @click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a config value, e.g. --set train.epochs=3 --set data.manual_dir=../data (repeatable).",
-    )
-    @click.option("--overwrite", is_flag=True, help="Redo a stage whose results already exist (replacing them).")
-    @functools.wraps(func)
-    def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], overwrite: bool, **kwargs):
-        from pipeline.config import load_config
-        from pipeline.rundir import default_run_dir, open_run_dir
+    def decorate(func):
+        @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+        @click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Run directory to write to and read from.  [default: runs/<CONFIG name>]",
+        )
+        @_set_option
+        @functools.wraps(func)
+        def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], **kwargs):
+            from pipeline import rundir
+            from pipeline.config import load_config
 
-        config = load_config(config_path, overrides)
-        run = open_run_dir(run_dir or default_run_dir(config_path), config)
-        return func(config=config, run_dir=run, overwrite=overwrite, **kwargs)
+            config = load_config(config_path, overrides)
+            with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
+                return func(config=config, run_dir=rd, **kwargs)
 
-    return wrapper
+        if overwrite:
+            wrapper = click.option(
+                "--overwrite",
+                is_flag=True,
+                help="Redo stages whose config or data changed since their results were made, replacing those "
+                "results (without it, such a stage stops with an error).",
+            )(wrapper)
+        return wrapper
+
+    return decorate
+
+
+_set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set train.epochs=3 --set data.manual_dir=../data (repeatable).",
+)
 
 
 @main.command()
-@_config_options
+@_config_options()
 def tokenize(config, run_dir, overwrite):
     """Build the vocabulary (and class names) from the training split."""
     from pipeline import tokenize as stage
 
-    vocab = stage.run(config, run_dir, overwrite=overwrite)
-    click.echo(f"vocabulary: {vocab.size} {vocab.level}s -> {run_dir.vocabulary}")
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
 
 @main.command()
-@_config_options
+@_config_options()
 def train(config, run_dir, overwrite):
-    """Train the model, resuming an interrupted run; keeps the best checkpoint on validation loss.
+    """Train the model, resuming an interrupted run; keeps the best checkpoint on train.monitor.
 
     With model.ensemble = K > 1 the K members are trained one after the other (in <run_dir>/members/) and then
     joined into one checkpoint that averages their probabilities."""
     from pipeline import train as stage
 
-    result = stage.run(config, run_dir, overwrite=overwrite)
-    click.echo(result.summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
 
 @main.command()
-@_config_options
+@_config_options()
 def evaluate(config, run_dir, overwrite):
     """Evaluate the best checkpoint on `evaluate.split`; writes metrics.json."""
     from pipeline import evaluate as stage
 
-    metrics = stage.run(config, run_dir, overwrite=overwrite)
-    click.echo(stage.summary(metrics))
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
 
 @main.command()
-@_config_options
-def export(config, run_dir, overwrite):
-    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/."""
+@_config_options(overwrite=False)
+def export(config, run_dir):
+    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/.
+
+    A new version is written when the model or the export settings changed since the last one; versions are never
+    replaced."""
     from pipeline import export as stage
 
-    path = stage.run(config, run_dir)
-    click.echo(f"exported: {path}")
+    click.echo(stage.run(config, run_dir).summary())
 
 
 @main.command()
-@_config_options
+@_config_options()
 def run(config, run_dir, overwrite):
-    """Run every stage: tokenize -> train -> evaluate -> export."""
+    """Run every stage: tokenize -> train -> evaluate -> export (each skipped while up to date)."""
     from pipeline import evaluate, export, tokenize, train
 
-    vocab = tokenize.run(config, run_dir, overwrite=overwrite)
-    click.echo(f"vocabulary: {vocab.size} {vocab.level}s -> {run_dir.vocabulary}")
+    click.echo(tokenize.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
-    click.echo(evaluate.summary(evaluate.run(config, run_dir, overwrite=overwrite)))
-    click.echo(f"exported: {export.run(config, run_dir)}")
+    click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(export.run(config, run_dir).summary())
+
+
+@main.command("config")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+@_set_option
+def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print CONFIG fully resolved, as TOML: every key, defaults included, each with what it means.
+
+    The output is itself a config file to start from: rnnpipe config configs/mr_lstm.toml > mine.toml"""
+    from pipeline.config import load_config, to_toml
+
+    click.echo(to_toml(load_config(config_path, overrides), comments=True), nl=False)
 
 
 @main.command()

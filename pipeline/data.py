@@ -1,10 +1,12 @@
-"""Every data source the pipeline reads, as `tf.data` datasets of raw text.
+"""Every data source the pipeline reads, as `tf.data` datasets of raw text. The tasks choose what they read:
 
-    load_splits(config) -> Splits(train, validation, test, labels)
+    labelled_file_splits(data, seed)  -> Splits(train, validation, test, labels)  local files, sentiment
+    text_file_splits(data)            -> Splits(train, validation, test)          local plain text, next_char
+    tfds_splits(data, labelled=...)   -> Splits                                   TensorFlow Datasets
 
-sentiment elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
+Labelled elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
 class id): the dataset's own order for TFDS ClassLabel features, sorted otherwise.
-next_char elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
+Text elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
 
 Sources (see `DataConfig`): TFDS datasets, with `manual_dir` for offline use; CSV/TSV files; one folder per class
 (aclImdb: its unlabelled "unsup" folder is skipped); one file per class, one example per line (MR; empty lines are
@@ -15,7 +17,7 @@ Undecodable bytes follow `data.encoding_errors`: "strict" stops with the file, l
 substitutes U+FFFD; "ignore" drops them.
 
 Memory: plain text streams from disk in 1 MiB chunks (a 200 MB corpus is never held as one Python string).
-Sentiment files are read into memory once (IMDB-sized corpora are tens of MB) so that the seeded held-out
+Labelled files are read into memory once (IMDB-sized corpora are tens of MB) so that the seeded held-out
 split is exact and errors surface before training starts.
 """
 
@@ -35,13 +37,14 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from pipeline.config import Config, DataConfig
+from pipeline.config import DataConfig
 from pipeline.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 CHUNK_CHARS = 1 << 20
 SKIPPED_CLASS_DIRS = frozenset({"unsup"})  # aclImdb's unlabelled reviews
+LABELLED_FORMATS = ("csv", "tsv", "class_dirs", "class_files")
 
 
 @dataclass(frozen=True)
@@ -52,21 +55,12 @@ class Splits:
     labels: tuple[str, ...] = ()
 
 
-def load_splits(config: Config) -> Splits:
-    """The train / validation / test datasets described by `config.data` for `config.task`."""
-    data = config.data
-    if data.source == "tfds":
-        return _tfds_splits(config)
-    fmt = _resolve_format(data, config.task)
-    if config.task == "next_char":
-        return _text_splits(data, config.seed)
-    return _sentiment_file_splits(data, fmt, config.seed)
-
-
 # --- local files: sentiment -------------------------------------------------------------------------------------
 
 
-def _sentiment_file_splits(data: DataConfig, fmt: str, seed: int) -> Splits:
+def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
+    """Labelled examples from local files; the held-out splits are a seeded permutation of train."""
+    fmt = _resolve_format(data)
     train = _read_examples(data, "train", data.train, fmt)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
@@ -176,8 +170,11 @@ def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, 
 # --- local files: next_char --------------------------------------------------------------------------------------
 
 
-def _text_splits(data: DataConfig, seed: int) -> Splits:
-    del seed  # held-out parts of a text are contiguous stretches at its end, not random samples
+def text_file_splits(data: DataConfig) -> Splits:
+    """One plain text; held-out parts are contiguous stretches at its end (not random samples), so that no
+    training window straddles two splits."""
+    if data.format not in ("auto", "text"):
+        raise ConfigError(f"data.format: a plain-text task reads 'text', not {data.format!r}")
     train_path = _existing_file("train", data.train)
     total = count_chars(train_path, data.encoding, data.encoding_errors)
     if total == 0:
@@ -282,12 +279,14 @@ def _existing_file(key: str, spec: str) -> Path:
     return path
 
 
-def _resolve_format(data: DataConfig, task: str) -> str:
+def _resolve_format(data: DataConfig) -> str:
+    """The format of labelled files: `data.format`, or told from the path of `data.train`."""
     if data.format != "auto":
+        if data.format not in LABELLED_FORMATS:
+            raise ConfigError(f"data.format: labelled examples come in {', '.join(LABELLED_FORMATS)}, "
+                              f"not {data.format!r}")  # fmt: skip
         return data.format
     spec = data.train
-    if task == "next_char":
-        return "text"
     if any(ch in spec for ch in "*?["):
         return "class_files"
     if os.path.isdir(spec):
@@ -296,7 +295,7 @@ def _resolve_format(data: DataConfig, task: str) -> str:
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
     raise ConfigError(
-        f"data.format: cannot tell the format of {spec!r} for sentiment; set data.format to csv, tsv, class_dirs "
+        f"data.format: cannot tell the format of {spec!r} for labelled examples; set data.format to csv, tsv, class_dirs "
         f"or class_files"
     )
 
@@ -304,10 +303,11 @@ def _resolve_format(data: DataConfig, task: str) -> str:
 # --- TensorFlow Datasets -----------------------------------------------------------------------------------------
 
 
-def _tfds_splits(config: Config) -> Splits:
+def tfds_splits(data: DataConfig, labelled: bool) -> Splits:
+    """A TFDS dataset's splits: {"text", "label"} examples if `labelled`, else the text feature alone (which then
+    needs an explicit `validation_split`: a held-out share of shuffled records would not be a contiguous text)."""
     import tensorflow_datasets as tfds
 
-    data = config.data
     builder = _tfds_builder(data)
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir or None))
@@ -324,7 +324,7 @@ def _tfds_splits(config: Config) -> Splits:
     if not validation_split:
         if "[" in train_split:
             raise ConfigError("data.validation_split: required when data.train_split is already sliced")
-        if config.task == "next_char":
+        if not labelled:
             raise ConfigError(f"data.validation_split: {data.name!r} needs an explicit validation split")
         kept = 100 - round(100 * data.validation_fraction)
         train_split, validation_split = f"{train_split}[:{kept}%]", f"{train_split}[{kept}%:]"
@@ -338,7 +338,7 @@ def _tfds_splits(config: Config) -> Splits:
 
     splits = [load(train_split), load(validation_split), load(data.test_split) if data.test_split else None]
     text_feature = data.text_feature
-    if config.task == "next_char":
+    if not labelled:
         return Splits(*[None if s is None else s.map(lambda x: x[text_feature]) for s in splits])
 
     if data.label_feature not in features:

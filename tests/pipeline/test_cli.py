@@ -34,7 +34,7 @@ def test_help_and_version():
 
 def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     run_dir = tmp_path / "run"
-    assert "vocabulary:" in invoke("tokenize", sentiment_config, "--run-dir", run_dir).output
+    assert "tokenize: built" in invoke("tokenize", sentiment_config, "--run-dir", run_dir).output
     trained = invoke("train", sentiment_config, "--run-dir", run_dir)
     assert trained.exit_code == 0 and "train: completed after 1 epoch(s)" in trained.output
     assert "accuracy" in invoke("evaluate", sentiment_config, "--run-dir", run_dir).output
@@ -45,9 +45,14 @@ def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "split", "examples", "seconds"} <= set(metrics)
     again = invoke("train", sentiment_config, "--run-dir", run_dir)
-    assert "already done" in again.output, "a finished stage is kept"
-    redo = invoke("train", sentiment_config, "--run-dir", run_dir, "--overwrite", "--set", "train.epochs=2")
-    assert "completed after 2 epoch(s)" in redo.output
+    assert "train: up to date" in again.output, "a finished stage is kept"
+    changed = CliRunner().invoke(main, ["train", str(sentiment_config), "--run-dir", str(run_dir), "--set",
+                                        "train.epochs=3"])  # fmt: skip
+    assert changed.exit_code == 1 and "train.epochs: 1 -> 3" in changed.stderr and "--overwrite" in changed.stderr
+    redo = invoke("train", sentiment_config, "--run-dir", run_dir, "--overwrite", "--set", "train.epochs=3")
+    assert "completed after 3 epoch(s)" in redo.output
+    assert "exported: " in invoke("export", sentiment_config, "--run-dir", run_dir, "--set", "train.epochs=3").output
+    assert (run_dir / "export" / "model" / "2").is_dir(), "the retrained model is a new version"
 
     predictions = invoke("predict", run_dir / "export" / "model", "superb brilliant film", "awful dull plot")
     lines = [json.loads(line) for line in predictions.output.splitlines()]

@@ -7,12 +7,16 @@ import pytest
 import tensorflow as tf
 
 from pipeline.config import config_from_dict
-from pipeline.data import load_splits
+from pipeline import tasks
 from pipeline.errors import ConfigError, DataError
 
 
 def sentiment(tmp_path, **data):
     return config_from_dict({"task": "sentiment", "seed": 3, "data": {"validation_fraction": 0.25, **data}})
+
+
+def load_splits(config):
+    return tasks.get(config.task).load_splits(config)
 
 
 def examples(ds):

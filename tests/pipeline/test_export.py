@@ -51,9 +51,10 @@ def run_without_our_code(export_dir, texts=()):
 def test_sentiment_export_serves_raw_strings_without_our_code(sentiment_run):
     config, run_dir, metrics, export_dir = sentiment_run
     assert export_dir == run_dir / "export" / "model" / "1"
-    from pipeline.data import load_splits
+    from pipeline import tasks
 
-    test = [(x["text"].numpy().decode(), x["label"].numpy().decode()) for x in load_splits(config).test]
+    splits = tasks.get(config.task).load_splits(config)
+    test = [(x["text"].numpy().decode(), x["label"].numpy().decode()) for x in splits.test]
     out = run_without_our_code(export_dir, [t for t, _ in test])
     probabilities = np.array(out["probabilities"])
     assert probabilities.shape == (4 + len(test), 2)
@@ -90,13 +91,15 @@ def test_saved_model_cli_lists_the_signatures(sentiment_run, next_char_run):
         assert line in generation, generation
 
 
-def test_export_never_overwrites_a_version(sentiment_run):
+def test_export_never_overwrites_a_version_and_is_not_repeated(sentiment_run):
     config, run_dir, _, export_dir = sentiment_run
     with pytest.raises(RunDirError, match="never overwritten"):
         export.run(replace(config, **{"export.version": 1}), run_dir)
-    second = export.run(config, run_dir)
-    assert second.name == "2" and (export_dir / "saved_model.pb").exists()
-    assert not [p for p in second.parent.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
+    again = export.run(config, run_dir)
+    assert again.skipped and again.path == export_dir, "an up-to-date export is not written again"
+    second = export.run(replace(config, **{"export.warmup_requests": False}), run_dir)
+    assert not second.skipped and second.path.name == "2" and (export_dir / "saved_model.pb").exists()
+    assert not [p for p in second.path.parent.iterdir() if p.name.startswith(".")], "no temporary folder left"
 
 
 def test_warmup_records_parse(sentiment_run):
@@ -127,7 +130,7 @@ def test_export_of_a_model_with_dropout_bidirectional_and_pooling(tmp_path):
     config = load_config(write_config(tmp_path / "c.toml", "sentiment", data, model=model, train={"epochs": 1}), [])
     tokenize.run(config, tmp_path / "run")
     train.run(config, tmp_path / "run")
-    out = run_without_our_code(export.run(config, tmp_path / "run"), ["superb film"])
+    out = run_without_our_code(export.run(config, tmp_path / "run").path, ["superb film"])
     assert np.array(out["probabilities"]).shape == (5, 2)
 
 
@@ -145,7 +148,7 @@ def test_ensemble_export_serves_the_mean_of_its_members(tmp_path):
     tokenize.run(config, tmp_path / "run")
     train.run(config, tmp_path / "run")
     texts = ["superb film", "dull boring plot", "the acting was fine"]
-    out = run_without_our_code(export.run(config, tmp_path / "run"), texts)
+    out = run_without_our_code(export.run(config, tmp_path / "run").path, texts)
     vocab = Vocabulary.load(tmp_path / "run" / "vocabulary.json")
     ids = encode_words(tf.constant(texts), vocab, lookup_table(vocab))
     members = [keras.saving.load_model(tmp_path / "run" / "members" / str(k) / "checkpoints" / "best.keras")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import evaluate, tokenize, train
-from pipeline.config import load_config
+from pipeline.config import load_config, replace
+from pipeline.errors import RunDirError
 from tests.pipeline.helpers import plain_text, sentiment_csv, write_config
 
 
@@ -29,7 +30,7 @@ def test_same_seed_same_vocabulary_and_metrics(tmp_path):
     runs = [tiny_run(tmp_path, f"run{i}", train={"epochs": 2}) for i in range(2)]
     vocabularies = [(run_dir / "vocabulary.json").read_text() for _, run_dir, _ in runs]
     assert vocabularies[0] == vocabularies[1]
-    metrics = [evaluate.run(config, run_dir) for config, run_dir, _ in runs]
+    metrics = [evaluate.run(config, run_dir).metrics for config, run_dir, _ in runs]
     for key in ("accuracy", "macro_f1", "roc_auc"):
         assert metrics[0][key] == pytest.approx(metrics[1][key], abs=1e-6)
     assert runs[0][2].best == pytest.approx(runs[1][2].best, abs=1e-6)
@@ -43,19 +44,15 @@ def test_progress_is_one_line_per_epoch_when_stdout_is_not_a_terminal(tmp_path, 
     assert len(epochs) == 2 and "Epoch 2/2" in out
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
+def test_nan_loss_before_any_checkpoint_is_one_clear_error_and_keeps_the_old_checkpoint(tmp_path):
     config, run_dir, first = tiny_run(tmp_path, "run", train={"epochs": 1})
     good = (run_dir / "checkpoints" / "best.keras").read_bytes()
     # Adam moves every weight by about the learning rate per step; at 1e38 the next products overflow float32,
     # so the loss turns NaN whatever the kernels' rounding (1e30 left it huge but finite).
-    exploding = load_config(write_config(tmp_path / "boom.toml", "sentiment", {
-        "train": str(tmp_path / "train.csv"), "test_fraction": 0.2}, train={"epochs": 3, "learning_rate": 1e38,
-                                                                             "clipnorm": 0.0}), [])  # fmt: skip
-    result = train.run(exploding, run_dir, overwrite=True)
-    assert result.status == "diverged"
-    assert "keeps the last good weights" in caplog.text
+    exploding = replace(config, **{"train.epochs": 3, "train.learning_rate": 1e38, "train.clipnorm": 0.0})
+    with pytest.raises(RunDirError, match=r"diverged \(loss nan\) before its first checkpoint; lower train.learning"):
+        train.run(exploding, run_dir, overwrite=True)
     assert (run_dir / "checkpoints" / "best.keras").read_bytes() == good
-    assert json.loads((run_dir / "train_state.json").read_text())["status"] == "diverged"
 
 
 def test_time_budget_stops_mid_epoch(tmp_path):
@@ -100,6 +97,7 @@ def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path)
 
     shutil.rmtree(run_dir / "members" / "2")
     (run_dir / "train_state.json").unlink()
+    (run_dir / "checkpoints" / "best.keras").unlink()  # the members are joined only once all are trained
     again = train.run(config, run_dir)
     assert not again.skipped and len(again.members) == 3
     assert [(run_dir / "members" / str(k) / "checkpoints" / "best.keras").read_bytes() for k in range(2)] == kept

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline.evaluate import classification_metrics, roc_auc
+from pipeline.metrics import classification_metrics, roc_auc
 
 
 def brute_force_auc(positive, scores):
