@@ -3,14 +3,19 @@
 Drop-in replacements for `keras.layers.SimpleRNN` / `keras.layers.LSTM` (same arguments, same weight shapes,
 names and gate order, so `set_weights` works both ways), with a sequence-level fast path on the TensorFlow
 backend and optional peephole connections and layer normalization for the LSTM.
+
+Each cell has a per-step API (`project_inputs`, `step`) and each layer a `can_fuse` predicate and a `scan` that
+returns the outputs and final states of one call; `LAYERS` maps the cell names a configuration uses to the layers.
 """
+
+from types import MappingProxyType
 
 from custom_layers.lstm import LSTM
 from custom_layers.lstm_cell import LSTMCell
 from custom_layers.simple_rnn import SimpleRNN
 from custom_layers.simple_rnn_cell import SimpleRNNCell
 
-# The recurrent layers by name: what `model.cell` in a pipeline config chooses from.
-LAYERS = {"lstm": LSTM, "simple_rnn": SimpleRNN}
+# Read-only: the pipeline takes its `model.cell` choices from here.
+LAYERS = MappingProxyType({"lstm": LSTM, "simple_rnn": SimpleRNN})
 
 __all__ = ["LAYERS", "LSTM", "LSTMCell", "SimpleRNN", "SimpleRNNCell"]

@@ -41,10 +41,8 @@ import os
 import keras
 import tensorflow as tf
 
-try:  # XLA's optimization barrier has no public TensorFlow API; without it the recurrent matmul stays h @ U.
-    from tensorflow.compiler.tf2xla.python.xla import optimization_barrier as _optimization_barrier
-except ImportError:  # pragma: no cover
-    _optimization_barrier = None
+# Without the barrier (see _keras_private) the recurrent matmul stays h @ U.
+from custom_layers._keras_private import optimization_barrier as _optimization_barrier
 
 
 def _weights_as_tensors(kernel, recurrent_kernel, bias):

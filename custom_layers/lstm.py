@@ -30,6 +30,8 @@ class LSTM(FusedRNN):
     projection and the weight gradients hoisted out of the time loop) when the configuration is the standard one:
     tanh/sigmoid activations, no peephole, no layer norm, no recurrent dropout while training, `unroll=False`.
     Anything else, or `fused=False`, steps the cell; results agree to float32 rounding.
+    `can_fuse(training)` says which path a call takes; `scan(sequences, initial_state, mask, training)` returns
+    the outputs and the final states of one call whatever `return_sequences` / `return_state` / `stateful` say.
 
     Args:
         units: positive int, dimensionality of the output and of both states.
@@ -129,7 +131,8 @@ class LSTM(FusedRNN):
             **kwargs,
         )
 
-    def _can_fuse(self, training):
+    def can_fuse(self, training=False):
+        """Whether the recurrence runs in the fused TensorFlow kernel: see the class docstring."""
         cell = self.cell
         return (
             self._fused_backend_ok()

@@ -2,8 +2,8 @@
 
 import keras
 from keras import initializers, ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (
     check_rate,
     check_units,
@@ -48,6 +48,10 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
 
     Dropout (training only) multiplies x_t by a mask and h_{t-1} by another, each drawn once per sequence and
     shared by the four gates (Gal & Ghahramani 2016).
+
+    Per-step API: `call(x_t, states)` is `step(project_inputs(x_t), states)` after the input dropout;
+    `project_inputs` takes any leading dimensions, so a caller can project a whole sequence, or an embedding table
+    once, and step the recurrence on the result.
 
     Args:
         units: positive int, dimensionality of h and c.
@@ -179,23 +183,34 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
             ]
         )
 
-    def call(self, inputs, states, training=False):
+    def project_inputs(self, inputs):
+        """The input's contribution to the gate pre-activations: x W + b (LN(x W) * gamma_x + b with layer_norm).
+
+        Any leading dimensions, (..., input_dim) -> (..., 4 units): one timestep, a whole sequence, or an embedding
+        table (vocab, dim), whose projected rows then serve as a lookup table for `step`. No dropout: `call`
+        applies it before projecting.
+        """
+        z = ops.matmul(inputs, self.kernel)
+        if self.layer_norm:
+            z = _layer_norm(z, self.input_gamma)
+        if self.use_bias:
+            z = z + self.bias
+        return z
+
+    def step(self, projected, states, training=False):
+        """One timestep after the input projection: `projected` = `project_inputs(x_t)`, (batch, 4 units).
+
+        Applies the recurrent dropout (when training), the recurrent product, the gates and the state update.
+        Returns `(h_t, [h_t, c_t])`.
+        """
         h_prev, c_prev = states[0], states[1]
-        if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
         h_in = h_prev
         if training and self.recurrent_dropout > 0:
             h_in = h_prev * self.get_recurrent_dropout_mask(h_prev)
-
-        z_x = ops.matmul(inputs, self.kernel)
         z_h = ops.matmul(h_in, self.recurrent_kernel)
         if self.layer_norm:
-            z_x = _layer_norm(z_x, self.input_gamma)
             z_h = _layer_norm(z_h, self.recurrent_gamma)
-        z = z_x + z_h
-        if self.use_bias:
-            z = z + self.bias
-        z_i, z_f, z_c, z_o = ops.split(z, 4, axis=-1)
+        z_i, z_f, z_c, z_o = ops.split(projected + z_h, 4, axis=-1)
 
         if self.peephole:
             z_i = z_i + self.input_gate_peephole_weights * c_prev
@@ -208,6 +223,11 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         o = self.recurrent_activation(z_o)
         h = o * self.activation(c)
         return h, [h, c]
+
+    def call(self, inputs, states, training=False):
+        if training and self.dropout > 0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        return self.step(self.project_inputs(inputs), states, training=training)
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, units), dtype=self.compute_dtype) for units in self.state_size]

@@ -25,6 +25,8 @@ class SimpleRNN(FusedRNN):
     On the TensorFlow backend a tanh layer without recurrent dropout (while training) and without `unroll` runs the
     whole sequence in the fused kernel `custom_layers.fused.simple_rnn` (input projection and weight gradients
     hoisted out of the time loop); otherwise, or with `fused=False`, it steps the cell.
+    `can_fuse(training)` says which path a call takes; `scan(sequences, initial_state, mask, training)` returns
+    the outputs and the final states of one call whatever `return_sequences` / `return_state` / `stateful` say.
 
     Args:
         units: positive int, dimensionality of the output.
@@ -108,7 +110,8 @@ class SimpleRNN(FusedRNN):
             **kwargs,
         )
 
-    def _can_fuse(self, training):
+    def can_fuse(self, training=False):
+        """Whether the recurrence runs in the fused TensorFlow kernel: see the class docstring."""
         cell = self.cell
         return (
             self._fused_backend_ok()

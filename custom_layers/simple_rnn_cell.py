@@ -2,8 +2,8 @@
 
 import keras
 from keras import initializers, ops
-from keras.src.layers.rnn.dropout_rnn_cell import DropoutRNNCell
 
+from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (
     check_rate,
     check_units,
@@ -23,6 +23,10 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
     and names of `keras.layers.SimpleRNNCell`, so weights can be copied either way. Dropout, when training,
     multiplies x_t by a mask and h_{t-1} (recurrent dropout) by another; both masks are drawn once per sequence
     and reused at every step (Gal & Ghahramani, 2016).
+
+    Per-step API: `call(x_t, states)` is `step(project_inputs(x_t), states)` after the input dropout;
+    `project_inputs` takes any leading dimensions, so a caller can project a whole sequence, or an embedding table
+    once, and step the recurrence on the result.
 
     Args:
         units: positive int, dimensionality of h.
@@ -117,17 +121,32 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
                 constraint=self.bias_constraint,
             )
 
-    def call(self, inputs, states, training=False):
+    def project_inputs(self, inputs):
+        """The input's contribution x W + b, for any leading dimensions: (..., input_dim) -> (..., units).
+
+        One timestep, a whole sequence, or an embedding table (vocab, dim) whose projected rows then serve as a
+        lookup table for `step`. No dropout: `call` applies it before projecting.
+        """
+        z = ops.matmul(inputs, self.kernel)
+        return z + self.bias if self.use_bias else z
+
+    def step(self, projected, states, training=False):
+        """One timestep after the input projection: `projected` = `project_inputs(x_t)`, (batch, units).
+
+        Applies the recurrent dropout (when training), the recurrent product and the activation. Returns
+        `(h_t, [h_t])`.
+        """
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
-        if training and self.dropout > 0:
-            inputs = inputs * self.get_dropout_mask(inputs)
         if training and self.recurrent_dropout > 0:
             h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
-        z = ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
-        if self.use_bias:
-            z = z + self.bias
-        h = self.activation(z)
-        return h, ([h] if isinstance(states, (list, tuple)) else h)
+        h = self.activation(projected + ops.matmul(h_prev, self.recurrent_kernel))
+        return h, [h]
+
+    def call(self, inputs, states, training=False):
+        if training and self.dropout > 0:
+            inputs = inputs * self.get_dropout_mask(inputs)
+        h, new_states = self.step(self.project_inputs(inputs), states, training=training)
+        return h, (new_states if isinstance(states, (list, tuple)) else h)
 
     def get_initial_state(self, batch_size=None):
         return [ops.zeros((batch_size, self.units), dtype=self.compute_dtype)]

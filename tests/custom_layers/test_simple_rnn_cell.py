@@ -23,5 +23,5 @@ def test_layer_matches_numpy_equation():
 def test_relu_activation_uses_the_cell_path():
     x = sequences(batch=2, steps=4, features=3)
     layer = custom_layers.SimpleRNN(4, activation="relu")
-    assert not layer._can_fuse(training=False)
+    assert not layer.can_fuse(training=False)
     assert np.asarray(layer(x)).min() >= 0

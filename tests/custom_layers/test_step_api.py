@@ -1,0 +1,147 @@
+"""The per-step API (`project_inputs`, `step`), `can_fuse`, `scan` and the `LAYERS` registry."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+
+import custom_layers
+from tests.custom_layers.helpers import TOLERANCE, randomize, right_padding_mask, sequences
+
+# (layer class, options): each cell variant whose step has its own arithmetic.
+VARIANTS = {
+    "lstm": (custom_layers.LSTM, {}),
+    "lstm_peephole_layer_norm": (custom_layers.LSTM, {"peephole": True, "layer_norm": True}),
+    "simple_rnn": (custom_layers.SimpleRNN, {}),
+}
+FUSED_VARIANTS = ["lstm", "simple_rnn"]
+
+
+def built_layer(name, units=4, features=3, **options):
+    layer_class, variant_options = VARIANTS[name]
+    layer = layer_class(units, **variant_options, **options)
+    layer(sequences(batch=2, steps=3, features=features))
+    randomize(layer)
+    return layer
+
+
+def random_states(cell, batch, seed=2):
+    rng = np.random.default_rng(seed)
+    sizes = cell.state_size if isinstance(cell.state_size, (list, tuple)) else [cell.state_size]
+    return [rng.normal(scale=0.5, size=(batch, size)).astype("float32") for size in sizes]
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_call_is_step_of_projected_inputs(name):
+    cell = built_layer(name).cell
+    x = sequences(batch=2, steps=1, features=3)[:, 0]
+    states = random_states(cell, 2)
+    h_call, states_call = cell(x, states)
+    h_step, states_step = cell.step(cell.project_inputs(x), states)
+    np.testing.assert_array_equal(np.asarray(h_call), np.asarray(h_step))
+    assert isinstance(states_step, list) and len(states_step) == len(states)
+    for a, b in zip(states_call, states_step):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_project_inputs_takes_any_leading_dimensions(name):
+    cell = built_layer(name).cell
+    x = sequences(batch=2, steps=5, features=3)
+    whole = np.asarray(cell.project_inputs(x))
+    assert whole.shape[:2] == (2, 5)
+    for t in range(5):
+        np.testing.assert_allclose(whole[:, t], np.asarray(cell.project_inputs(x[:, t])), atol=1e-6, rtol=0)
+    # An embedding table, as the export precomputes it: each row is the projection of that row.
+    table = np.random.default_rng(3).normal(size=(11, 3)).astype("float32")
+    projected = np.asarray(cell.project_inputs(table))
+    np.testing.assert_allclose(projected[[4, 7]], np.asarray(cell.project_inputs(table[[4, 7]])), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_stepping_the_cell_reproduces_the_layer(name):
+    layer = built_layer(name, return_sequences=True, return_state=True)
+    x = sequences(batch=2, steps=5, features=3)
+    outputs, *final = layer(x)
+    cell, states = layer.cell, layer.get_initial_state(2)
+    projected = cell.project_inputs(x)
+    for t in range(5):
+        h, states = cell.step(projected[:, t], states)
+        np.testing.assert_allclose(np.asarray(h), np.asarray(outputs)[:, t], atol=TOLERANCE, rtol=0)
+    for a, b in zip(states, final):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=0)
+
+
+SCAN_PATHS = {"fused_xla": {"fused": True}, "fused_tf": {"fused": True, "jit_compile": False}, "cell": {"fused": False}}
+
+
+@pytest.mark.parametrize("path", list(SCAN_PATHS))
+@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("go_backwards", [False, True], ids=["forwards", "backwards"])
+def test_scan_matches_the_layer_with_sequences_and_states(name, path, go_backwards):
+    options = {**SCAN_PATHS[path], "go_backwards": go_backwards}
+    layer = built_layer(name, **options)  # return_sequences and return_state False: scan ignores them
+    reference = VARIANTS[name][0](4, **VARIANTS[name][1], **options, return_sequences=True, return_state=True)
+    x = sequences(batch=4, steps=6, features=3)
+    reference(x)
+    reference.set_weights(layer.get_weights())
+    assert layer.can_fuse() == (path != "cell" and name in FUSED_VARIANTS)
+    mask = right_padding_mask([6, 4, 1, 3], steps=6)
+    initial = random_states(layer.cell, 4)
+    for kwargs in ({}, {"mask": mask}, {"initial_state": initial, "mask": mask}):
+        outputs, states = layer.scan(x, **kwargs)
+        expected_outputs, *expected_states = reference(x, **kwargs)
+        assert isinstance(states, list) and len(states) == len(expected_states)
+        np.testing.assert_allclose(np.asarray(outputs), np.asarray(expected_outputs), atol=TOLERANCE, rtol=0)
+        for a, b in zip(states, expected_states):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["lstm", "simple_rnn"])
+def test_scan_leaves_a_stateful_layers_states_alone(name):
+    layer = built_layer(name, stateful=True)
+    x = sequences(batch=2, steps=3, features=3)
+    layer.reset_state()
+    layer(x)
+    kept = [np.asarray(s) for s in layer.states]
+    outputs, states = layer.scan(x)
+    for a, b in zip(kept, layer.states):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    # scan starts from zeros, not from the stored states: the same as the stateful layer's first call after a reset.
+    layer.reset_state()
+    np.testing.assert_allclose(np.asarray(outputs)[:, -1], np.asarray(layer(x)), atol=TOLERANCE, rtol=0)
+
+
+def test_scan_builds_an_unbuilt_layer_and_applies_dropout_only_when_training():
+    layer = custom_layers.LSTM(4, dropout=0.5, seed=3)
+    x = sequences(batch=2, steps=4, features=3)
+    inference, _ = layer.scan(x)
+    assert layer.cell.built
+    again, _ = layer.scan(x)
+    np.testing.assert_array_equal(np.asarray(inference), np.asarray(again))
+    dropped, _ = layer.scan(x, training=True)
+    assert np.abs(np.asarray(dropped) - np.asarray(inference)).max() > 1e-3
+
+
+def test_can_fuse_follows_the_configuration():
+    assert custom_layers.LSTM(4).can_fuse()
+    assert custom_layers.LSTM(4, recurrent_dropout=0.2).can_fuse(training=False)
+    assert not custom_layers.LSTM(4, recurrent_dropout=0.2).can_fuse(training=True)
+    assert not custom_layers.LSTM(4, peephole=True).can_fuse()
+    assert not custom_layers.LSTM(4, unroll=True).can_fuse()
+    assert not custom_layers.LSTM(4, fused=False).can_fuse()
+    assert not custom_layers.SimpleRNN(4, activation="relu").can_fuse()
+
+
+def test_layers_registry():
+    assert custom_layers.LAYERS["lstm"] is custom_layers.LSTM
+    assert custom_layers.LAYERS["simple_rnn"] is custom_layers.SimpleRNN
+    with pytest.raises(TypeError):
+        custom_layers.LAYERS["other"] = custom_layers.LSTM  # read-only
+    for layer_class in custom_layers.LAYERS.values():
+        parameters = inspect.signature(layer_class).parameters
+        assert {"units", "dropout", "recurrent_dropout", "fused", "jit_compile"} <= set(parameters)
+        layer = layer_class(3, return_sequences=True)
+        assert isinstance(layer, keras.layers.RNN) and callable(layer.scan) and callable(layer.can_fuse)
+        assert callable(layer.cell.step) and callable(layer.cell.project_inputs)
