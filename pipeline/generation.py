@@ -17,7 +17,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-import custom_layers
 from pipeline.text import Vocabulary, decode_chars, encode_chars, lookup_table
 
 EMPTY_PROMPT = "\n"
@@ -32,9 +31,8 @@ class NextCharServing(tf.Module):
         self.table = lookup_table(vocab)
         self.embedding = model.get_layer("embedding")
         self.head = model.get_layer("head")
-        self.cells = [model.get_layer(f"rnn_{i}").cell for i in range(num_layers)]
-        # Layers that also return their final state, sharing the trained cells (and so the weights).
-        self.prompt_layers = [_with_state(model.get_layer(f"rnn_{i}")) for i in range(num_layers)]
+        self.layers = [model.get_layer(f"rnn_{i}") for i in range(num_layers)]
+        self.cells = [layer.cell for layer in self.layers]
 
     def signatures(self) -> dict:
         return {
@@ -57,8 +55,8 @@ class NextCharServing(tf.Module):
         x = self.embedding(ids.to_tensor(0))
         mask = tf.sequence_mask(lengths, tf.shape(x)[1])
         states = []
-        for layer in self.prompt_layers:
-            x, *layer_states = layer(x, mask=mask)
+        for layer in self.layers:
+            x, layer_states = layer.scan(x, mask=mask)
             states.append(layer_states)
         last = tf.gather(x, lengths - 1, batch_dims=1)
         return self.head(last), states
@@ -75,26 +73,14 @@ class NextCharServing(tf.Module):
     def _step(self, ids, states, first_layer_table):
         """One character through the recurrent stack: (new last-layer output, new states).
 
-        For the first layer, embedding -> x W + b is a lookup in a precomputed (vocab, gates) table; per character
-        that leaves one small matmul per layer and the gate arithmetic, which is what makes the in-graph loop cheap.
-        Cells with options (peephole, layer norm, other activations) are called as they are."""
+        The first layer's input projection is a lookup in `first_layer_table`, the embedding matrix projected once
+        (`cell.project_inputs`), so a character costs one small matmul per layer plus the cells' step."""
         new_states = []
         x = None
         for index, (cell, state) in enumerate(zip(self.cells, states)):
-            if not _plain(cell):
-                x, state = cell(self.embedding(ids) if x is None else x, state)
-                new_states.append(state)
-                continue
-            z = tf.gather(first_layer_table, ids) if index == 0 else _project(x, cell)
-            z = z + tf.matmul(state[0], cell.recurrent_kernel)
-            if isinstance(cell, custom_layers.LSTMCell):
-                i, f, g, o = tf.split(z, 4, axis=1)
-                c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(g)
-                x = tf.sigmoid(o) * tf.tanh(c)
-                new_states.append([x, c])
-            else:
-                x = tf.tanh(z)
-                new_states.append([x])
+            projected = tf.gather(first_layer_table, ids) if index == 0 else cell.project_inputs(x)
+            x, state = cell.step(projected, state)
+            new_states.append(list(state))
         return x, new_states
 
     def _generate(self, prompt, length, temperature, seed=None):
@@ -102,7 +88,7 @@ class NextCharServing(tf.Module):
         tf.debugging.assert_positive(temperature, message="temperature must be > 0")
         logits, states = self._read_prompt(prompt)
         batch = tf.shape(prompt)[0]
-        table = _project(self.embedding.embeddings, self.cells[0])
+        table = self.cells[0].project_inputs(self.embedding.embeddings)
 
         def step(t, logits, states, out):
             ids = self._sample(logits, temperature, seed, t)
@@ -139,25 +125,3 @@ class NextCharServing(tf.Module):
         logits, _ = self._read_prompt(text)
         return {"probabilities": tf.nn.softmax(logits, axis=-1)}
 
-
-def _plain(cell) -> bool:
-    """A cell whose step is exactly tanh/sigmoid gates on x W + h U + b (what `_step` computes inline)."""
-    plain_activations = cell.activation is keras.activations.tanh and (
-        not isinstance(cell, custom_layers.LSTMCell)
-        or (cell.recurrent_activation is keras.activations.sigmoid and not cell.peephole and not cell.layer_norm)
-    )
-    return plain_activations
-
-
-def _project(x, cell):
-    z = tf.matmul(x, cell.kernel)
-    return z if cell.bias is None else z + cell.bias
-
-
-def _with_state(layer):
-    """A copy of a trained recurrent layer that returns its final states and uses the same cell weights."""
-    config = {**layer.get_config(), "return_state": True, "return_sequences": True, "name": f"{layer.name}_prompt"}
-    twin = type(layer).from_config(config)
-    twin.cell = layer.cell  # shares the variables; the twin never builds its own
-    twin.built = True
-    return twin
