@@ -13,8 +13,9 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

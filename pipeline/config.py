@@ -18,15 +18,17 @@ import inspect
 import json
 import math
 import os
-import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+import tomllib
 
 from pipeline.errors import ConfigError, shorten
-
 from pipeline.tasks import NAMES as TASKS  # noqa: E402
+
 # A config is a few hundred bytes of settings; these bounds keep a mistaken or hostile file from reaching the
 # run directory, the logs or an error message whole.
 MAX_CONFIG_BYTES = 1 << 20
@@ -71,7 +73,8 @@ class DataConfig:
     text_column: str = _key("text", "csv/tsv: the column holding the text")
     label_column: str = _key("label", "csv/tsv, sentiment: the column holding the class name")
     encoding: str = _key("utf-8", "files: text encoding, e.g. 'utf-8' or 'windows-1252' (a UTF-8 BOM is dropped)")
-    encoding_errors: str = _key("strict", "undecodable bytes: 'strict' (stop, naming file and line), 'replace', 'ignore'")
+    encoding_errors: str = _key("strict", "undecodable bytes: 'strict' (stop, naming file and line), 'replace' or "
+                                "'ignore'")  # fmt: skip
     validation_fraction: float = _key(0.1, "share of train held out for validation when no validation data is given")
     test_fraction: float = _key(0.0, "share of train held out for test when no test data is given")
 

@@ -30,10 +30,11 @@ import logging
 import os
 import socket
 import sys
-import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
+import tomllib
 
 from pipeline import __version__, artifacts
 from pipeline.config import Config, config_from_dict, config_to_dict, flatten, to_toml
@@ -101,7 +102,7 @@ class RunDir:
         """An ensemble's members, each trained in members/<k>/ laid out like a run directory of its own."""
         return self.path / "members"
 
-    def member(self, k: int) -> "RunDir":
+    def member(self, k: int) -> RunDir:
         return RunDir(self.members / str(k), self.lock)
 
     @property
@@ -143,7 +144,7 @@ _NOT_LOCKED_WORKER = "worker"
 
 
 @contextlib.contextmanager
-def opened(run_dir: "RunDir | str | os.PathLike", config: Config) -> Iterator[RunDir]:
+def opened(run_dir: RunDir | str | os.PathLike, config: Config) -> Iterator[RunDir]:
     """The run directory for `config`, created if needed, with this process holding its exclusive lock throughout.
 
     A RunDir this process already holds is used as it is, so `rnnpipe run` keeps the lock across all its stages.

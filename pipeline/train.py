@@ -191,8 +191,10 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     status = stopper.reason or ("completed" if epochs >= config.train.epochs else "early_stopped")
     if not (best.saved or best.resumed):
         if status == "diverged":
-            raise RunDirError(f"training diverged (loss {stopper.bad_loss}) before its first checkpoint; lower "
-                              f"train.learning_rate (now {config.train.learning_rate}) or set train.clipnorm")  # fmt: skip
+            raise RunDirError(
+                f"training diverged (loss {stopper.bad_loss}) before its first checkpoint; lower "
+                f"train.learning_rate (now {config.train.learning_rate}) or set train.clipnorm"
+            )
         raise RunDirError(f"training produced no checkpoint (status {status}); see {rd.history}")
     if status == "diverged":
         logger.warning("training diverged (loss %s); %s keeps the last good weights", stopper.bad_loss, rd.best_model)

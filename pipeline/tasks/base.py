@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the stages import TensorFlow; the config, which reads DEFAULTS, does not need to
     import keras
@@ -34,7 +35,7 @@ class Task(abc.ABC):
     # the task (each value's reason is beside it in the task's module).
     DEFAULTS: Mapping[str, Any] = {}
 
-    def check_config(self, config: Config) -> None:
+    def check_config(self, config: Config) -> None:  # noqa: B027 (an optional hook: most tasks check something)
         """Raise ConfigError for settings that make no sense for this task (checked before any work)."""
 
     @abc.abstractmethod
