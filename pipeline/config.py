@@ -66,7 +66,7 @@ class DataConfig:
     test_split: str = _key("test", "tfds: the test split (empty: none)")
     text_feature: str = _key("text", "tfds: the feature holding the text")
     label_feature: str = _key("label", "tfds, sentiment: the ClassLabel feature")
-    format: str = _key("auto", "files: auto, csv, tsv, class_dirs, class_files or text (see above)")
+    format: str = _key("auto", "files: csv, tsv, class_dirs, class_files, text, or auto (told from the path)")
     train: str = _key("", "files: the training data: a file, a folder (class_dirs) or a glob (class_files)")
     validation: str = _key("", "files: validation data in the same format (empty: held out from train)")
     test: str = _key("", "files: test data in the same format (empty: held out from train by test_fraction)")
@@ -247,19 +247,30 @@ def to_toml(config: Config, comments: bool = False) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def reference() -> list[tuple[str, str, Any, dict[str, Any], str]]:
-    """(section, key, code default, {task: task default}, meaning) for every key, in file order: the README's
-    config reference is checked against this."""
+def reference() -> list[tuple[str, Any, dict[str, Any], str]]:
+    """(dotted key, code default, {task: task default}, meaning) for every key, in file order."""
     rows = []
     overrides = {task: task_defaults(task) for task in TASKS}
+    hints = typing.get_type_hints(Config)
     for section in dataclasses.fields(Config):
-        leaves = dataclasses.fields(section.type) if dataclasses.is_dataclass(section.type) else [section]
+        kind = hints[section.name]
+        leaves = dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else [section]
         for leaf in leaves:
             dotted = leaf.name if leaf is section else f"{section.name}.{leaf.name}"
-            default = leaf.default
             per_task = {task: values[dotted] for task, values in overrides.items() if dotted in values}
-            rows.append(("" if leaf is section else section.name, leaf.name, default, per_task, leaf.metadata["doc"]))
+            rows.append((dotted, leaf.default, per_task, leaf.metadata["doc"]))
     return rows
+
+
+def reference_markdown() -> str:
+    """The config reference as the README shows it: one table row per key, generated from the dataclasses."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for dotted, default, per_task, doc in reference():
+        shown = f"`{_toml_value(default)}`"
+        if per_task:
+            shown += "; " + ", ".join(f"{task} `{_toml_value(value)}`" for task, value in per_task.items())
+        lines.append(f"| `{dotted}` | {shown} | {doc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
 
 
 def replace(config: Config, **changes: Any) -> Config:
