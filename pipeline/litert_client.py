@@ -193,13 +193,25 @@ def stateless_categorical(logits: np.ndarray, seed: tuple[int, int]) -> int:
 
 
 def export_folder(path) -> Path:
-    """The LiteRT export folder for `path`: the folder itself, a .tflite file in it, or a SavedModel version folder
-    with the LiteRT export in its `litert/` sub-folder."""
+    """The LiteRT export folder for `path`: the folder itself, its model.tflite, a SavedModel version folder holding
+    it in `litert/`, or a model folder whose highest numeric version does (as TF Serving picks a version)."""
     path = Path(path)
-    for folder in (path.parent if path.suffix == ".tflite" else path, path / "litert"):
+    candidates = [path.parent if path.suffix == ".tflite" else path, path / "litert"]
+    versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit()), reverse=True) if path.is_dir() else []
+    candidates += [path / str(version) / "litert" for version in versions[:1]]
+    for folder in candidates:
         if (folder / DESCRIPTION_FILE).is_file():
             return folder
-    raise LiteRTExportError(f"{path} is not a LiteRT export (no {DESCRIPTION_FILE} in it or in its litert/ folder)")
+    raise LiteRTExportError(f"{path} is not a LiteRT export (no {DESCRIPTION_FILE} in it, in its litert/ folder or "
+                            "in its highest version's)")  # fmt: skip
+
+
+def is_litert_export(path) -> bool:
+    try:
+        export_folder(path)
+    except (LiteRTExportError, OSError):
+        return False
+    return True
 
 
 class LiteRTModel:
@@ -211,8 +223,11 @@ class LiteRTModel:
     """
 
     def __init__(self, path, num_threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter  # the `litert` extra
-
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise LiteRTExportError("running a LiteRT export needs the ai-edge-litert package (rnnpipe's litert extra: "
+                                    "pip install 'rnnpipe[litert]')") from None  # fmt: skip
         self.folder = export_folder(path)
         try:
             description = json.loads((self.folder / DESCRIPTION_FILE).read_text(encoding="utf-8"))
@@ -227,8 +242,11 @@ class LiteRTModel:
         self.class_names = tuple(description.get("class_names", ()))
         self.tokenizer = Tokenizer(vocabulary["level"], vocabulary["tokens"], vocabulary.get("standardize", "none"),
                                    vocabulary.get("sequence_length", 0), description["tokenization"])  # fmt: skip
-        self.interpreter = Interpreter(model_path=str(self.folder / description["model"]), num_threads=num_threads)
-        self.signatures = {name: self.interpreter.get_signature_runner(name) for name in description["signatures"]}
+        try:
+            self.interpreter = Interpreter(model_path=str(self.folder / description["model"]), num_threads=num_threads)
+            self.signatures = {name: self.interpreter.get_signature_runner(name) for name in description["signatures"]}
+        except (OSError, ValueError) as error:
+            raise LiteRTExportError(f"cannot load {self.folder / description['model']}: {error}") from None
         self.state_size = description.get("state", {}).get("size", 0)
         self._never_sample = description.get("generation", {}).get("never_sample", [])
 

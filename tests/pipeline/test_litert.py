@@ -83,9 +83,7 @@ def randomize(model, seed=0):
 
 SENTIMENT_MODELS = {
     "bilstm_last": {"bidirectional": True},  # configs/imdb_lstm.toml
-    # configs/mr_lstm.toml
-    "bilstm_max_ensemble": {"bidirectional": True, "pooling": "max", "dropout": 0.5, "output_dropout": 0.5,
-                            "ensemble": 2},  # fmt: skip
+    "bilstm_max_ensemble": dict(bidirectional=True, pooling="max", dropout=0.5, output_dropout=0.5, ensemble=2),  # mr
     "stacked_simple_rnn_mean": {"cell": "simple_rnn", "layers": 2, "pooling": "mean", "recurrent_dropout": 0.2},
     "stacked_bilstm_last": {"layers": 2, "bidirectional": True},
 }
@@ -270,3 +268,30 @@ def test_trained_next_char_litert_equals_its_saved_model_and_its_seeded_generati
                                                      temperature=tf.constant(temperature, tf.float32),
                                                      seed=tf.constant(seed, tf.int64))["text"].numpy()[0]  # fmt: skip
         assert len(text) == 200 and text == served.decode("utf-8"), (prompt, temperature, seed)
+
+
+def test_the_client_finds_an_export_and_refuses_what_it_cannot_run(sentiment_exports, next_char_exports, tmp_path):
+    import shutil
+
+    export = sentiment_exports["bilstm_last"][1]
+    model_folder = tmp_path / "model"
+    shutil.copytree(export, model_folder / "1" / "litert")
+    shutil.copytree(export, model_folder / "3" / "litert")
+    for path in (export, export / "model.tflite", model_folder / "1", model_folder):
+        assert litert_client.is_litert_export(path)
+    assert litert_client.export_folder(model_folder) == model_folder / "3" / "litert"
+    assert not litert_client.is_litert_export(tmp_path)
+
+    sentiment = litert_client.LiteRTModel(export)
+    with pytest.raises(litert_client.LiteRTExportError, match="is a sentiment model, not a next_char one"):
+        sentiment.generate("to be")
+    generator = litert_client.LiteRTModel(next_char_exports["lstm"][1])
+    for length, temperature in ((-1, 1.0), (2.5, 1.0), (10, 0.0), (10, float("nan"))):
+        with pytest.raises(litert_client.LiteRTExportError, match="length|temperature"):
+            generator.generate("to be", length, temperature)
+    assert generator.generate("to be", 0) == ""
+    description = json.loads((model_folder / "1" / "litert" / "litert.json").read_text(encoding="utf-8"))
+    description["format_version"] = 99
+    (model_folder / "1" / "litert" / "litert.json").write_text(json.dumps(description), encoding="utf-8")
+    with pytest.raises(litert_client.LiteRTExportError, match="version 99"):
+        litert_client.LiteRTModel(model_folder / "1")
