@@ -79,7 +79,10 @@ def export_litert(
         quantize: post-training dynamic-range quantization (int8 weights, float activations).
 
     Raises:
-        ValueError: bad arguments; `LiteRTConversionError` if the model does not convert with built-in ops only.
+        ValueError: bad arguments; `LiteRTConversionError` if the model does not convert with built-in ops only
+            or the converted model disagrees with Keras.
+        FileExistsError: `target_dir` exists.
+        ImportError: ai-edge-litert (the `litert` extra) is not installed.
     """
     target = Path(target_dir)
     if target.exists():
@@ -99,6 +102,11 @@ def convert(
 ) -> tuple[bytes, dict]:
     """(the .tflite flatbuffer, the litert.json description) for a pipeline model; see `export_litert`."""
     _check_arguments(task, vocab, labels)
+    try:  # checked first: the converted model is run by it before anything is written
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        message = "a LiteRT export needs the litert extra: pip install 'rnnpipe[litert]' (ai-edge-litert)"
+        raise ImportError(message) from None
     model = inference_copy(model)
     module = SentimentSignatures(model) if task == "sentiment" else NextCharSignatures(model)
     endpoints = module.endpoints()
