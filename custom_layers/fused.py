@@ -59,7 +59,8 @@ def _mask_time_major(mask):
     if mask is None:
         return None
     # Transposed as int8: oneDNN's transpose rejects bool on CPUs without AVX-512 and logs an error line about it.
-    return tf.cast(tf.transpose(tf.cast(mask, tf.int8)), tf.bool)[:, :, tf.newaxis]
+    # expand_dims rather than [..., tf.newaxis]: LiteRT has no built-in for a bool StridedSlice with a new axis.
+    return tf.expand_dims(tf.cast(tf.transpose(tf.cast(mask, tf.int8)), tf.bool), -1)
 
 
 def _time_major(x):
@@ -79,7 +80,11 @@ def _step_buffer(in_place, size, like):
     """Storage for one value per timestep: a zeroed tensor updated in place under XLA, a TensorArray otherwise."""
     if in_place:
         return tf.zeros(tf.concat([[size], tf.shape(like)], axis=0), like.dtype)
-    return tf.TensorArray(like.dtype, size=size)
+    # The LiteRT converter gives a TensorArray of unknown element shape the shape of its first write, computed where
+    # the TensorArray is created: the written value (`like` for `_with_initial`) must exist before it, or converting
+    # fails with "operand #0 does not dominate this use" (go_backwards, so every Bidirectional layer).
+    with tf.control_dependencies([like]):
+        return tf.TensorArray(like.dtype, size=size)
 
 
 def _write(buffer, t, value):
