@@ -22,10 +22,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pipeline import export, litert, litert_client, tokenize, train  # noqa: E402
+from pipeline import export, litert, litert_client, tasks, tokenize, train  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.data import load_splits  # noqa: E402
-from pipeline.rundir import as_run_dir  # noqa: E402
+from pipeline.rundir import RunDir  # noqa: E402
 from pipeline.text import Vocabulary  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,20 +51,20 @@ def trained_run(work: Path, task: str, given: str | None, budget_seconds: float,
                 f"train.max_seconds={budget_seconds}",
             ]
             config = load_config(REPO / "configs" / "shakespeare_char_lstm.toml", overrides)
-        rd = as_run_dir(run_dir, config)
+        rd = RunDir(Path(run_dir).absolute())
         if not rd.best_model.exists():
             tokenize.run(config, run_dir)
             train.run(config, run_dir)
-    rd = as_run_dir(run_dir, config)
+    rd = RunDir(Path(run_dir).absolute())
     base = rd.exports / config.export.name
     versions = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
-    saved_model = base / str(versions[-1]) if versions else export.run(config, run_dir)
+    saved_model = base / str(versions[-1]) if versions else export.run(config, run_dir).path
     return config, rd, saved_model
 
 
 def litert_exports(rd, config, work: Path) -> dict:
     vocab = Vocabulary.load(rd.vocabulary)
-    labels = json.loads(rd.labels.read_text(encoding="utf-8")) if config.task == "sentiment" else ()
+    labels = rd.read_labels()
     model = keras.saving.load_model(rd.best_model)
     paths = {}
     for name, quantize in (("float", False), ("dynamic_range", True)):
@@ -105,7 +104,7 @@ def sentiment(config, rd, saved_model, paths, args):
     saved = tf.saved_model.load(str(saved_model))
     serve = saved.signatures["serving_default"]
     clients = {name: litert_client.LiteRTModel(path, num_threads=args.threads) for name, path in paths.items()}
-    test = [(x["text"].numpy().decode("utf-8"), x["label"].numpy().decode("utf-8")) for x in load_splits(config).test]
+    test = [(x["text"].numpy().decode("utf-8"), x["label"].numpy().decode("utf-8")) for x in tasks.get(config.task).load_splits(config).test]
     texts, truth = [t for t, _ in test], [label for _, label in test]
     served = serve(text=tf.constant(texts))
     probabilities = {"SavedModel": served["probabilities"].numpy()}
@@ -143,7 +142,7 @@ def sentiment(config, rd, saved_model, paths, args):
 def next_char(config, rd, saved_model, paths, args):
     saved = tf.saved_model.load(str(saved_model))
     clients = {name: litert_client.LiteRTModel(path, num_threads=args.threads) for name, path in paths.items()}
-    held_out = "".join(x.numpy().decode("utf-8") for x in load_splits(config).test)[: args.held_out_chars]
+    held_out = "".join(x.numpy().decode("utf-8") for x in tasks.get(config.task).load_splits(config).test)[: args.held_out_chars]
     model = keras.saving.load_model(rd.best_model)
 
     streams = 8

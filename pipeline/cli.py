@@ -100,9 +100,10 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def _config_options(overwrite: bool = True):
+def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
     """CONFIG, --run-dir, --set (and --overwrite), shared by the stage commands: the command gets the loaded config
-    and the run directory, opened and locked for the whole command."""
+    and the run directory, opened and locked for the whole command. `keys` maps a command's own options to the
+    config keys they set (after --set, so the option wins)."""
 
     def decorate(func):
         @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
@@ -117,6 +118,10 @@ def _config_options(overwrite: bool = True):
             from pipeline import rundir
             from pipeline.config import load_config
 
+            for option, key in (keys or {}).items():
+                value = kwargs.pop(option)
+                if value:
+                    overrides += (f"{key}={','.join(value) if isinstance(value, tuple) else value}",)
             config = load_config(config_path, overrides)
             with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
                 return func(config=config, run_dir=rd, **kwargs)
@@ -173,9 +178,17 @@ def evaluate(config, run_dir, overwrite):
 
 
 @main.command()
-@_config_options(overwrite=False)
+@_config_options(overwrite=False, keys={"formats": "export.formats"})
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["saved_model", "litert"]),
+    help="What to write (repeatable; sets export.formats): a SavedModel for TF Serving, a LiteRT .tflite for devices.",
+)
 def export(config, run_dir):
-    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/.
+    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/ (with --format
+    litert, a LiteRT model in <version>/litert/).
 
     A new version is written when the model or the export settings changed since the last one; versions are never
     replaced."""

@@ -157,6 +157,10 @@ class ExportConfig:
     name: str = _key("model", "the model folder under <run_dir>/export/ (TF Serving's model name)")
     version: int = _key(0, "the version folder; 0 takes the next free integer")
     warmup_requests: bool = _key(True, "write assets.extra/tf_serving_warmup_requests for TF Serving")
+    formats: tuple[str, ...] = _key(("saved_model",), "what a version folder holds: saved_model (TF Serving) and/or "
+                                    "litert (a .tflite for devices, in litert/)")  # fmt: skip
+    litert_quantize: bool = _key(False, "litert: post-training dynamic-range quantization (int8 weights, about a "
+                                 "quarter of the size)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,7 @@ _CHOICES = {
     "evaluate.split": lambda: ("test", "validation", "train"),
 }
 _PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test")
+EXPORT_FORMATS = ("saved_model", "litert")
 # Model options that only some recurrent layers have; a cell whose constructor lacks one cannot turn it on.
 CELL_OPTIONS = ("peephole", "layer_norm")
 
@@ -356,6 +361,8 @@ def _parse_override(text: str, expected: type) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except (tomllib.TOMLDecodeError, RecursionError):
+        if typing.get_origin(expected) is tuple:  # --set export.formats=saved_model,litert
+            return [item.strip() for item in text.split(",") if item.strip()]
         return str(text)
 
 
@@ -382,6 +389,10 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _check_type(path: str, value: Any, expected: type) -> Any:
+    if typing.get_origin(expected) is tuple:  # tuple[str, ...]: a TOML array of strings
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{path}: expected a list of strings, got {_describe(value)}")
+        return tuple(_check_type(path, item, str) for item in value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
@@ -436,6 +447,10 @@ def _validate(config: Config) -> None:
     if config.data.source == "files" and not config.data.train:
         raise ConfigError("data.train: required when data.source = 'files' (a file, folder or glob)")
     _check_cell_options(config.model)
+    formats = config.export.formats
+    if not formats or len(set(formats)) != len(formats) or not set(formats) <= set(EXPORT_FORMATS):
+        raise ConfigError(f"export.formats: a list of distinct formats from {', '.join(EXPORT_FORMATS)}; got "
+                          f"{shorten(repr(list(formats)))}")  # fmt: skip
     name = config.export.name
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"export.name: must be a plain folder name, got {shorten(repr(name))}")
@@ -478,4 +493,6 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         # JSON's string escapes are a subset of TOML's basic-string escapes.
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

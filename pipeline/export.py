@@ -1,6 +1,7 @@
-"""Stage 4: a SavedModel for TensorFlow Serving, taking raw strings, at <run_dir>/export/<name>/<version>/.
+"""Stage 4: a SavedModel for TensorFlow Serving, taking raw strings, at <run_dir>/export/<name>/<version>/, and with
+`export.formats` including "litert", a LiteRT model for devices in <version>/litert/ (pipeline.litert).
 
-The task provides the module and its signatures (pipeline/tasks/). The model is rebuilt without XLA in the
+The task provides the SavedModel's module and signatures, and the LiteRT signatures (pipeline/tasks/). The model is rebuilt without XLA in the
 recurrent kernels (TF Serving's CPU build does not compile XLA clusters by default) and given the trained weights.
 `assets.extra/tf_serving_warmup_requests` holds a few requests for TF Serving's warm-up. The export is written to a
 temporary folder and renamed, so TF Serving, which polls the model folder, never sees half a version; an existing
@@ -20,10 +21,12 @@ import tensorflow as tf
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from pipeline import artifacts, rundir, serving_protos, stages, tasks
 from pipeline.config import Config
-from pipeline.errors import RunDirError
+from pipeline.errors import PipelineError, RunDirError, shorten
 from pipeline.text import Vocabulary
 
 logger = logging.getLogger(__name__)
+
+LITERT_FOLDER = "litert"  # inside a version folder, beside the SavedModel (TF Serving ignores it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +60,35 @@ def run(config: Config, run_dir) -> ExportResult:
         trained = keras.saving.load_model(rd.best_model)
         model = task.build_model(config.model, vocab, labels, seed=config.seed, jit_compile=False)
         model.set_weights(trained.get_weights())
-        serving = task.serving(model, config, vocab, labels)
+        formats = config.export.formats
         with artifacts.staged_path(target) as tmp:
-            tf.saved_model.save(serving.module, str(tmp), signatures=dict(serving.signatures))
-            if config.export.warmup_requests and serving.warmup:
-                (tmp / "assets.extra").mkdir()
-                records = [serving_protos.prediction_log(config.export.name, name, inputs)
-                           for name, inputs in serving.warmup]  # fmt: skip
-                serving_protos.write_warmup_file(tmp / "assets.extra" / "tf_serving_warmup_requests", records)
+            tmp.mkdir()
+            if "saved_model" in formats:
+                _write_saved_model(task.serving(model, config, vocab, labels), tmp, config)
+            if "litert" in formats:
+                _write_litert(model, config, vocab, labels, tmp / LITERT_FOLDER)
         stages.record(rd, "export", config, path=rd.relative(target))
         logger.info("exported %s", target)
         return ExportResult(target)
+
+
+def _write_saved_model(serving, folder: Path, config: Config) -> None:
+    tf.saved_model.save(serving.module, str(folder), signatures=dict(serving.signatures))
+    if config.export.warmup_requests and serving.warmup:
+        (folder / "assets.extra").mkdir()
+        records = [serving_protos.prediction_log(config.export.name, name, inputs) for name, inputs in serving.warmup]
+        serving_protos.write_warmup_file(folder / "assets.extra" / "tf_serving_warmup_requests", records)
+
+
+def _write_litert(model, config: Config, vocab, labels, folder: Path) -> None:
+    from pipeline import litert  # TensorFlow Lite's converter loads only when asked for
+
+    try:
+        litert.export_litert(model, config.task, vocab, labels, folder, quantize=config.export.litert_quantize)
+    except ImportError as error:
+        raise PipelineError(f"export.formats: {error}") from None
+    except (litert.LiteRTConversionError, NotImplementedError) as error:
+        raise PipelineError(f"export.formats: no LiteRT export of this model: {shorten(str(error), 400)}") from None
 
 
 def next_version(base: Path) -> int:

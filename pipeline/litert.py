@@ -72,7 +72,7 @@ def export_litert(
 
     Args:
         model: the trained model (with or without XLA in its recurrent layers).
-        task: "sentiment" or "next_char".
+        task: the task's name ("sentiment", "next_char"); the task chooses the signatures (`Task.litert_signatures`).
         vocab: the vocabulary it was trained with (word level for sentiment, char level for next_char).
         labels: sentiment: the class names, index = class id (next_char: empty).
         target_dir: the folder to write; written beside it under a temporary name and renamed when complete.
@@ -101,14 +101,15 @@ def convert(
     model: keras.Model, task: str, vocab: Vocabulary, labels: Sequence[str] = (), quantize: bool = False
 ) -> tuple[bytes, dict]:
     """(the .tflite flatbuffer, the litert.json description) for a pipeline model; see `export_litert`."""
-    _check_arguments(task, vocab, labels)
     try:  # checked first: the converted model is run by it before anything is written
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
         message = "a LiteRT export needs the litert extra: pip install 'rnnpipe[litert]' (ai-edge-litert)"
         raise ImportError(message) from None
-    model = inference_copy(model)
-    module = SentimentSignatures(model) if task == "sentiment" else NextCharSignatures(model)
+    from pipeline import tasks
+
+    module = tasks.get(task).litert_signatures(inference_copy(model), vocab, labels)
+    model = module.model
     endpoints = module.endpoints()
     with tempfile.TemporaryDirectory(prefix="rnnpipe-litert-") as tmp:
         # A SavedModel first, for its signature names. Keras' ExportArchive saves the variables the endpoints use,
@@ -128,19 +129,9 @@ def convert(
             raise LiteRTConversionError(_conversion_failure(error)) from None
     ops = builtin_ops(tflite)
     check = _check_against_keras(tflite, module, vocab, QUANTIZED_CHECK_TOLERANCE if quantize else CHECK_TOLERANCE)
-    description = describe(tflite, module, task, vocab, labels, ops, quantize)
+    description = describe(tflite, module, task, vocab, ops, quantize)
     description["check"] = {"against": "the Keras model on sample input", "max_abs_difference": check}
     return tflite, description
-
-
-def _check_arguments(task, vocab, labels):
-    if task not in ("sentiment", "next_char"):
-        raise ValueError(f"task must be 'sentiment' or 'next_char', got {task!r}")
-    level = "word" if task == "sentiment" else "char"
-    if vocab.level != level:
-        raise ValueError(f"a {task} model needs a {level}-level vocabulary, got a {vocab.level}-level one")
-    if task == "sentiment" and not labels:
-        raise ValueError("a sentiment export needs its class names (labels)")
 
 
 def inference_copy(model: keras.Model) -> keras.Model:
@@ -167,11 +158,23 @@ def inference_copy(model: keras.Model) -> keras.Model:
     return clone
 
 
-class SentimentSignatures:
-    """The "serving_default" signature: padded word ids -> class probabilities."""
+def _check_vocabulary(vocab: Vocabulary, level: str, what: str) -> None:
+    if vocab.level != level:
+        raise ValueError(f"a {what} needs a {level}-level vocabulary, got a {vocab.level}-level one")
 
-    def __init__(self, model: keras.Model):
+
+class SentimentSignatures:
+    """The "serving_default" signature of a classifier: padded word ids -> class probabilities."""
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary, labels: Sequence[str]):
+        _check_vocabulary(vocab, "word", "classifier")
+        if not labels:
+            raise ValueError("a classifier's LiteRT export needs its class names (labels)")
         self.model = model
+        self.labels = list(labels)
+
+    def description(self) -> dict:
+        return {"class_names": self.labels}
 
     def endpoints(self) -> dict:
         return {"serving_default": (self.serving_default, [tf.TensorSpec([None, None], tf.int32, name="tokens")])}
@@ -195,7 +198,8 @@ class NextCharSignatures:
     """The "step" and "read_prompt" signatures over the trained embedding, cells and head (layer names as in
     `pipeline.model`: "embedding", "rnn_0" ... "rnn_{n-1}", "head")."""
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, vocab: Vocabulary, labels: Sequence[str] = ()):
+        _check_vocabulary(vocab, "char", "next-character model")
         self.model = model
         self.embedding = model.get_layer("embedding")
         self.head = model.get_layer("head")
@@ -255,6 +259,25 @@ class NextCharSignatures:
         _, state, last = tf.while_loop(lambda t, *_: t < tf.shape(char_ids)[1], body, (tf.constant(0), state, last))
         return self._outputs(last, state)
 
+    def description(self) -> dict:
+        layout, offset = [], 0
+        for layer, (cell, sizes) in enumerate(zip(self.cells, self.state_sizes)):
+            names = ["h", "c"] if isinstance(cell, custom_layers.LSTMCell) else ["h"] if len(sizes) == 1 else []
+            for index, size in enumerate(sizes):
+                name = names[index] if index < len(names) else f"state_{index}"
+                layout.append({"layer": layer, "name": name, "offset": offset, "size": size})
+                offset += size
+        return {
+            "state": {"size": self.state_size, "initial": "zeros", "layout": layout},
+            "generation": {
+                "empty_prompt": EMPTY_PROMPT,
+                "never_sample": [0],
+                "sampling": "softmax(logits / temperature) with the never_sample entries set to -1e9; with a seed, "
+                "character t is tf.random.stateless_categorical(those logits, 1, seed=[seed, t]) "
+                "(pipeline/litert_client.py reimplements it)",
+            },
+        }
+
     def keras_reference(self, inputs: dict) -> dict:
         """What both signatures must give from the zero state, from the Keras model's own forward pass (the
         recurrent layers' fused kernels): the logits at the first character and at each row's last one."""
@@ -305,7 +328,7 @@ def builtin_ops(tflite: bytes) -> list[str]:
     return sorted(ops)
 
 
-def describe(tflite, module, task, vocab, labels, ops, quantize) -> dict:
+def describe(tflite, module, task, vocab, ops, quantize) -> dict:
     """litert.json: everything a device needs besides the .tflite and the vocabulary."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -315,7 +338,7 @@ def describe(tflite, module, task, vocab, labels, ops, quantize) -> dict:
         runner = interpreter.get_signature_runner(name)
         signatures[name] = {"inputs": _tensors(runner.get_input_details()),
                             "outputs": _tensors(runner.get_output_details())}  # fmt: skip
-    description: dict[str, Any] = {
+    return {
         "format": litert_client.FORMAT,
         "format_version": litert_client.FORMAT_VERSION,
         "task": task,
@@ -323,28 +346,10 @@ def describe(tflite, module, task, vocab, labels, ops, quantize) -> dict:
         "vocabulary": VOCABULARY_FILE,
         "quantization": "dynamic_range" if quantize else "none",
         "ops": ops,
+        "tokenization": tokenization_rules(vocab),
+        "signatures": signatures,
+        **module.description(),
     }
-    if task == "sentiment":
-        description["class_names"] = list(labels)
-    description["tokenization"] = tokenization_rules(vocab)
-    description["signatures"] = signatures
-    if task == "next_char":
-        layout, offset = [], 0
-        for layer, (cell, sizes) in enumerate(zip(module.cells, module.state_sizes)):
-            names = ["h", "c"] if isinstance(cell, custom_layers.LSTMCell) else ["h"] if len(sizes) == 1 else []
-            for index, size in enumerate(sizes):
-                name = names[index] if index < len(names) else f"state_{index}"
-                layout.append({"layer": layer, "name": name, "offset": offset, "size": size})
-                offset += size
-        description["state"] = {"size": module.state_size, "initial": "zeros", "layout": layout}
-        description["generation"] = {
-            "empty_prompt": EMPTY_PROMPT,
-            "never_sample": [0],
-            "sampling": "softmax(logits / temperature) with the never_sample entries set to -1e9; with a seed, "
-            "character t is tf.random.stateless_categorical(those logits, 1, seed=[seed, t]) "
-            "(pipeline/litert_client.py reimplements it)",
-        }
-    return description
 
 
 def tokenization_rules(vocab: Vocabulary) -> dict:

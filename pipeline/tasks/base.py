@@ -74,6 +74,10 @@ class Task(abc.ABC):
     def summary(self, metrics: Mapping[str, Any]) -> str:
         """The metrics as one line for the terminal."""
 
+    def litert_signatures(self, model: keras.Model, vocab: Vocabulary, labels: tuple[str, ...]):
+        """The signatures of a LiteRT export (pipeline.litert); `model` runs its recurrent kernels without XLA."""
+        raise NotImplementedError(f"task {self.name!r} has no LiteRT export")
+
     @abc.abstractmethod
     def serving(self, model: keras.Model, config: Config, vocab: Vocabulary, labels: tuple[str, ...]) -> Serving:
         """The SavedModel's module and signatures; `model` is built without XLA and carries the trained weights."""

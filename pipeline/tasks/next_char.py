@@ -118,6 +118,11 @@ class NextCharTask(Task):
                 f"bits/char, perplexity {result['perplexity']:.2f}, accuracy {result['accuracy']:.3f} "
                 f"({result['examples']:,} characters)")  # fmt: skip
 
+    def litert_signatures(self, model, vocab, labels):
+        from pipeline import litert
+
+        return litert.NextCharSignatures(model, vocab, labels)
+
     def serving(self, model, config, vocab, labels) -> Serving:
         module = NextCharServing(model, vocab, config.model.layers)
         return Serving(module, module.signatures(), module.warmup_requests())

@@ -97,6 +97,11 @@ class SentimentTask(Task):
         return (f"{result['split']}: accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}{auc} "
                 f"({result['examples']:,} examples)")  # fmt: skip
 
+    def litert_signatures(self, model, vocab, labels):
+        from pipeline import litert
+
+        return litert.SentimentSignatures(model, vocab, labels)
+
     def serving(self, model, config, vocab, labels) -> Serving:
         module = SentimentServing(model, vocab, labels)
         return Serving(

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,8 +16,8 @@ pytest.importorskip("ai_edge_litert.interpreter", reason="needs the litert extra
 
 from pipeline import litert, litert_client
 from pipeline.config import ModelConfig
-from pipeline.model import build_model
-from pipeline.rundir import as_run_dir
+from pipeline.model import build_classifier, build_language_model
+from pipeline.rundir import RunDir
 from pipeline.text import Vocabulary, build_word_vocabulary, encode_chars, encode_words, lookup_table
 from tests.isolation import BLOCK_OUR_CODE
 from tests.pipeline.helpers import FILLER, NEGATIVE, POSITIVE
@@ -121,7 +122,7 @@ def char_vocab():
 def sentiment_exports(tmp_path_factory, word_vocab):
     exports = {}
     for seed, (name, options) in enumerate(SENTIMENT_MODELS.items()):
-        model = build_model(ModelConfig(embedding_dim=6, units=5, **options), "sentiment", word_vocab.size, 3, seed)
+        model = build_classifier(ModelConfig(embedding_dim=6, units=5, **options), word_vocab.size, 3, seed)
         randomize(model, seed)
         path = litert.export_litert(model, "sentiment", word_vocab, ("neg", "neu", "pos"),
                                     tmp_path_factory.mktemp(name) / "litert")  # fmt: skip
@@ -133,7 +134,7 @@ def sentiment_exports(tmp_path_factory, word_vocab):
 def next_char_exports(tmp_path_factory, char_vocab):
     exports = {}
     for seed, (name, options) in enumerate(NEXT_CHAR_MODELS.items()):
-        model = build_model(ModelConfig(embedding_dim=6, units=7, **options), "next_char", char_vocab.size, seed=seed)
+        model = build_language_model(ModelConfig(embedding_dim=6, units=7, **options), char_vocab.size, seed=seed)
         randomize(model, seed)
         exports[name] = (model, litert.export_litert(model, "next_char", char_vocab, (),
                                                      tmp_path_factory.mktemp(name) / "litert"))  # fmt: skip
@@ -202,7 +203,7 @@ def test_exports_use_builtin_ops_and_describe_their_signatures(sentiment_exports
 
 
 def test_dynamic_range_quantization_shrinks_the_model_and_stays_close(tmp_path, word_vocab):
-    model = build_model(ModelConfig(embedding_dim=32, units=32, bidirectional=True), "sentiment", word_vocab.size, 2)
+    model = build_classifier(ModelConfig(embedding_dim=32, units=32, bidirectional=True), word_vocab.size, 2)
     plain = litert.export_litert(model, "sentiment", word_vocab, ("neg", "pos"), tmp_path / "float")
     quantized = litert.export_litert(model, "sentiment", word_vocab, ("neg", "pos"), tmp_path / "int8", quantize=True)
     assert json.loads((quantized / "litert.json").read_text())["quantization"] == "dynamic_range"
@@ -214,14 +215,14 @@ def test_dynamic_range_quantization_shrinks_the_model_and_stays_close(tmp_path, 
 
 
 def test_export_refuses_an_existing_folder_and_a_model_that_does_not_convert(tmp_path, word_vocab, char_vocab):
-    model = build_model(ModelConfig(embedding_dim=4, units=3), "sentiment", word_vocab.size, 2)
+    model = build_classifier(ModelConfig(embedding_dim=4, units=3), word_vocab.size, 2)
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError, match="never overwritten"):
         litert.export_litert(model, "sentiment", word_vocab, ("neg", "pos"), tmp_path / "taken")
     with pytest.raises(ValueError, match="word-level vocabulary"):
         litert.export_litert(model, "sentiment", char_vocab, ("neg", "pos"), tmp_path / "a")
     # A sentiment LSTM with peephole connections runs the cell loop of keras.layers.RNN over the sequence.
-    peephole = build_model(ModelConfig(embedding_dim=4, units=3, peephole=True), "sentiment", word_vocab.size, 2)
+    peephole = build_classifier(ModelConfig(embedding_dim=4, units=3, peephole=True), word_vocab.size, 2)
     with pytest.raises(litert.LiteRTConversionError, match="Select TF ops"):
         litert.export_litert(peephole, "sentiment", word_vocab, ("neg", "pos"), tmp_path / "b")
     assert not (tmp_path / "b").exists()
@@ -232,18 +233,19 @@ def test_export_refuses_an_existing_folder_and_a_model_that_does_not_convert(tmp
 
 def _litert_export_of_run(run, target):
     config, run_dir, _, export_dir = run
-    rd = as_run_dir(run_dir, config)
+    rd = RunDir(run_dir)
     vocab = Vocabulary.load(rd.vocabulary)
-    labels = json.loads(rd.labels.read_text(encoding="utf-8")) if config.task == "sentiment" else ()
+    labels = rd.read_labels()
     model = keras.saving.load_model(rd.best_model)
     return litert.export_litert(model, config.task, vocab, labels, target), tf.saved_model.load(str(export_dir))
 
 
 def test_trained_sentiment_litert_equals_its_saved_model(sentiment_run, tmp_path):
-    from pipeline.data import load_splits
+    from pipeline import tasks
 
     path, saved = _litert_export_of_run(sentiment_run, tmp_path / "litert")
-    texts = [x["text"].numpy().decode("utf-8") for x in load_splits(sentiment_run[0]).test]
+    config = sentiment_run[0]
+    texts = [x["text"].numpy().decode("utf-8") for x in tasks.get(config.task).load_splits(config).test]
     texts += ["", "great film 🎬🍿", "x" * 5000]
     (got, predicted) = run_client([{"export": str(path), "op": "probabilities",
                                     "texts_hex": [t.encode("utf-8").hex() for t in texts]},
@@ -295,3 +297,25 @@ def test_the_client_finds_an_export_and_refuses_what_it_cannot_run(sentiment_exp
     (model_folder / "1" / "litert" / "litert.json").write_text(json.dumps(description), encoding="utf-8")
     with pytest.raises(litert_client.LiteRTExportError, match="version 99"):
         litert_client.LiteRTModel(model_folder / "1")
+
+
+def test_rnnpipe_export_writes_the_litert_model_beside_the_saved_model(sentiment_run, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from pipeline.config import to_toml
+
+    config, run_dir, _, _ = sentiment_run
+    shutil.copytree(run_dir, tmp_path / "run")  # a copied run directory stands on its own
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(to_toml(config), encoding="utf-8")
+    command = ["export", str(config_file), "--run-dir", str(tmp_path / "run"), "--format", "saved_model",
+               "--format", "litert"]  # fmt: skip
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.stderr
+    version = Path(result.output.split("exported: ")[1].strip())
+    assert (version / "saved_model.pb").exists() and (version / "litert" / "model.tflite").exists()
+    assert litert_client.LiteRTModel(version).predict(["superb film"])[0]["label"] in ("neg", "pos")
+    assert "export: up to date" in CliRunner().invoke(main, command).output
