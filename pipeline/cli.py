@@ -262,7 +262,8 @@ from pipeline.tasks import NAMES as _TASK_NAMES
 @click.option("--label-column", metavar="NAME", help="CSV/TSV: the column holding the class.")
 @click.option("--format", "fmt", type=click.Choice(_INIT_FORMATS), help="Read DATA in this format instead of "
               "telling it from the path.")  # fmt: skip
-@click.option("--encoding", help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16.")
+@click.option("--encoding", metavar="NAME",
+              help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16.")
 @click.option("--validation", metavar="PATH", help="Validation data in DATA's format.  [default: held out]")
 @click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
 def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, validation,
