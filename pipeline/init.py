@@ -295,7 +295,13 @@ def inspect(data: Sequence[str], task: str | None = None, fmt: str | None = None
         if spec and name in sources:
             raise DataError(f"--{name}: {shown} has a {name} folder already ({sources[name].spec})")
         if spec:
-            sources[name] = _locate([spec], fmt, task)
+            # "In DATA's format", as the config has one data.format; an extension saying otherwise is a mistake.
+            same = fmt or sources["train"].fmt
+            suffix = Path(spec).suffix.lower()[1:]
+            if suffix in ("csv", "tsv") and suffix != same:
+                raise DataError(f"--{name}: {spec} is {suffix.upper()} and {shown} is {_FORMAT_NAMES[same]}; every "
+                                f"split is read in one format (data.format)")  # fmt: skip
+            sources[name] = _locate([spec], same, task)
     fmt = _same_format(sources, shown)
     task, task_reason = _task(task, fmt, shown)
 

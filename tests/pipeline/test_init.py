@@ -313,3 +313,17 @@ def test_huge_class_folders_read_a_few_files_per_class(tmp_path, monkeypatch):
     train = found.splits["train"]
     assert train.labels == {"neg": 40, "pos": 40} and not train.estimated
     assert train.read_bytes < train.size / 4
+
+
+def test_given_validation_and_test_data_replace_the_held_out_shares(tmp_path):
+    train, test = table(tmp_path / "train.csv"), table(tmp_path / "test.csv", n=40)
+    found = init.inspect([str(train)], test=str(test), validation=str(test))
+    section = found.data_section()
+    assert section["test"] == section["validation"] == str(test) and "test_fraction" not in section
+    assert found.splits["test"].labels == {"neg": 20, "pos": 20}
+    tsv = table(tmp_path / "other.tsv", delimiter="\t")
+    assert "every split is read in one format" in one_error_line(invoke("init", train, "--test", tsv))
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("id,review,sentiment\n1,a fine film indeed,mixed\n", encoding="utf-8")
+    assert "labels ['mixed'] do not occur in the training data" in one_error_line(invoke("init", train, "--test",
+                                                                                          unknown))  # fmt: skip
