@@ -260,5 +260,55 @@ def generate(export_dir: Path, prompt: str, length: int, temperature: float, see
     click.echo(prompt + stage.generate(export_dir, prompt, length=length, temperature=temperature, seed=seed))
 
 
+# Both lists are plain tuples: importing them keeps `rnnpipe --help` free of TensorFlow.
+from pipeline.init import FORMATS as _INIT_FORMATS
+from pipeline.tasks import NAMES as _TASK_NAMES
+
+
+@main.command("init")
+@click.argument("data", nargs=-1, required=True, metavar="DATA")
+@click.option("--task", type=click.Choice(_TASK_NAMES),
+              help="The task.  [default: sentiment for labelled data, next_char for one plain text]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the config to this new file (never replaced).  [default: print it]")
+@click.option("--text-column", metavar="NAME", help="CSV/TSV: the column holding the text.")
+@click.option("--label-column", metavar="NAME", help="CSV/TSV: the column holding the class.")
+@click.option("--format", "fmt", type=click.Choice(_INIT_FORMATS), help="Read DATA in this format instead of "
+              "telling it from the path.")  # fmt: skip
+@click.option("--encoding", metavar="NAME",
+              help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16.")
+@click.option("--validation", metavar="PATH", help="Validation data in DATA's format.  [default: held out]")
+@click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
+def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, validation,
+         test) -> None:  # fmt: skip
+    """Inspect DATA and write a starter config for it; asks nothing.
+
+    \b
+      rnnpipe init data/reviews.csv -o reviews.toml && rnnpipe run reviews.toml
+      rnnpipe init 'data/mr/rt-polarity.*' -o mr.toml     (one file per class: a quoted glob, or their folder)
+
+    DATA is a CSV or TSV file with a header row, a folder holding one sub-folder per class (or train/ and test/
+    folders holding those), one file per class with one example per line, or a plain text (task next_char).
+    Prints what it found (format, columns, classes and their counts, size, encoding) and writes the task and the
+    data section; every other setting is the task's default (`rnnpipe config FILE` shows them all). What the data
+    cannot tell, such as which of several columns is the label, is an error naming the option that settles it.
+    """
+    from pipeline import init as stage
+
+    if output is not None:
+        stage.check_new(output)
+    findings = stage.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
+                             encoding=encoding, validation=validation, test=test)  # fmt: skip
+    text = stage.starter_config(findings, output)
+    summary = "\n".join(findings.summary())
+    if output is None:
+        click.echo(summary, err=True)  # stdout is the config: rnnpipe init data.csv > data.toml
+        click.echo(text, nl=False)
+        return
+    stage.write_new(output, text)
+    click.echo(summary)
+    click.echo(f"wrote {output}: rnnpipe run {output}  (every setting: rnnpipe config {output})")
+
+
 if __name__ == "__main__":
     sys.exit(main())
