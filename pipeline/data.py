@@ -152,14 +152,21 @@ def _read_class_dirs(data: DataConfig, key: str, spec: str) -> list[tuple[str, s
     return examples
 
 
+def class_file_labels(files: list[Path]) -> dict[Path, str]:
+    """Each class file's label: its extension when all the files share one name (rt-polarity.pos, rt-polarity.neg),
+    otherwise its name without the extension (positive.txt, negative.txt)."""
+    same_stem = len({f.stem for f in files}) == 1 and all(f.suffix for f in files)
+    return {f: f.suffix[1:] if same_stem else f.stem for f in files}
+
+
 def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
     files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
     if not files:
         raise DataError(f"data.{key}: no file matches {spec}")
-    same_stem = len({f.stem for f in files}) == 1 and all(f.suffix for f in files)
+    labels = class_file_labels(files)
     examples = []
     for file in files:
-        label = file.suffix[1:] if same_stem else file.stem
+        label = labels[file]
         text = read_text(file, data.encoding, data.encoding_errors)
         if not text.strip():
             raise DataError(f"data.{key}: {file} is empty")

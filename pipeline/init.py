@@ -531,11 +531,12 @@ def _class_files_given(paths: list[str]) -> _Source:
 
 
 def _class_files(pattern: str, files: list[Path]) -> _Source:
-    # The label rule of pipeline.data: the extension when every file has the same name, else the name without it.
-    same_stem = len({f.stem for f in files}) == 1 and all(f.suffix for f in files)
-    labels = {f: f.suffix[1:] if same_stem else f.stem for f in files}
+    from pipeline.data import class_file_labels  # the rule training reads the files with
+
+    labels = class_file_labels(files)
     size = sum(f.stat().st_size for f in files)
-    detail = "label = file extension" if same_stem else "label = file name"
+    by_extension = all(label == f.suffix[1:] for f, label in labels.items())
+    detail = "label = file extension" if by_extension else "label = file name"
     return _Source("class_files", pattern, files, labels=labels, size=size, file_count=len(files), detail=detail)
 
 
