@@ -108,7 +108,7 @@ def bad_inputs(tmp_path):
         ("strict_encoding", ["tokenize", config("latin", {"train": str(latin)})], "line 2, byte offset"),
         ("tfds_name", ["tokenize", config("tfds", {"source": "tfds", "name": "imdb_reviewz",
                                                   "data_dir": str(tmp_path / "tfds")})], "did you mean imdb_reviews"),
-        ("no_checkpoint", ["export", config("nockpt"), "--run-dir", tmp_path / "fresh"], "run `rnnpipe train`"),
+        ("no_checkpoint", ["export", config("nockpt"), "--run-dir", tmp_path / "fresh"], "run `rnnpipe tokenize` first"),
         ("not_saved_model", ["predict", tmp_path, "hello"], "is not a SavedModel export"),
         ("generate_length", ["generate", tmp_path, "--prompt", "a", "--length", "-1"], "--length must be >= 0"),
         ("generate_temperature", ["generate", tmp_path, "--prompt", "a", "--temperature", "0"],
