@@ -114,10 +114,11 @@ def _config_options(overwrite: bool = True):
         @_set_option
         @functools.wraps(func)
         def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], **kwargs):
-            from pipeline import rundir
+            from pipeline import preflight, rundir
             from pipeline.config import load_config
 
             config = load_config(config_path, overrides)
+            preflight.check(config, func.__name__)  # before the run directory is created or locked
             with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
                 return func(config=config, run_dir=rd, **kwargs)
 

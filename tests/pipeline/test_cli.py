@@ -85,7 +85,7 @@ def bad_inputs(tmp_path):
         if text is not None:
             path.write_text(text, encoding="utf-8")
             return path
-        return write_config(path, task, data or {"train": str(good_csv)}, **sections)
+        return write_config(path, task, {"test_fraction": 0.2, **(data or {"train": str(good_csv)})}, **sections)
 
     empty = tmp_path / "empty.csv"
     empty.write_text("", encoding="utf-8")
@@ -133,7 +133,8 @@ def test_bad_inputs_give_one_line_and_nonzero_exit(tmp_path, monkeypatch):
 def test_run_dir_of_another_task_is_refused(sentiment_config, tmp_path):
     run_dir = tmp_path / "run"
     assert invoke("tokenize", sentiment_config, "--run-dir", run_dir).exit_code == 0
-    chars = write_config(tmp_path / "c.toml", "next_char", {"train": str(plain_text(tmp_path / "t.txt"))})
+    chars = write_config(tmp_path / "c.toml", "next_char", {"train": str(plain_text(tmp_path / "t.txt")),
+                                                            "test_fraction": 0.1})  # fmt: skip
     result = CliRunner().invoke(main, ["tokenize", str(chars), "--run-dir", str(run_dir)])
     assert result.exit_code != 0 and "holds a 'sentiment' run" in result.stderr
 
