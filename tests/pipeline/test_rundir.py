@@ -1,9 +1,11 @@
 """The run directory: one task per folder, the recorded config, and the exclusive lock of a writing stage."""
 
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -141,3 +143,37 @@ def test_every_file_of_a_run_directory_is_created_with_the_umask(tmp_path):
     wrong = {name: oct(mode) for name, mode in modes.items()
              if mode != (0o750 if (tmp_path / name).is_dir() else 0o640)}  # fmt: skip
     assert not wrong
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """`folder` made read-only for this process: by its mode, or (root ignores modes) by the immutable attribute."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    else:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+            pytest.skip("running as root on a file system without chattr +i: cannot make a folder read-only")
+        undo = ["chattr", "-i", str(folder)]
+    try:
+        yield folder
+    finally:
+        subprocess.run(undo, check=True)
+
+
+def test_a_read_only_run_directory_is_one_clean_line(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    run_dir = tmp_path / "run"
+    assert CliRunner().invoke(main, ["tokenize", str(config), "--run-dir", str(run_dir)]).exit_code == 0
+    before = sorted(p.name for p in run_dir.iterdir())
+    with read_only(run_dir):
+        result = CliRunner().invoke(main, ["train", str(config), "--run-dir", str(run_dir)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (f"error: run directory {run_dir} is read-only for this user; every stage records its "
+                             f"state there (choose another --run-dir, or copy the folder somewhere writable)\n")
+    assert sorted(p.name for p in run_dir.iterdir()) == before
