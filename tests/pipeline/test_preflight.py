@@ -73,3 +73,15 @@ def test_a_fraction_that_holds_nothing_out_fails_at_tokenize(tmp_path):
     with pytest.raises(DataError, match=r"data.test_fraction: 0.001 of the 400 characters .* holds none out"):
         tokenize.run(tiny, tmp_path / "run")
     assert not (tmp_path / "run" / "vocabulary.json").exists()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.toml")))
+def test_shipped_configs_pass(name, monkeypatch):
+    monkeypatch.chdir(REPO)  # their data paths are relative to the repository, as the README runs them
+    from pipeline.config import load_config
+
+    config = load_config(REPO / "configs" / name)
+    try:
+        preflight.check(config, "run")
+    except DataError as error:  # the shared data folder beside the repository, which CI provides
+        pytest.skip(f"data not found: {error}")
