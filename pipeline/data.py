@@ -111,6 +111,8 @@ def check_labels(labels, source: str = "the label column") -> tuple[str, ...]:
     """Sorted distinct labels; a DataError unless they are 2 to MAX_CLASSES discrete class names. `source` says
     where they come from, for the message."""
     distinct = sorted(set(labels))
+    if "" in distinct:  # the readers refuse empty labels with their line; this keeps any other source honest
+        raise DataError(f"{source} holds an empty label; every example needs a class")
     if len(distinct) < 2:
         shown = [shorten(label, 40) for label in distinct]
         raise DataError(f"{source} holds {len(distinct)} class(es) {shown}: sentiment needs at least two")

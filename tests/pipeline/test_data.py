@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from pipeline.config import config_from_dict
 from pipeline import tasks
+from pipeline.data import check_labels
 from pipeline.errors import ConfigError, DataError
 
 
@@ -188,6 +189,8 @@ def test_an_empty_label_is_an_error_naming_file_and_line_never_a_class(tmp_path)
     tsv_path.write_text("text\tlabel\na\tx\n\nb\t\nc\ty\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"train\.tsv line 4 has no label"):
         load_splits(sentiment(tmp_path, train=str(tsv_path)))
+    with pytest.raises(DataError, match="holds an empty label"):
+        check_labels(["x", "", "y"], "a source")
 
 
 @pytest.mark.parametrize(
