@@ -6,12 +6,12 @@
 
 Labelled elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
 class id): the dataset's own order for TFDS ClassLabel features, sorted otherwise.
+Text elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
 
 Labels: every example has one (an empty label cell is an error naming the file and line, never a class named "");
 at least 2 and at most MAX_CLASSES distinct ones; a column of numbers with a fractional part in more than
 CONTINUOUS_DISTINCT distinct values is a continuous target, not classes, and is refused. Every label of a validation
 or test split must occur in the training split.
-Text elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
 
 Sources (see `DataConfig`): TFDS datasets, with `manual_dir` for offline use; CSV/TSV files; one folder per class
 (aclImdb: its unlabelled "unsup" folder is skipped); one file per class, one example per line (MR; empty lines are
