@@ -16,9 +16,17 @@ from pathlib import Path
 import click
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, shorten
 
 logger = logging.getLogger("pipeline")
+
+
+# An error line is read by a person, or grepped from a log: whatever went into it, it stays one line this long.
+MAX_ERROR_CHARS = 500
+
+
+def _one_line(text: str) -> str:
+    return shorten(text, MAX_ERROR_CHARS)
 
 
 class _Group(click.Group):
@@ -30,10 +38,12 @@ class _Group(click.Group):
         except PipelineError as e:
             if ctx.meta.get("rnnpipe.debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted; progress is saved, run the same command again to resume", err=True)
+            stage = ctx.invoked_subcommand in ("tokenize", "train", "evaluate", "export", "run")
+            click.echo("interrupted; progress is saved, run the same command again to resume" if stage
+                       else "interrupted", err=True)  # fmt: skip
             sys.stdout.flush()
             sys.stderr.flush()
             # Everything is saved; skip interpreter shutdown, which can wait on tf.data worker threads that the
@@ -42,16 +52,23 @@ class _Group(click.Group):
         except click.UsageError as e:
             # click's default shows the whole usage block; one line naming the problem reads better in logs.
             command = e.ctx.command_path if e.ctx else "rnnpipe"
-            click.echo(f"error: {e.format_message()} (see '{command} --help')", err=True)
+            click.echo(f"error: {_one_line(e.format_message())} (see '{command} --help')", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as e:  # a bug, or an input we failed to anticipate: still one line, details on request
             if ctx.meta.get("rnnpipe.debug"):
                 raise
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            click.echo(f"error: {type(e).__name__}: {message} (run with --debug for the traceback)", err=True)
+            click.echo(f"error: {_one_line(_describe(e))} (run with --debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        # The file system refused (permissions, a full disk, a vanished file): what, and where.
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -72,9 +89,15 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     each one can be re-run on its own: tokenize -> train -> evaluate -> export.
     """
     ctx.meta["rnnpipe.debug"] = debug
-    # TensorFlow reads this when it is first imported, which the stage commands do lazily (keeps --help fast).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
-    if not debug:
+    # TensorFlow reads this when it is first imported. Level 3 keeps only FATAL lines: its ERROR level carries
+    # notices such as "oneDNN supports DT_INT8 only on platforms with AVX-512" (tensorflow/core/util/util.cc,
+    # DataTypeUnsupportedWarning: logged once per process when oneDNN meets a data type this CPU has no
+    # instructions for; nothing is wrong). Every failure of ours reaches the user as a Python exception, printed by
+    # _Group above; --debug shows TensorFlow's log in full.
+    if debug:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         _import_tensorflow_quietly()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
@@ -115,7 +138,7 @@ def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
         @_set_option
         @functools.wraps(func)
         def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], **kwargs):
-            from pipeline import rundir
+            from pipeline import preflight, rundir
             from pipeline.config import load_config
 
             for option, key in (keys or {}).items():
@@ -123,6 +146,7 @@ def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
                 if value:
                     overrides += (f"{key}={','.join(value) if isinstance(value, tuple) else value}",)
             config = load_config(config_path, overrides)
+            preflight.check(config, func.__name__)  # before the run directory is created or locked
             with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
                 return func(config=config, run_dir=rd, **kwargs)
 
@@ -227,22 +251,26 @@ def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r", encoding="utf-8"),
-    help="Read texts from this file, one per line ('-' for stdin).",
+    type=click.File("rb"),
+    help="Read texts from this UTF-8 file, one per line ('-' for stdin).",
 )
 def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
-    """Classify TEXTS with an exported sentiment model; one JSON line per text.
+    """Classify TEXTS with an exported sentiment model; one JSON line per text, printed as each batch is done.
 
     EXPORT_DIR is a version folder (export/model/3) or the model folder above it (the highest version is used,
     as TF Serving would).
     """
+    import itertools
     import json
 
     from pipeline import predict as stage
 
-    lines = list(texts) + ([line.rstrip("\r\n") for line in input_file] if input_file else [])
-    if not lines:
+    if not texts and input_file is None:
         raise click.UsageError("give TEXT arguments or --input FILE")
+    lines = texts
+    if input_file is not None:
+        name = "stdin" if input_file.name in ("-", "<stdin>") else input_file.name
+        lines = itertools.chain(texts, stage.read_texts(input_file, name))
     for result in stage.predict(export_dir, lines):
         click.echo(json.dumps(result, ensure_ascii=False))
 

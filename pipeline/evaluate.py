@@ -9,7 +9,7 @@ import time
 import keras
 
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
-from pipeline import artifacts, rundir, stages, tasks
+from pipeline import artifacts, preflight, rundir, stages, tasks
 from pipeline.config import Config
 from pipeline.errors import DataError
 from pipeline.text import Vocabulary
@@ -26,6 +26,7 @@ class EvaluateResult:
 
 
 def run(config: Config, run_dir, overwrite: bool = False) -> EvaluateResult:
+    preflight.check(config, "evaluate")
     with rundir.opened(run_dir, config) as rd:
         task = tasks.get(config.task)
         decision = stages.decide(rd, "evaluate", config, rd.metrics.exists(), overwrite)

@@ -165,6 +165,9 @@ def opened(run_dir: RunDir | str | os.PathLike, config: Config) -> Iterator[RunD
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RunDirError(f"cannot create run directory {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"run directory {path} is read-only for this user; every stage records its state there "
+                          f"(choose another --run-dir, or copy the folder somewhere writable)")  # fmt: skip
     with _exclusive_lock(path / ".lock") as lock:
         rd = RunDir(path, lock)
         _check_task(rd, config)

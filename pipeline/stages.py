@@ -92,6 +92,8 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
     """A RunDirError unless `stage` (None: nothing) has finished with the inputs `config` gives it."""
     if stage is None:
         return
+    # The earliest outdated stage is the one to name: it is where the difference is, and what to run first.
+    require_up_to_date(rd, _DEPENDS[stage][0], config)
     record = _records(rd).get(stage)
     current = inputs(rd, stage, config)
     if record is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from pipeline import artifacts, rundir, stages, tasks
+from pipeline import artifacts, preflight, rundir, stages, tasks
 from pipeline.config import Config
 from pipeline.text import Vocabulary
 
@@ -28,6 +28,7 @@ class TokenizeResult:
 def run(config: Config, run_dir, overwrite: bool = False) -> TokenizeResult:
     """Writes vocabulary.json (and labels.json) into the run directory. An up-to-date vocabulary is kept; one built
     from other data or settings is rebuilt only with `overwrite` (see pipeline.stages)."""
+    preflight.check(config, "tokenize")
     with rundir.opened(run_dir, config) as rd:
         decision = stages.decide(rd, "tokenize", config, rd.vocabulary.exists(), overwrite)
         if not decision.run:
@@ -36,6 +37,7 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TokenizeResult:
             logger.warning(decision.reason)
         task = tasks.get(config.task)
         splits = task.load_splits(config)
+        preflight.check_splits(config, splits)
         vocab = task.build_vocabulary(config, splits)
         labels = task.labels(splits)
         if labels:

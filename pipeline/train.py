@@ -33,7 +33,7 @@ import numpy as np
 
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from custom_layers import _keras_private
-from pipeline import artifacts, distribute, plots, rundir, stages, tasks
+from pipeline import artifacts, distribute, plots, preflight, rundir, stages, tasks
 from pipeline.adversarial import AdversarialModel
 from pipeline.config import Config
 from pipeline.errors import RunDirError
@@ -75,6 +75,7 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
     """Train the model of `config` into `run_dir`; an ensemble trains its members one after the other in
     <run_dir>/members/<k>/ (each with its own checkpoints, history and state, so an interrupted ensemble resumes
     at the member it was in) and then joins them into checkpoints/best.keras."""
+    preflight.check(config, "train")
     strategy = distribute.make_strategy(config.train.strategy)  # multi-worker needs it before other TF work
     with rundir.opened(run_dir, config) as rd:
         vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))

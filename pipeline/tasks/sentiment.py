@@ -3,7 +3,9 @@
 Data: labelled examples ({"text", "label"}) from local files (CSV/TSV, one folder per class, one file per class) or
 a TFDS dataset with a ClassLabel feature. Vocabulary: words (pipeline.text). Model: `pipeline.model.build_classifier`.
 Metrics: accuracy, macro F1, per-class precision / recall / F1 / support, the confusion matrix (rows = true class,
-columns = predicted; also confusion_matrix.png) and, for two classes, ROC AUC (rank-based, ties averaged).
+columns = predicted; up to pipeline.metrics.MATRIX_CLASSES classes, the most frequent mistakes beyond) with its
+figure confusion_matrix.png (at most pipeline.plots.PLOT_CLASSES classes: the most confused ones), and, for two
+classes, ROC AUC (rank-based, ties averaged). At most pipeline.data.MAX_CLASSES classes.
 
 Serving, signature "serving_default":
     text: tf.string [None]  ->  probabilities: float32 [None, num_classes], label: tf.string [None]
@@ -81,15 +83,22 @@ class SentimentTask(Task):
         return build_classifier(config, vocab.size, len(labels), seed=seed, jit_compile=jit_compile)
 
     def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
+        # Per example only the true and predicted class (and, for two classes, the positive class's probability)
+        # are kept: memory grows with the examples, not with examples x classes.
         ds = inputs.sentiment_dataset(split, vocab, labels, config.evaluate.batch_size)
-        probabilities, truth = [], []
+        truth, predicted, positive = [], [], []
         for ids, y in ds:
-            probabilities.append(tf.nn.softmax(model(ids, training=False)).numpy())
+            logits = model(ids, training=False)
+            predicted.append(tf.argmax(logits, axis=-1).numpy())
             truth.append(y.numpy())
+            if len(labels) == 2:
+                positive.append(tf.nn.softmax(logits)[:, 1].numpy())
         if not truth:
             raise DataError(f"evaluate.split: the {config.evaluate.split!r} split is empty")
-        result = metrics.classification_metrics(np.concatenate(truth), np.concatenate(probabilities), labels)
-        plots.confusion_matrix(result["confusion_matrix"], labels, run_dir.confusion_matrix)
+        truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+        scores = np.concatenate(positive) if positive else None
+        result = metrics.classification_metrics(truth, predicted, labels, positive_scores=scores)
+        plots.confusion_matrix(truth, predicted, labels, run_dir.confusion_matrix)
         return result
 
     def summary(self, result) -> str:

@@ -56,3 +56,17 @@ def _toml(value):
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def classes_csv(path: Path, classes: int, per_class: int = 2, seed: int = 0) -> Path:
+    """A CSV of `classes` classes ("c0", "c1", ...), `per_class` rows each: class k's texts share a word of their own,
+    so a tiny model can tell them apart."""
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for k in range(classes):
+        for _ in range(per_class):
+            words = rng.sample(FILLER, 3) + [f"w{k}"]
+            rng.shuffle(words)
+            lines.append(f"{' '.join(words)},c{k}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

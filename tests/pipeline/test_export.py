@@ -1,6 +1,8 @@
 """The exported SavedModels: signatures, raw-string inputs, no dependency on our code, warm-up records."""
 
 import json
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -155,3 +157,47 @@ def test_ensemble_export_serves_the_mean_of_its_members(tmp_path):
                for k in range(2)]  # fmt: skip
     expected = np.mean([tf.nn.softmax(m(ids, training=False)).numpy() for m in members], axis=0)
     np.testing.assert_allclose(np.array(out["probabilities"])[4:], expected, atol=1e-5)
+
+
+KILLED_EXPORT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import pipeline.export
+    from pipeline.cli import main
+
+    save = pipeline.export.tf.saved_model.save
+
+    def save_then_die(*args, **kwargs):  # the SavedModel is written, the rename into place has not happened yet
+        save(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    pipeline.export.tf.saved_model.save = save_then_die
+    main(sys.argv[1:])
+    """
+)
+
+
+@pytest.mark.slow
+def test_export_killed_by_sigkill_then_export_again(sentiment_run, tmp_path):
+    """A SIGKILL during export leaves a hidden temporary folder; the next export removes it and writes one clean
+    version."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    config, trained, _, _ = sentiment_run
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)  # a run directory is self-contained; the shared one stays as it is
+    argv = ["export", str(trained.parent / "sentiment.toml"), "--run-dir", str(run_dir), "--set", "export.name=killed"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_EXPORT, *argv], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    base = run_dir / "export" / "killed"
+    assert [p.name for p in base.iterdir() if p.name.startswith(".1.") and p.name.endswith(".tmp")], "nothing left?"
+    assert not (base / "1").exists()
+
+    again = CliRunner().invoke(main, argv)
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout.strip() == f"exported: {base / '1'}"
+    assert sorted(p.name for p in base.iterdir()) == ["1"], "one new version, no leftovers"
+    assert (base / "1" / "saved_model.pb").exists() and (base / "1" / "variables").is_dir()
+    assert json.loads((run_dir / "stages.json").read_text())["export"]["path"] == "export/killed/1"

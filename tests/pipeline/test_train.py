@@ -174,3 +174,38 @@ def test_sigint_stops_cleanly_after_saving(tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert json.loads((run_dir / "train_state.json").read_text())["status"] == "interrupted"
     assert any((run_dir / "checkpoints" / "backup").iterdir())
+
+
+def test_time_budget_counts_across_a_resume_after_ctrl_c(tmp_path, monkeypatch):
+    """Ctrl-C after the first epoch, then the same command: the resumed run is given what is left of
+    train.max_seconds, not the whole budget again, and reports the time of both attempts."""
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data,
+                                      train={"epochs": 3, "max_seconds": 600.0}), [])  # fmt: skip
+    run_dir = tmp_path / "run"
+    tokenize.run(config, run_dir)
+    end_of_epoch = train._Progress.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        end_of_epoch(self, epoch, logs)
+        raise KeyboardInterrupt  # what Python raises on SIGINT
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train._Progress, "on_epoch_end", interrupt_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(config, run_dir)
+    state = json.loads((run_dir / "train_state.json").read_text())
+    assert state["status"] == "interrupted"
+    spent = state["seconds"]
+    assert spent > 0
+
+    budgets = []
+    stopper_init = train._Stopper.__init__
+    monkeypatch.setattr(train._Stopper, "__init__", lambda self, seconds: (budgets.append(seconds),
+                                                                           stopper_init(self, seconds))[1])
+    started = time.monotonic()
+    result = train.run(config, run_dir)
+    took = time.monotonic() - started
+    assert budgets == [pytest.approx(600.0 - spent)]
+    assert result.status == "completed" and result.epochs == 3
+    assert spent < result.seconds <= spent + took + 0.5
