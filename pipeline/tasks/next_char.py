@@ -30,6 +30,9 @@ from pipeline.text import Vocabulary, build_char_vocabulary
 STREAMS = 16
 
 DEFAULTS = {
+    # Data sets seldom ship a test split; a seeded tenth is held out so that evaluate has one (a given test split,
+    # data.test or TFDS's, is used instead).
+    "data.test_fraction": 0.1,
     # Character models need capacity more than regularization at the data sizes this pipeline sees (about a
     # million characters): a single LSTM(512) over 64-dim character embeddings, light output dropout.
     "model.embedding_dim": 64,
