@@ -119,7 +119,7 @@ class NextCharTask(Task):
                 f"({result['examples']:,} characters)")  # fmt: skip
 
     def serving(self, model, config, vocab, labels) -> Serving:
-        module = NextCharServing(model, vocab, config.model.layers)
+        module = NextCharServing(model, vocab, config.model.layers, max_length=config.export.max_length)
         return Serving(module, module.signatures(), module.warmup_requests())
 
 
