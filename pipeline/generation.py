@@ -45,6 +45,8 @@ training used (pipeline.text), so serving needs no Python.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -232,11 +234,11 @@ class NextCharServing(tf.Module):
         """`length` characters sampled from `states`: (text [batch], (new states, new positions))."""
         table = self.cells[0].project_inputs(self.embedding.embeddings)
         start = tf.reduce_max(tf.concat([position, tf.constant([0], tf.int64)], axis=0))
-        temperature = tf.cast(temperature, self.head.compute_dtype)
+        controls = _Controls.of(self.vocab.size, temperature, top_k, top_p)
 
         def step(t, states, out):
             counter = (start + tf.cast(t, tf.int64)) % POSITION_PERIOD
-            ids = self._draw(self._logits(states), temperature, top_k, top_p, tf.stack([seed, counter]))
+            ids = _draw(self._logits(states), controls, tf.stack([seed, counter]))
             return t + 1, self._step(ids, states, table), out.write(t, ids)
 
         _, states, out = tf.while_loop(
@@ -249,15 +251,6 @@ class NextCharServing(tf.Module):
         ids = tf.cond(length > 0, lambda: tf.transpose(out.stack()), lambda: tf.zeros([batch, 0], tf.int32))
         position = (position + tf.cast(length, tf.int64)) % POSITION_PERIOD
         return decode_chars(ids, self.vocab), (states, position)
-
-    def _draw(self, logits, temperature, top_k, top_p, key):
-        """One character id per row from `logits`, with the sampling controls (module docstring)."""
-        never = tf.fill([tf.shape(logits)[0], 1], tf.constant(-np.inf, logits.dtype))
-        logits = tf.concat([never, logits[:, _OOV + 1 :]], axis=1)
-        # Scaled after subtracting the maximum, so that a tiny temperature gives 0 and -inf, never inf - inf.
-        logits = (logits - tf.reduce_max(logits, axis=1, keepdims=True)) / temperature
-        logits = tf.cond((top_k > 0) | (top_p < 1), lambda: _truncated(logits, top_k, top_p), lambda: logits)
-        return tf.random.stateless_categorical(logits, 1, seed=key, dtype=tf.int32)[:, 0]
 
     def _step(self, ids, states, first_layer_table):
         """One character through the recurrent stack: the new states.
@@ -280,21 +273,52 @@ def _after(checks, *tensors):
         return [tf.identity(tensor) for tensor in tensors]
 
 
-def _truncated(logits, top_k, top_p):
-    """`logits` [batch, vocab] with -inf outside the top_k most probable entries and outside the nucleus of mass
-    top_p of what top_k keeps. Entries tied with the least probable one kept are kept too."""
+class _Controls(NamedTuple):
+    """The sampling controls of one call as the per-character draw uses them, computed once, before the loop."""
+
+    temperature: tf.Tensor
+    excluded: tf.Tensor  # [vocab]: -inf for the OOV entry, 0 elsewhere
+    k: tf.Tensor  # top_k, or the vocabulary size for none
+    in_top_k: tf.Tensor  # [vocab]: whether the entry of each rank (0: the most probable) is within top_k
+    top_p: tf.Tensor  # the nucleus' mass, or inf for none, which no rounding of a sum can reach
+    truncate: tf.Tensor  # whether top_k or top_p cuts anything
+
+    @classmethod
+    def of(cls, vocab_size, temperature, top_k, top_p):
+        k = tf.where((top_k > 0) & (top_k < vocab_size), top_k, vocab_size)
+        excluded = tf.constant([-np.inf if i == _OOV else 0.0 for i in range(vocab_size)], tf.float32)
+        return cls(temperature=tf.cast(temperature, tf.float32), excluded=excluded, k=k,
+                   in_top_k=tf.range(vocab_size) < k, top_p=tf.where(top_p < 1, top_p, np.inf),
+                   truncate=(k < vocab_size) | (top_p < 1))  # fmt: skip
+
+
+def _draw(logits, controls: _Controls, key):
+    """One character id per row from `logits` [batch, vocab], with the sampling controls (module docstring)."""
+    logits = logits + controls.excluded
+    # Scaled after subtracting the maximum, so that a tiny temperature gives 0 and -inf, never inf - inf.
+    logits = (logits - tf.reduce_max(logits, axis=1, keepdims=True)) / controls.temperature
+    logits = tf.cond(controls.truncate, lambda: _truncated(logits, controls), lambda: logits)
+    return tf.random.stateless_categorical(logits, 1, seed=key, dtype=tf.int32)[:, 0]
+
+
+def _truncated(logits, controls: _Controls):
+    """`logits` (maximum 0 in each row) with -inf outside the top_k most probable entries and outside the nucleus
+    of mass top_p of what top_k keeps. Entries tied with the least probable one kept are kept too."""
     ranked = tf.sort(logits, axis=1, direction="DESCENDING")
-    vocab_size = tf.shape(logits)[1]
-    k = tf.where(top_k > 0, tf.minimum(top_k, vocab_size), vocab_size)
-    in_top_k = tf.range(vocab_size) < k
-    ranked = tf.where(in_top_k, ranked, tf.constant(-np.inf, ranked.dtype))
-    # The mass of the more probable entries before each one: an entry is in the nucleus while that is below top_p
-    # (the first one always is). top_p = 1 keeps everything, whatever the rounding of the sum.
-    before = tf.math.cumsum(tf.nn.softmax(ranked, axis=1), axis=1, exclusive=True)
-    keep = in_top_k & ((before < tf.cast(top_p, before.dtype)) | (top_p >= 1))
-    kept = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
-    threshold = tf.gather(ranked, kept - 1, batch_dims=1)
-    return tf.where(logits >= threshold[:, None], logits, tf.constant(-np.inf, logits.dtype))
+    # With top_k alone the edge is the k-th logit; only a nucleus needs the cumulative probabilities.
+    edge = tf.cond(controls.top_p < np.inf, lambda: _nucleus_edge(ranked, controls),
+                   lambda: tf.gather(ranked, [controls.k - 1], axis=1))  # fmt: skip
+    return tf.where(logits >= edge, logits, tf.constant(-np.inf, logits.dtype))
+
+
+def _nucleus_edge(ranked, controls: _Controls):
+    """[batch, 1]: the least logit kept by top_k and the nucleus (`ranked`: the logits sorted, highest first)."""
+    # exp of the ranked logits: the probabilities, unnormalized (tf.nn.softmax costs several times more here).
+    weights = tf.exp(tf.where(controls.in_top_k, ranked, tf.constant(-np.inf, ranked.dtype)))
+    through = tf.math.cumsum(weights, axis=1)
+    # An entry is in the nucleus while the mass of the more probable ones is below top_p (the first always is).
+    keep = controls.in_top_k & ((through - weights) < controls.top_p * through[:, -1:])
+    return tf.reduce_min(tf.where(keep, ranked, tf.constant(np.inf, ranked.dtype)), axis=1, keepdims=True)
 
 
 def _state_sizes(cell) -> list[int]:
