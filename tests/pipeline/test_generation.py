@@ -401,8 +401,7 @@ def test_cli_generates_with_the_controls_reproducibly(trained):
     three = invoke(export, *args, "--seed", 3, "--num-samples", 3)
     assert three.output.count("--- sample ") == 3
     assert three.output.split("\n", 1)[1].startswith(first.output), "sample 1 is the single sample"
-    unseeded = {invoke(export, *args).output for _ in range(3)}
-    assert len(unseeded) == 3, "without a seed, every run differs"
+    assert invoke(export, *args).output != invoke(export, *args).output, "without a seed, every run differs"
 
 
 def test_cli_input_file_gives_json_lines(trained, tmp_path, monkeypatch):
