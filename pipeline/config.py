@@ -153,8 +153,8 @@ class ExportConfig:
 
     name: str = _key("model", "the model folder under <run_dir>/export/ (TF Serving's model name)")
     version: int = _key(0, "the version folder; 0 takes the next free integer")
-    warmup_requests: bool = _key(True, "write assets.extra/tf_serving_warmup_requests for TF Serving")
     max_length: int = _key(4096, "next_char: the most characters one generation request may ask for; longer ones fail")
+    warmup_requests: bool = _key(True, "write assets.extra/tf_serving_warmup_requests for TF Serving")
 
 
 @dataclass(frozen=True)
