@@ -13,14 +13,14 @@ takes them in the columnar "inputs" form):
 
 `text` is the continuation only: `length` characters per example.
 
-Sampling: the next character's logits are divided by `temperature`; `top_k` > 0 keeps the k most probable characters
-(0: all of them); `top_p` < 1 then keeps the smallest set of the most probable characters whose probability,
-renormalized after top_k, reaches top_p (nucleus sampling; 1.0: all); the draw is from what is kept. The OOV entry is
-never sampled. `seed` >= 0 makes the text reproducible: the draw for the t-th character sampled since the prompt
-uses the stateless key (seed, t). `seed` = -1 (UNSEEDED) draws a fresh seed for each call from an op seeded by the
-operating system's entropy, so unseeded calls differ even in two processes that load the same export, whatever
-global seed it was traced under; `serving_default` samples that way. `generate_seeded` is `sample` with top_k = 0,
-top_p = 1 and any int64 seed.
+Sampling: the next character's logits are divided by `temperature` (at least MIN_TEMPERATURE); `top_k` > 0 keeps
+the k most probable characters (0: all of them); `top_p` < 1 then keeps the smallest set of the most probable
+characters whose probability, renormalized after top_k, reaches top_p (nucleus sampling; 1.0: all); the draw is from
+what is kept. The OOV entry is never sampled. `seed` >= 0 makes the text reproducible: the draw for the t-th
+character sampled since the prompt uses the stateless key (seed, t). `seed` = -1 (UNSEEDED) draws a fresh seed for
+each call from an op seeded by the operating system's entropy, so unseeded calls differ even in two processes that
+load the same export, whatever global seed it was traced under; `serving_default` samples that way.
+`generate_seeded` is `sample` with top_k = 0, top_p = 1 and any int64 seed.
 
 State: `read_prompt` returns the recurrent state after reading each prompt and `sample_from_state` continues from
 it, returning the state after its text. A state row holds D = (sum of every layer's state sizes) + 1 floats:
@@ -58,6 +58,9 @@ DEFAULT_MAX_LENGTH = 4096
 # Reading a prompt keeps every layer's outputs for it ([batch, characters, units] floats): this bounds that memory.
 MAX_PROMPT_CHARS = 10_000
 UNSEEDED = -1
+# Temperatures below it sample as it does (the most probable character but for ties within 1e-30): dividing
+# logits by less could overflow to inf, which a draw ignores.
+MIN_TEMPERATURE = 1e-30
 POSITION_PERIOD = 2**24
 _INT64_MAX = 2**63 - 1
 # The character vocabulary's out-of-vocabulary id (pipeline.text), never sampled.
@@ -276,7 +279,7 @@ def _after(checks, *tensors):
 class _Controls(NamedTuple):
     """The sampling controls of one call as the per-character draw uses them, computed once, before the loop."""
 
-    temperature: tf.Tensor
+    temperature: tf.Tensor  # at least MIN_TEMPERATURE
     excluded: tf.Tensor  # [vocab]: -inf for the OOV entry, 0 elsewhere
     k: tf.Tensor  # top_k, or the vocabulary size for none
     in_top_k: tf.Tensor  # [vocab]: whether the entry of each rank (0: the most probable) is within top_k
@@ -287,22 +290,23 @@ class _Controls(NamedTuple):
     def of(cls, vocab_size, temperature, top_k, top_p):
         k = tf.where((top_k > 0) & (top_k < vocab_size), top_k, vocab_size)
         excluded = tf.constant([-np.inf if i == _OOV else 0.0 for i in range(vocab_size)], tf.float32)
-        return cls(temperature=tf.cast(temperature, tf.float32), excluded=excluded, k=k,
+        return cls(temperature=tf.maximum(tf.cast(temperature, tf.float32), MIN_TEMPERATURE), excluded=excluded, k=k,
                    in_top_k=tf.range(vocab_size) < k, top_p=tf.where(top_p < 1, top_p, np.inf),
                    truncate=(k < vocab_size) | (top_p < 1))  # fmt: skip
 
 
 def _draw(logits, controls: _Controls, key):
-    """One character id per row from `logits` [batch, vocab], with the sampling controls (module docstring)."""
-    logits = logits + controls.excluded
-    # Scaled after subtracting the maximum, so that a tiny temperature gives 0 and -inf, never inf - inf.
-    logits = (logits - tf.reduce_max(logits, axis=1, keepdims=True)) / controls.temperature
+    """One character id per row from `logits` [batch, vocab], with the sampling controls (module docstring).
+
+    Without a cut this is the arithmetic `generate_seeded` always had (logits / temperature, one stateless draw),
+    so a seed gives the text it gave before the cuts existed (and the LiteRT client's, which mirrors it)."""
+    logits = (logits + controls.excluded) / controls.temperature
     logits = tf.cond(controls.truncate, lambda: _truncated(logits, controls), lambda: logits)
     return tf.random.stateless_categorical(logits, 1, seed=key, dtype=tf.int32)[:, 0]
 
 
 def _truncated(logits, controls: _Controls):
-    """`logits` (maximum 0 in each row) with -inf outside the top_k most probable entries and outside the nucleus
+    """`logits` with -inf outside the top_k most probable entries and outside the nucleus
     of mass top_p of what top_k keeps. Entries tied with the least probable one kept are kept too."""
     ranked = tf.sort(logits, axis=1, direction="DESCENDING")
     # With top_k alone the edge is the k-th logit; only a nucleus needs the cumulative probabilities.
@@ -313,8 +317,9 @@ def _truncated(logits, controls: _Controls):
 
 def _nucleus_edge(ranked, controls: _Controls):
     """[batch, 1]: the least logit kept by top_k and the nucleus (`ranked`: the logits sorted, highest first)."""
-    # exp of the ranked logits: the probabilities, unnormalized (tf.nn.softmax costs several times more here).
-    weights = tf.exp(tf.where(controls.in_top_k, ranked, tf.constant(-np.inf, ranked.dtype)))
+    # exp of the ranked logits less their maximum: the probabilities, unnormalized (tf.nn.softmax costs several
+    # times more here).
+    weights = tf.exp(tf.where(controls.in_top_k, ranked - ranked[:, :1], tf.constant(-np.inf, ranked.dtype)))
     through = tf.math.cumsum(weights, axis=1)
     # An entry is in the nucleus while the mass of the more probable ones is below top_p (the first always is).
     keep = controls.in_top_k & ((through - weights) < controls.top_p * through[:, -1:])

@@ -202,6 +202,8 @@ def test_top_k_1_and_a_tiny_top_p_give_the_argmax_continuation(trained):
     assert trained.sample([prompt], length=40, top_k=1)[0] == greedy, "unseeded: the same, there is one choice"
     assert trained.sample([prompt], length=40, top_p=1e-6, seed=2)[0] == greedy
     assert trained.sample([prompt], length=40, top_k=1, temperature=5.0)[0] == greedy
+    for tiny in (1e-12, 1e-37):  # a tiny temperature is greedy too: no overflow, no OOV entry drawn
+        assert trained.sample([prompt], length=40, temperature=tiny, seed=3)[0] == greedy
     # The argmax after every prefix, each prefix read afresh.
     probabilities = trained.probabilities([prompt + greedy[:i] for i in range(len(greedy))])
     chosen = probabilities[np.arange(len(greedy)), trained.ids(greedy)]
