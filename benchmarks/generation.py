@@ -109,8 +109,10 @@ def load() -> str:
 
 
 def sampling_controls(serving, length, repeats):
-    print(f"\n1. sampling controls, `sample`, {length} characters per call: overhead = controlled / plain time - 1, "
-          f"median [range] over rounds")
+    print(
+        f"\n1. sampling controls, `sample`, {length} characters per call: overhead = controlled / plain time - 1, "
+        f"median [range] over rounds"
+    )
     for batch in (1, 32):
         prompts = tf.constant(["ROMEO:"] * batch)
         variants = {"plain": (0, 1.0), "top_k=40": (40, 1.0), "top_p=0.9": (0, 0.9), "top_k=40, top_p=0.9": (40, 0.9)}
@@ -140,8 +142,10 @@ def continuation(serving, repeats, total=2000, request=100):
     runners = {"continuation": continued, "re-reading": reread,
                "one call": lambda: serving.sample(prompt, **controls(total))}  # fmt: skip
     m = Measured(runners, repeats, total)
-    print(f"  continuation (read_prompt, then {total // request} x sample_from_state): {m.rate['continuation']:,.0f} "
-          f"chars/s   [{load()}]")
+    print(
+        f"  continuation (read_prompt, then {total // request} x sample_from_state): {m.rate['continuation']:,.0f} "
+        f"chars/s   [{load()}]"
+    )
     for name, what in (("re-reading", "re-reading (sample on the whole text so far)"), ("one call", "one call")):
         cpu, wall = m.cpu[name], m.wall[name]
         print(f"    {what:<46} {m.rate[name]:>8,.0f} chars/s   its time / continuation's: CPU "

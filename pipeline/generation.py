@@ -197,8 +197,9 @@ class NextCharServing(tf.Module):
         ids = encode_chars(prompt, self.table)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         longest = tf.reduce_max(tf.concat([lengths, [0]], axis=0))
-        too_long = tf.debugging.Assert(longest <= MAX_PROMPT_CHARS,
-                                       [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest])
+        too_long = tf.debugging.Assert(
+            longest <= MAX_PROMPT_CHARS, [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest]
+        )
         (padded,) = _after([too_long], ids.to_tensor(0))
         x = self.embedding(padded)
         mask = tf.sequence_mask(lengths, tf.shape(x)[1])

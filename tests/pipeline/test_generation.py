@@ -195,7 +195,6 @@ def test_saved_model_cli_lists_the_signatures_with_dtypes_and_shapes(next_char_r
             assert line.replace("(-1, 31)", f"(-1, {vocab_size})") in sections[name], (name, line, sections[name])
 
 
-
 def test_top_k_1_and_a_tiny_top_p_give_the_argmax_continuation(trained):
     prompt = "to be"
     greedy = trained.sample([prompt], length=40, top_k=1, seed=1)[0]
