@@ -277,15 +277,68 @@ def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
 
 @main.command()
 @click.argument("export_dir", type=click.Path(path_type=Path))
-@click.option("--prompt", required=True, help="Text to continue.")
-@click.option("--length", default=200, show_default=True, type=int, help="Characters to generate (>= 0).")
-@click.option("--temperature", default=1.0, show_default=True, type=float, help="Sampling temperature (> 0).")
-@click.option("--seed", type=int, help="Seed for reproducible sampling.")
-def generate(export_dir: Path, prompt: str, length: int, temperature: float, seed: int | None) -> None:
-    """Continue PROMPT with an exported next-character model (sampling runs inside the SavedModel)."""
+@click.option("--prompt", help="Text to continue.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("rb"),
+    help="Continue each line of this UTF-8 file ('-' for stdin) instead; one JSON line per sample.",
+)
+@click.option("--length", default=200, show_default=True, type=int,
+              help="Characters to generate, from 0 to the export's max_length.")  # fmt: skip
+@click.option("--temperature", default=1.0, show_default=True, type=float,
+              help="Below 1, likelier characters; above 1, more varied ones (> 0).")  # fmt: skip
+@click.option("--top-k", default=0, show_default=True, type=int,
+              help="Sample from the K most probable characters only (0: all).")  # fmt: skip
+@click.option("--top-p", default=1.0, show_default=True, type=float,
+              help="Sample from the fewest most probable characters that hold probability P (1: all).")  # fmt: skip
+@click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1), help="Texts per prompt.")
+@click.option("--seed", type=int, help="Seed for reproducible sampling, 0 to 2**63 - 1 (without it, each run differs).")
+def generate(export_dir: Path, prompt: str | None, input_file, length: int, temperature: float, top_k: int,
+             top_p: float, num_samples: int, seed: int | None) -> None:  # fmt: skip
+    """Continue --prompt TEXT (or each line of --input FILE) with an exported next-character model.
+
+    Sampling runs inside the SavedModel. With --prompt the output is the prompt and its continuation (on a
+    terminal it appears as it is generated); with --input, one JSON line {"prompt", "sample", "text"} per sample,
+    "text" being the continuation. EXPORT_DIR is a version folder or the model folder above it."""
+    import json
+
     from pipeline import generate as stage
 
-    click.echo(prompt + stage.generate(export_dir, prompt, length=length, temperature=temperature, seed=seed))
+    if (prompt is None) == (input_file is None):
+        raise click.UsageError("give --prompt TEXT or --input FILE (one of the two)")
+    sampling = stage.Sampling(length, temperature, top_k, top_p, seed)
+    sampling.check()
+    source = "--prompt" if input_file is None else input_file.name
+    prompts = [prompt] if input_file is None else stage.read_prompts(input_file, source)
+    generator = stage.Generator(export_dir)
+    generator.check(sampling, prompts, source)
+    if input_file is not None:
+        for batch in generator.batches(prompts, sampling, num_samples):
+            for texts in batch.pieces:
+                for (p, s), text in zip(batch.rows, texts):
+                    record = {"prompt": stage.display_text(prompts[p]), "sample": s, "text": text}
+                    click.echo(json.dumps(record, ensure_ascii=False))
+        return
+
+    def header(sample: int) -> None:
+        if num_samples > 1:
+            click.echo(f"--- sample {sample + 1} of {num_samples} ---")
+
+    shown = stage.display_text(prompt)
+    stream = sys.stdout.isatty()
+    for batch in generator.batches(prompts, sampling, num_samples, stream=stream):
+        # The first row of each batch is printed as it is generated, the others once their batch is done.
+        texts = [""] * len(batch.rows)
+        header(batch.rows[0][1])
+        click.echo(shown, nl=False)
+        for pieces in batch.pieces:
+            click.echo(pieces[0], nl=False)
+            texts = [text + piece for text, piece in zip(texts, pieces)]
+        click.echo()
+        for (_, s), text in zip(batch.rows[1:], texts[1:]):
+            header(s)
+            click.echo(shown + text)
 
 
 # Both lists are plain tuples: importing them keeps `rnnpipe --help` free of TensorFlow.

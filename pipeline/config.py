@@ -156,6 +156,7 @@ class ExportConfig:
 
     name: str = _key("model", "the model folder under <run_dir>/export/ (TF Serving's model name)")
     version: int = _key(0, "the version folder; 0 takes the next free integer")
+    max_length: int = _key(4096, "next_char: the most characters one generation request may ask for; longer ones fail")
     warmup_requests: bool = _key(True, "write assets.extra/tf_serving_warmup_requests for TF Serving")
     formats: tuple[str, ...] = _key(("saved_model",), "what a version folder holds: saved_model (TF Serving) and/or "
                                     "litert (a .tflite for devices, in litert/)")  # fmt: skip
@@ -421,7 +422,7 @@ def _validate(config: Config) -> None:
         "tokenize.max_tokens", "tokenize.min_word_count", "tokenize.sequence_length", "tokenize.min_char_count",
         "model.embedding_dim", "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
         "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
-        "train.learning_rate",
+        "train.learning_rate", "export.max_length",
     ]  # fmt: skip
     for key in positive:
         if flat[key] <= 0:
@@ -436,6 +437,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
     if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds
         raise ConfigError(f"seed: must be in [0, 2**31), got {config.seed}")
+    if flat["export.max_length"] > 2**24:  # generated positions are float32 in the exported state (pipeline.generation)
+        raise ConfigError(f"export.max_length: must be <= 2**24 (16,777,216), got {flat['export.max_length']:,}")
     if flat["data.validation_fraction"] + flat["data.test_fraction"] >= 1.0:
         raise ConfigError("data.validation_fraction + data.test_fraction must leave some training data")
     try:

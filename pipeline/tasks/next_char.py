@@ -127,7 +127,7 @@ class NextCharTask(Task):
         return litert.NextCharSignatures(model, vocab, labels)
 
     def serving(self, model, config, vocab, labels) -> Serving:
-        module = NextCharServing(model, vocab, config.model.layers)
+        module = NextCharServing(model, vocab, config.model.layers, max_length=config.export.max_length)
         return Serving(module, module.signatures(), module.warmup_requests())
 
 
