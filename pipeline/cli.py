@@ -300,7 +300,8 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
 
     Sampling runs inside the SavedModel. With --prompt the output is the prompt and its continuation (on a
     terminal it appears as it is generated); with --input, one JSON line {"prompt", "sample", "text"} per sample,
-    "text" being the continuation. EXPORT_DIR is a version folder or the model folder above it."""
+    "text" being the continuation. EXPORT_DIR is a version folder or the model folder above it, or a LiteRT
+    export (its litert/ folder or model.tflite), run by the LiteRT interpreter."""
     import json
 
     from pipeline import generate as stage
@@ -311,7 +312,7 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
     sampling.check()
     source = "--prompt" if input_file is None else input_file.name
     prompts = [prompt] if input_file is None else stage.read_prompts(input_file, source)
-    generator = stage.Generator(export_dir)
+    generator = stage.open_generator(export_dir)
     generator.check(sampling, prompts, source)
     if input_file is not None:
         for batch in generator.batches(prompts, sampling, num_samples):

@@ -15,6 +15,7 @@ import functools
 import math
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -30,6 +31,8 @@ BATCH_ROWS = 64
 # Streamed chunks start small, so that text appears at once, and grow to amortize the cost of a call.
 STREAM_CHUNKS = (16, 32, 64, 128, 256)
 _MASK64 = 2**64 - 1
+# A LiteRT prompt is read one character per step: the same bound as the SavedModel's (generation.MAX_PROMPT_CHARS).
+MAX_LITERT_PROMPT_CHARS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,13 +151,54 @@ class Generator:
             raise PipelineError(f"{self.export_dir} refused the request: {_refusal(error)}") from None
 
 
+class LiteRTGenerator:
+    """A LiteRT export (pipeline.litert) in `Generator`'s place: the same requests, sampled by the reference client
+    one prompt at a time (its seeded text equals the SavedModel's for a batch of one prompt)."""
+
+    def __init__(self, export_dir):
+        from pipeline import litert_client
+
+        self._errors = litert_client.LiteRTExportError
+        try:
+            self.model = litert_client.LiteRTModel(export_dir)
+        except self._errors as error:
+            raise PipelineError(str(error)) from None
+        if self.model.task != "next_char":
+            raise PipelineError(f"{self.model.folder} is a {self.model.task} model, not a next-character one")
+        self.max_length, self.max_prompt_chars = self.model.max_length, MAX_LITERT_PROMPT_CHARS
+
+    check = Generator.check
+
+    def batches(self, prompts: Sequence[str | bytes], sampling: Sampling, num_samples: int = 1,
+                stream: bool = False) -> Iterator[Batch]:  # fmt: skip
+        for row in range(len(prompts) * num_samples):
+            p, s = divmod(row, num_samples)
+            chars = self.model.generate_chars(_as_bytes(prompts[p]), sampling.length, sampling.temperature,
+                                              None if sampling.seed is None else batch_seed(sampling.seed, row),
+                                              sampling.top_k, sampling.top_p)  # fmt: skip
+            pieces = ([c] for c in chars) if stream else iter([["".join(chars)]])
+            yield Batch([(p, s)], pieces)
+
+
+def open_generator(export_dir) -> Generator | LiteRTGenerator:
+    """The generator for an export: a LiteRT one for a .tflite export (its file, its litert/ folder), the
+    SavedModel's otherwise."""
+    from pipeline import litert_client
+
+    path = Path(export_dir)
+    if not (path / "saved_model.pb").exists() and litert_client.is_litert_export(path):
+        return LiteRTGenerator(path)
+    return Generator(path)
+
+
 def generate(export_dir, prompt: str, length: int = 200, temperature: float = 1.0, seed: int | None = None,
              top_k: int = 0, top_p: float = 1.0) -> str:  # fmt: skip
     """`length` characters continuing `prompt`; with `seed`, the same seed gives the same text."""
     sampling = Sampling(length, temperature, top_k, top_p, seed)
-    generator = Generator(export_dir)
+    generator = open_generator(export_dir)
     generator.check(sampling, [prompt])
-    return generator.sample([prompt], sampling)[0]
+    (batch,) = generator.batches([prompt], sampling)
+    return "".join(piece[0] for piece in batch.pieces)
 
 
 def read_prompts(file: BinaryIO, name: str) -> list[str]:

@@ -41,13 +41,17 @@ import json
 import math
 import re
 from pathlib import Path
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 FORMAT = "rnnpipe-litert"
 FORMAT_VERSION = 1
 DESCRIPTION_FILE = "litert.json"
+# The smallest temperature a draw divides by, as in the SavedModel (pipeline.generation.MIN_TEMPERATURE).
+MIN_TEMPERATURE = 1e-30
+# For an export whose litert.json does not say (pipeline.generation.DEFAULT_MAX_LENGTH).
+DEFAULT_MAX_LENGTH = 4096
 
 _ASCII_WHITESPACE = re.compile(r"[ \t\n\v\f\r]+")
 _SIGMA = "\u03a3"
@@ -192,6 +196,20 @@ def stateless_categorical(logits: np.ndarray, seed: tuple[int, int]) -> int:
     return min(index, len(cdf) - 1)
 
 
+def _truncated(logits: np.ndarray, top_k: int, top_p: float) -> np.ndarray:
+    """`logits` with -inf outside the top_k most probable entries and outside the nucleus, exactly as the
+    SavedModel cuts them (pipeline.generation._truncated): ties at the edge are kept."""
+    ranked = np.sort(logits)[::-1]
+    keep = np.arange(ranked.size) < (top_k if 0 < top_k < ranked.size else ranked.size)
+    edge = ranked[keep][-1]
+    if top_p < 1:
+        weights = np.exp((np.where(keep, ranked - ranked[0], -np.inf)).astype(np.float32))
+        through = np.cumsum(weights, dtype=np.float32)
+        nucleus = keep & ((through - weights) < np.float32(top_p) * through[-1])
+        edge = max(edge, ranked[nucleus].min())
+    return np.where(logits >= edge, logits, np.float32(-np.inf)).astype(np.float32)
+
+
 def export_folder(path) -> Path:
     """The LiteRT export folder for `path`: the folder itself, its model.tflite, a SavedModel version folder holding
     it in `litert/`, or a model folder whose highest numeric version does (as TF Serving picks a version)."""
@@ -293,32 +311,55 @@ class LiteRTModel:
         return self.signatures["step"](char_id=np.asarray(char_ids, np.int32), state=np.asarray(state, np.float32))
 
     def sample(self, logits: np.ndarray, temperature: float, seed: int | None = None, step: int = 0,
-               rng: np.random.Generator | None = None) -> int:  # fmt: skip
-        """One character id from one row of logits, never an excluded one (the out-of-vocabulary entry). With
-        `seed`, the draw is TensorFlow's stateless one for seed [seed, step]; otherwise `rng`'s."""
-        scaled = np.asarray(logits, np.float32) / np.float32(temperature)
-        scaled[self._never_sample] = np.float32(-1e9)
+               rng: np.random.Generator | None = None, top_k: int = 0, top_p: float = 1.0) -> int:  # fmt: skip
+        """One character id from one row of logits, never an excluded one (the out-of-vocabulary entry), with the
+        SavedModel's sampling controls (pipeline.generation): `top_k` > 0 keeps the k most probable characters,
+        `top_p` < 1 then the smallest set of the most probable ones holding that probability. With `seed`, the draw
+        is TensorFlow's stateless one for seed [seed, step]; otherwise `rng`'s."""
+        # As the SavedModel samples: the excluded entries at -inf before the division, and the temperature floored
+        # where a smaller one would overflow the logits.
+        scaled = np.array(logits, np.float32)
+        scaled[self._never_sample] = -np.inf
+        scaled /= np.float32(max(temperature, MIN_TEMPERATURE))
+        if 0 < top_k < scaled.size or top_p < 1:
+            scaled = _truncated(scaled, top_k, top_p)
         if seed is not None:
             return stateless_categorical(scaled, (seed, step))
         weights = np.exp(scaled.astype(np.float64) - scaled.max())
         return int((rng or np.random.default_rng()).choice(len(weights), p=weights / weights.sum()))
 
     def generate(self, prompt: str | bytes, length: int = 200, temperature: float = 1.0,
-                 seed: int | None = None) -> str:  # fmt: skip
+                 seed: int | None = None, top_k: int = 0, top_p: float = 1.0) -> str:  # fmt: skip
         """`length` characters continuing `prompt` (the continuation only); the same seed gives the same text, and
-        the text the SavedModel's "generate_seeded" signature gives for it."""
+        the text the SavedModel's "sample" signature gives for it (a batch of one prompt)."""
+        return "".join(self.generate_chars(prompt, length, temperature, seed, top_k, top_p))
+
+    def generate_chars(self, prompt: str | bytes, length: int = 200, temperature: float = 1.0,
+                       seed: int | None = None, top_k: int = 0, top_p: float = 1.0) -> Iterator[str]:  # fmt: skip
+        """`generate`, one character at a time, as each is sampled."""
         if isinstance(length, bool) or not isinstance(length, int) or length < 0:
             raise LiteRTExportError(f"length must be an integer >= 0, got {length!r}")
+        if length > self.max_length:
+            raise LiteRTExportError(f"length {length:,} is above this export's max_length of {self.max_length:,}")
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
             raise LiteRTExportError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if not 0 <= top_k or not 0 < top_p <= 1:
+            raise LiteRTExportError(f"top_k must be >= 0 and top_p in (0, 1], got {top_k!r}, {top_p!r}")
+        return self._chars(prompt, length, temperature, seed, top_k, top_p)
+
+    def _chars(self, prompt, length, temperature, seed, top_k, top_p) -> Iterator[str]:
         rng = np.random.default_rng() if seed is None else None
         out = self.read_prompt([prompt])
-        ids = []
         for t in range(length):
-            ids.append(self.sample(out["logits"][0], temperature, seed, t, rng))
+            char_id = self.sample(out["logits"][0], temperature, seed, t, rng, top_k, top_p)
+            yield self.tokenizer.decode_chars([char_id])
             if t + 1 < length:
-                out = self.step([ids[-1]], out["state"])
-        return self.tokenizer.decode_chars(ids)
+                out = self.step([char_id], out["state"])
+
+    @property
+    def max_length(self) -> int:
+        """The longest generation this export allows (its `export.max_length`)."""
+        return int(self.description.get("generation", {}).get("max_length", DEFAULT_MAX_LENGTH))
 
     @property
     def _empty_prompt(self) -> str:

@@ -1,4 +1,5 @@
-"""Sentiment predictions from an exported SavedModel (its serving_default signature, as TF Serving runs it).
+"""Sentiment predictions from an exported SavedModel (its serving_default signature, as TF Serving runs it), or from a
+LiteRT export (its .tflite or litert/ folder) through the LiteRT interpreter.
 
 Texts are read and classified `batch_size` at a time, so memory does not grow with the length of the input: a text
 file of any number of lines streams through. One text is at most MAX_TEXT_BYTES of UTF-8 (the model reads only its
@@ -8,11 +9,13 @@ first `tokenize.sequence_length` words anyway).
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import tensorflow as tf
 
-from pipeline.errors import DataError
+from pipeline import litert_client
+from pipeline.errors import DataError, PipelineError
 from pipeline.serving_client import load_signature
 
 MAX_TEXT_BYTES = 1 << 20
@@ -26,6 +29,10 @@ def predict(export_dir, texts: Iterable[str | bytes], batch_size: int = 256) -> 
     first = next(batches, None)  # an input error (an empty or undecodable file) shows before the model loads
     if first is None:
         return
+    path = Path(export_dir)
+    if not (path / "saved_model.pb").exists() and litert_client.is_litert_export(path):
+        yield from _predict_litert(path, itertools.chain([first], batches))
+        return
     loaded, serve = load_signature(export_dir, "serving_default", "text")
     names = [n.decode("utf-8") for n in loaded.class_names.numpy()]
     for batch in itertools.chain([first], batches):
@@ -33,6 +40,19 @@ def predict(export_dir, texts: Iterable[str | bytes], batch_size: int = 256) -> 
         for text, label, probabilities in zip(batch, out["label"].numpy(), out["probabilities"].numpy()):
             yield {"text": text.decode("utf-8", "replace"), "label": label.decode("utf-8"),
                    "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}  # fmt: skip
+
+
+def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[dict]:
+    """The same predictions from a LiteRT export, by its reference client (pipeline.litert_client)."""
+    try:
+        model = litert_client.LiteRTModel(path)
+    except litert_client.LiteRTExportError as error:
+        raise PipelineError(str(error)) from None
+    if model.task != "sentiment":
+        raise PipelineError(f"{model.folder} is a {model.task} model, not a sentiment one")
+    for batch in batches:
+        for result in model.predict(batch, batch_size=len(batch)):
+            yield {**result, "text": result["text"].decode("utf-8", "replace")}
 
 
 def read_texts(file: BinaryIO, name: str) -> Iterator[str]:

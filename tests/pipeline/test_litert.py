@@ -319,3 +319,29 @@ def test_rnnpipe_export_writes_the_litert_model_beside_the_saved_model(sentiment
     assert (version / "saved_model.pb").exists() and (version / "litert" / "model.tflite").exists()
     assert litert_client.LiteRTModel(version).predict(["superb film"])[0]["label"] in ("neg", "pos")
     assert "export: up to date" in CliRunner().invoke(main, command).output
+
+
+def test_predict_and_generate_accept_a_litert_export(sentiment_run, next_char_run, tmp_path):
+    """The CLI runs a LiteRT export through the LiteRT interpreter: the same predictions as the SavedModel, and the
+    same seeded text with the sampling controls (one prompt, so the SavedModel's batch of one)."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    def rnnpipe(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.stderr
+        return result.output
+
+    sentiment_litert, _ = _litert_export_of_run(sentiment_run, tmp_path / "sentiment")
+    texts = ["superb brilliant film", "awful dull plot", ""]
+    saved = [json.loads(line) for line in rnnpipe("predict", sentiment_run[3], *texts).splitlines()]
+    lite = [json.loads(line) for line in rnnpipe("predict", sentiment_litert / "model.tflite", *texts).splitlines()]
+    assert [r["label"] for r in lite] == [r["label"] for r in saved]
+    for a, b in zip(lite, saved):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=TOLERANCE)
+
+    next_char_litert, _ = _litert_export_of_run(next_char_run, tmp_path / "next_char")
+    for options in (["--top-k", "5"], ["--top-p", "0.8"], ["--top-k", "7", "--top-p", "0.9", "--temperature", "0.7"]):
+        request = ["--prompt", "to be", "--length", "60", "--seed", "11", *options]
+        assert rnnpipe("generate", next_char_litert, *request) == rnnpipe("generate", next_char_run[3], *request)
