@@ -84,7 +84,8 @@ def _write_litert(model, config: Config, vocab, labels, folder: Path) -> None:
     from pipeline import litert  # TensorFlow Lite's converter loads only when asked for
 
     try:
-        litert.export_litert(model, config.task, vocab, labels, folder, quantize=config.export.litert_quantize)
+        litert.export_litert(model, config.task, vocab, labels, folder, quantize=config.export.litert_quantize,
+                             max_length=config.export.max_length)
     except ImportError as error:
         raise PipelineError(f"export.formats: {error}") from None
     except (litert.LiteRTConversionError, NotImplementedError) as error:

@@ -87,8 +87,8 @@ class NextCharServing(tf.Module):
         self.head = model.get_layer("head")
         self.layers = [model.get_layer(f"rnn_{i}") for i in range(num_layers)]
         self.cells = [layer.cell for layer in self.layers]
-        self.state_sizes = [_state_sizes(cell) for cell in self.cells]
-        self.state_width = sum(sum(sizes) for sizes in self.state_sizes) + 1
+        self.layout = StateLayout(self.cells)
+        self.state_width = self.layout.width + 1  # and the position
         self._max_length = int(max_length)
         # For Python clients of the export (the CLI checks a request against them before sending it).
         self.max_length = tf.Variable(self._max_length, trainable=False, dtype=tf.int32, name="max_length")
@@ -210,16 +210,10 @@ class NextCharServing(tf.Module):
         return states, tf.zeros_like(lengths, tf.int64)
 
     def _pack(self, states, position):
-        flat = [state for layer_states in states for state in layer_states]
-        return tf.concat(flat + [tf.cast(position, tf.float32)[:, None]], axis=1)
+        return tf.concat([self.layout.pack(states), tf.cast(position, tf.float32)[:, None]], axis=1)
 
     def _unpack(self, packed):
-        flat = tf.split(packed[:, :-1], [size for sizes in self.state_sizes for size in sizes], axis=1)
-        states, start = [], 0
-        for sizes in self.state_sizes:
-            states.append(flat[start : start + len(sizes)])
-            start += len(sizes)
-        return states, tf.cast(packed[:, -1], tf.int64)
+        return self.layout.unpack(packed[:, :-1]), tf.cast(packed[:, -1], tf.int64)
 
     def _logits(self, states):
         """Next-character logits from the states: every cell's output is its first state (checked at init)."""
@@ -325,6 +319,39 @@ def _nucleus_edge(ranked, controls: _Controls):
     # An entry is in the nucleus while the mass of the more probable ones is below top_p (the first always is).
     keep = controls.in_top_k & ((through - weights) < controls.top_p * through[:, -1:])
     return tf.reduce_min(tf.where(keep, ranked, tf.constant(np.inf, ranked.dtype)), axis=1, keepdims=True)
+
+
+class StateLayout:
+    """How the states of a stack of cells pack into one float vector per example: layer 0's states in its cell's
+    order (LSTM: h, c; SimpleRNN, GRU: h), then layer 1's, and so on. The SavedModel's continuation state and the
+    LiteRT export's step state both use it."""
+
+    def __init__(self, cells):
+        self.sizes = [_state_sizes(cell) for cell in cells]
+        self.width = sum(sum(sizes) for sizes in self.sizes)
+
+    def pack(self, states) -> tf.Tensor:
+        """[[layer 0's states], [layer 1's], ...] -> [batch, width]."""
+        return tf.concat([state for layer_states in states for state in layer_states], axis=1)
+
+    def unpack(self, packed) -> list[list[tf.Tensor]]:
+        flat = tf.split(packed, [size for sizes in self.sizes for size in sizes], axis=1)
+        states, start = [], 0
+        for sizes in self.sizes:
+            states.append(list(flat[start : start + len(sizes)]))
+            start += len(sizes)
+        return states
+
+    def describe(self) -> list[dict]:
+        """One {"layer", "name", "offset", "size"} per state: "h" (and "c" for a cell with two states, as LSTM's)."""
+        layout, offset = [], 0
+        for layer, sizes in enumerate(self.sizes):
+            names = ["h", "c"] if len(sizes) == 2 else ["h"] if len(sizes) == 1 else []
+            for index, size in enumerate(sizes):
+                name = names[index] if names else f"state_{index}"
+                layout.append({"layer": layer, "name": name, "offset": offset, "size": size})
+                offset += size
+        return layout
 
 
 def _state_sizes(cell) -> list[int]:

@@ -40,8 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import custom_layers
 from pipeline import artifacts, litert_client
+from pipeline.generation import StateLayout
 from pipeline.text import Vocabulary, standardize
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ def export_litert(
     labels: Sequence[str],
     target_dir: str | os.PathLike,
     quantize: bool = False,
+    max_length: int | None = None,
 ) -> Path:
     """Converts a pipeline model (`pipeline.model.build_model`, trained) and writes the LiteRT export folder
     `target_dir`, which must not exist yet; returns it.
@@ -77,6 +78,7 @@ def export_litert(
         labels: sentiment: the class names, index = class id (next_char: empty).
         target_dir: the folder to write; written beside it under a temporary name and renamed when complete.
         quantize: post-training dynamic-range quantization (int8 weights, float activations).
+        max_length: next_char: the longest generation a client should run (recorded in litert.json).
 
     Raises:
         ValueError: bad arguments; `LiteRTConversionError` if the model does not convert with built-in ops only
@@ -88,6 +90,8 @@ def export_litert(
     if target.exists():
         raise FileExistsError(f"{target} exists; a LiteRT export is never overwritten")
     tflite, description = convert(model, task, vocab, labels, quantize=quantize)
+    if max_length is not None and "generation" in description:
+        description["generation"]["max_length"] = int(max_length)
     with artifacts.staged_path(target) as tmp:
         tmp.mkdir()
         artifacts.write_bytes(tmp / MODEL_FILE, tflite)
@@ -209,8 +213,8 @@ class NextCharSignatures:
         if not layers or any(isinstance(layer, keras.layers.Bidirectional) for layer in layers):
             raise ValueError("a next_char model needs unidirectional recurrent layers rnn_0, rnn_1, ...")
         self.cells = [layer.cell for layer in layers]
-        self.state_sizes = [[int(size) for size in _as_list(cell.state_size)] for cell in self.cells]
-        self.state_size = sum(sum(sizes) for sizes in self.state_sizes)
+        self.layout = StateLayout(self.cells)
+        self.state_size = self.layout.width
         self.units = int(_as_list(self.cells[-1].output_size)[0])
 
     def endpoints(self) -> dict:
@@ -221,26 +225,14 @@ class NextCharSignatures:
                                                tf.TensorSpec([None], tf.int32, name="lengths"), state]),
         }  # fmt: skip
 
-    def _unpack(self, state):
-        flat = tf.split(state, [size for sizes in self.state_sizes for size in sizes], axis=1)
-        states, start = [], 0
-        for sizes in self.state_sizes:
-            states.append(list(flat[start : start + len(sizes)]))
-            start += len(sizes)
-        return states
-
-    @staticmethod
-    def _pack(states):
-        return tf.concat([s for layer_states in states for s in layer_states], axis=1)
-
     def _cells(self, char_id, state):
         """One character through the stack: (the last layer's output, the packed new state)."""
         x = self.embedding(char_id)
         new_states = []
-        for cell, states in zip(self.cells, self._unpack(state)):
+        for cell, states in zip(self.cells, self.layout.unpack(state)):
             x, states = cell(x, states, training=False)
             new_states.append(_as_list(states))
-        return x, self._pack(new_states)
+        return x, self.layout.pack(new_states)
 
     def _outputs(self, x, state):
         logits = self.head(x)
@@ -260,20 +252,14 @@ class NextCharSignatures:
         return self._outputs(last, state)
 
     def description(self) -> dict:
-        layout, offset = [], 0
-        for layer, (cell, sizes) in enumerate(zip(self.cells, self.state_sizes)):
-            names = ["h", "c"] if isinstance(cell, custom_layers.LSTMCell) else ["h"] if len(sizes) == 1 else []
-            for index, size in enumerate(sizes):
-                name = names[index] if index < len(names) else f"state_{index}"
-                layout.append({"layer": layer, "name": name, "offset": offset, "size": size})
-                offset += size
         return {
-            "state": {"size": self.state_size, "initial": "zeros", "layout": layout},
+            "state": {"size": self.state_size, "initial": "zeros", "layout": self.layout.describe()},
             "generation": {
                 "empty_prompt": EMPTY_PROMPT,
                 "never_sample": [0],
-                "sampling": "softmax(logits / temperature) with the never_sample entries set to -1e9; with a seed, "
-                "character t is tf.random.stateless_categorical(those logits, 1, seed=[seed, t]) "
+                "sampling": "the never_sample entries' logits set to -inf, all divided by max(temperature, 1e-30), cut "
+                "to top_k and the top_p nucleus as the SavedModel's 'sample' signature does; with a seed, character "
+                "t is tf.random.stateless_categorical(those logits, 1, seed=[seed, t]) "
                 "(pipeline/litert_client.py reimplements it)",
             },
         }
