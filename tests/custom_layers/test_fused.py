@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import custom_layers
 from custom_layers import fused
+from custom_layers.fused import layout
 from tests.custom_layers.helpers import TOLERANCE, assert_same, keras_counterpart, right_padding_mask, sequences
 
 UNITS, FEATURES, STEPS = 6, 5, 7
@@ -72,11 +73,11 @@ def test_batch_of_one_with_unknown_batch_size_splits_into_an_empty_slice(kernel_
 
 
 def test_batch_parts_rule(monkeypatch):
-    monkeypatch.setattr(fused.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(layout.os, "cpu_count", lambda: 2)
 
     def parts(batch, units, gates, jit_compile=True):
         x = tf.zeros([batch, 3, 4]) if batch is not None else tf.TensorSpec([None, 3, 4])
-        return fused._batch_parts(x, tf.zeros([units, gates * units]), jit_compile)
+        return layout.batch_parts(x, tf.zeros([units, gates * units]), jit_compile)
 
     assert parts(64, 256, 4) == 2  # 2**24 multiply-adds per step: split
     assert parts(64, 512, 4) == 2  # 2**26
@@ -85,7 +86,7 @@ def test_batch_parts_rule(monkeypatch):
     assert parts(None, 256, 4) == 2  # unknown batch: judged at batch 64
     assert parts(8, 64, 4) == 1  # slices would be too small
     assert parts(64, 256, 4, jit_compile=False) == 1  # only the XLA kernels are split
-    monkeypatch.setattr(fused.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(layout.os, "cpu_count", lambda: 1)
     assert parts(64, 256, 4) == 1
 
 
@@ -96,7 +97,7 @@ def test_layer_with_a_split_batch_matches_keras(layer_class):
     x = sequences(batch=batch, steps=STEPS, features=FEATURES)
     lengths = np.random.default_rng(1).integers(1, STEPS + 1, size=batch)
     mask = right_padding_mask(lengths, STEPS)
-    assert fused._batch_parts(tf.constant(x), tf.zeros([UNITS, UNITS]), True) == 2
+    assert layout.batch_parts(tf.constant(x), tf.zeros([UNITS, UNITS]), True) == 2
     options = {"return_sequences": True, "return_state": True}
     assert_same(layer_class(UNITS, **options), keras_counterpart(layer_class)(UNITS, **options), x, mask=tf.constant(mask))
 
@@ -147,20 +148,20 @@ def test_training_with_weights_on_the_left_matches_batch_major(kernel_fn, masked
 
 def test_weights_left_rule():
     for loop in ("inference", "forward", "backward"):
-        assert fused._weights_left(tf.zeros([512, 4 * 512]), loop)  # 4 MiB of recurrent weights
-        assert fused._weights_left(tf.zeros([1024, 1024]), loop)
-        assert not fused._weights_left(tf.zeros([256, 256]), loop)
+        assert layout.weights_left("lstm", tf.zeros([512, 4 * 512]), loop)  # 4 MiB of recurrent weights
+        assert layout.weights_left("lstm", tf.zeros([1024, 1024]), loop)
+        assert not layout.weights_left("lstm", tf.zeros([256, 256]), loop)
     # From 1 MiB on for LSTM inference and the backward loop, 4 MiB for the training forward loop.
     for loop in ("inference", "backward"):
-        assert fused._weights_left(tf.zeros([256, 4 * 256]), loop)
-        assert fused._weights_left(tf.zeros([512, 512]), loop)
-    assert not fused._weights_left(tf.zeros([256, 4 * 256]), "forward")
-    assert not fused._weights_left(tf.zeros([512, 512]), "forward")
-    _, loops = fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
+        assert layout.weights_left("lstm", tf.zeros([256, 4 * 256]), loop)
+        assert layout.weights_left("lstm", tf.zeros([512, 512]), loop)
+    assert not layout.weights_left("lstm", tf.zeros([256, 4 * 256]), "forward")
+    assert not layout.weights_left("lstm", tf.zeros([512, 512]), "forward")
+    _, loops = layout.plan("lstm", tf.zeros([4, 3, 2]), tf.zeros([512, 512]), True, None, None)
     assert loops == {"inference": True, "forward": False, "backward": True}
-    assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([512, 512]), False, None, None)[1] == {
+    assert layout.plan("lstm", tf.zeros([4, 3, 2]), tf.zeros([512, 512]), False, None, None)[1] == {
         "inference": False, "forward": False, "backward": False}  # fmt: skip
-    assert fused._layout(tf.zeros([4, 3, 2]), tf.zeros([8, 8]), True, None, True)[1] == {
+    assert layout.plan("lstm", tf.zeros([4, 3, 2]), tf.zeros([8, 8]), True, None, True)[1] == {
         "inference": True, "forward": True, "backward": True}  # fmt: skip
     # The feature-major layouts are XLA's; plain TensorFlow ignores the request.
     x = sequences(batch=2, steps=STEPS, features=FEATURES)
@@ -223,7 +224,7 @@ def test_layer_inference_with_feature_major_states_matches_keras():
     ours = keras.layers.Bidirectional(custom_layers.LSTM(units, **options))
     theirs = keras.layers.Bidirectional(keras.layers.LSTM(units, **options))
     ours(x), theirs(x)
-    assert fused._weights_left(ours.forward_layer.cell.recurrent_kernel, "inference")
+    assert layout.weights_left("lstm", ours.forward_layer.cell.recurrent_kernel, "inference")
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
@@ -251,8 +252,9 @@ def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, unit
     ours, theirs = (keras.layers.Bidirectional(make(units, return_sequences=True)) for make in make_layers)
     ours(x), theirs(x)
     recurrent_kernel = ours.forward_layer.cell.recurrent_kernel
-    assert fused._weights_left(recurrent_kernel, "backward")
-    assert fused._weights_left(recurrent_kernel, "forward") == forward_left
+    cell = "lstm" if make_layers is LSTM_LAYERS else "simple_rnn"
+    assert layout.weights_left(cell, recurrent_kernel, "backward")
+    assert layout.weights_left(cell, recurrent_kernel, "forward") == forward_left
     weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
     ours.set_weights(weights_)
     theirs.set_weights(weights_)
