@@ -1,4 +1,4 @@
-"""Sequence-level LSTM and SimpleRNN kernels for the TensorFlow backend.
+"""Sequence-level LSTM, SimpleRNN and GRU kernels for the TensorFlow backend.
 
 The per-step cell inside `keras.layers.RNN` pays for everything at every timestep: the input projection x_t W,
 the weight-gradient accumulation in backprop and a handful of small ops. Here the work that does not depend on
@@ -27,11 +27,12 @@ faster than XLA's CPU one at these shapes.
 The equations are those of the cells in their standard configuration (tanh/sigmoid activations, no peephole, no
 layer norm, no recurrent dropout); the layers step the cell otherwise (`can_fuse`). Masking follows Keras: a
 masked step carries the state and repeats the previous output (or outputs zeros with `zero_output_for_mask`).
-One module per cell (`lstm_kernel`, `simple_rnn_kernel`), what they share in `_shared`.
+One module per cell (`lstm_kernel`, `simple_rnn_kernel`, `gru_kernel`), what they share in `_shared`.
 """
 
 from custom_layers.fused import layout
+from custom_layers.fused.gru_kernel import gru
 from custom_layers.fused.lstm_kernel import lstm
 from custom_layers.fused.simple_rnn_kernel import simple_rnn
 
-__all__ = ["layout", "lstm", "simple_rnn"]
+__all__ = ["gru", "layout", "lstm", "simple_rnn"]

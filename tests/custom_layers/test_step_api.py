@@ -14,8 +14,10 @@ VARIANTS = {
     "lstm": (custom_layers.LSTM, {}),
     "lstm_peephole_layer_norm": (custom_layers.LSTM, {"peephole": True, "layer_norm": True}),
     "simple_rnn": (custom_layers.SimpleRNN, {}),
+    "gru": (custom_layers.GRU, {"reset_after": True}),
+    "gru_reset_before": (custom_layers.GRU, {"reset_after": False}),
 }
-FUSED_VARIANTS = ["lstm", "simple_rnn"]
+FUSED_VARIANTS = ["lstm", "simple_rnn", "gru", "gru_reset_before"]
 
 
 def built_layer(name, units=4, features=3, **options):
@@ -98,7 +100,7 @@ def test_scan_matches_the_layer_with_sequences_and_states(name, path, go_backwar
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["lstm", "simple_rnn"])
+@pytest.mark.parametrize("name", ["lstm", "simple_rnn", "gru"])
 def test_scan_leaves_a_stateful_layers_states_alone(name):
     layer = built_layer(name, stateful=True)
     x = sequences(batch=2, steps=3, features=3)
@@ -132,11 +134,15 @@ def test_can_fuse_follows_the_configuration():
     assert not custom_layers.LSTM(4, unroll=True).can_fuse()
     assert not custom_layers.LSTM(4, fused=False).can_fuse()
     assert not custom_layers.SimpleRNN(4, activation="relu").can_fuse()
+    assert custom_layers.GRU(4, reset_after=False).can_fuse()
+    assert not custom_layers.GRU(4, recurrent_activation="hard_sigmoid").can_fuse()
+    assert not custom_layers.GRU(4, recurrent_dropout=0.1).can_fuse(training=True)
 
 
 def test_layers_registry():
     assert custom_layers.LAYERS["lstm"] is custom_layers.LSTM
     assert custom_layers.LAYERS["simple_rnn"] is custom_layers.SimpleRNN
+    assert custom_layers.LAYERS["gru"] is custom_layers.GRU
     with pytest.raises(TypeError):
         custom_layers.LAYERS["other"] = custom_layers.LSTM  # read-only
     for layer_class in custom_layers.LAYERS.values():
