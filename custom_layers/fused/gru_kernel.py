@@ -195,9 +195,13 @@ def _gru(x, h0, kernel, recurrent_kernel, bias, reset_after, mask, zero_output_f
                 *inputs, mask_tm, zero_output_for_mask, **options, weights_left=loops["forward"]
             )
         else:
+            # Under XLA inference records the gates too and drops them: without those writes XLA recomputes the
+            # gate activations in each fusion that reads them, which made the loop slower than the recording one
+            # (benchmarks/THROUGHPUT_NOTES.md, GRU).
             outputs, h_last = forward_fn(
-                *inputs, mask_tm, zero_output_for_mask, **options, keep_gates=False, weights_left=loops["inference"]
-            )
+                *inputs, mask_tm, zero_output_for_mask, **options, keep_gates=bool(jit_compile),
+                weights_left=loops["inference"],
+            )[:2]  # fmt: skip
 
         def backward(d_outputs, dh_last):
             gates_tm, u_h_tm, h_ext = saved or forward_fn(
