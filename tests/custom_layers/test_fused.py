@@ -186,12 +186,14 @@ def test_weights_left_rule():
         "inference": False, "forward": False, "backward": False}  # fmt: skip
     assert layout.plan("lstm", tf.zeros([4, 3, 2]), tf.zeros([8, 8]), True, None, True)[1] == {
         "inference": True, "forward": True, "backward": True}  # fmt: skip
-    # GRU: its recurrent kernel (units, 3 units) reaches the backward threshold at 512 units, the others at 1024.
+    # GRU: its recurrent kernel (units, 3 units) reaches the inference and backward thresholds at 512 units, the
+    # training forward one at 1024.
     assert layout.weights_left("gru", tf.zeros([512, 3 * 512]), "backward")
+    assert layout.weights_left("gru", tf.zeros([512, 3 * 512]), "inference")
     assert not layout.weights_left("gru", tf.zeros([512, 3 * 512]), "forward")
-    assert not layout.weights_left("gru", tf.zeros([512, 3 * 512]), "inference")
-    assert layout.weights_left("gru", tf.zeros([1024, 3 * 1024]), "inference")
-    assert not layout.weights_left("gru", tf.zeros([256, 3 * 256]), "backward")
+    assert layout.weights_left("gru", tf.zeros([1024, 3 * 1024]), "forward")
+    for loop in layout.LOOPS:
+        assert not layout.weights_left("gru", tf.zeros([256, 3 * 256]), loop)
     # The feature-major layouts are XLA's; plain TensorFlow ignores the request.
     x = sequences(batch=2, steps=STEPS, features=FEATURES)
     states = initial_states("lstm", 2)
@@ -302,3 +304,20 @@ def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, unit
 
     for a, b in zip(outputs_and_gradients(ours), outputs_and_gradients(theirs), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("kernel_name", ["gru", "gru_reset_before"])
+@pytest.mark.parametrize("masked", [None, "zeros"])
+def test_gru_inference_with_weights_on_the_left_matches(kernel_name, masked):
+    # GRU inference runs its forward loop with its own threshold (layout.WEIGHTS_LEFT_FROM["gru"]["inference"]).
+    batch = 5
+    x = sequences(batch=batch, steps=STEPS, features=FEATURES)
+    states = initial_states(kernel_name, batch)
+    mask = None
+    if masked:
+        mask = tf.constant(right_padding_mask(np.random.default_rng(2).integers(1, STEPS + 1, size=batch), STEPS))
+    options = {"mask": mask, "zero_output_for_mask": masked == "zeros", "training": False}
+    left = run(kernel_name, x, states, 2, feature_major=True, **options)
+    right = run(kernel_name, x, states, 1, feature_major=False, **options)
+    for ours, reference in zip([*left[0], *left[1]], [*right[0], *right[1]]):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)

@@ -167,3 +167,30 @@ def test_runs_on_the_backend_asked_for():
     import os
 
     assert keras.backend.backend() == os.environ.get("KERAS_BACKEND", keras.backend.backend())
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_prompt_then_steps_as_the_export_generates(name):
+    """What an in-graph generation loop does: scan the prompt through two stacked layers, then feed tokens one at a
+    time, the first layer's input projection a lookup in project_inputs(embedding table). It must continue exactly
+    as the layers run over the whole sequence."""
+    layer_class, options = VARIANTS[name]
+    embedding = keras.layers.Embedding(12, 3)
+    first = layer_class(4, **options, return_sequences=True, jit_compile=False)
+    second = layer_class(5, **options, return_sequences=True, jit_compile=False)
+    tokens = np.array([[3, 7, 1, 4, 9, 2, 5], [6, 2, 8, 8, 1, 3, 11]], dtype="int32")
+    second(first(embedding(tokens)))  # builds the weights
+    for layer in (embedding, first, second):
+        randomize(layer)
+    whole = as_numpy(second(first(embedding(tokens))))
+    prompt = 4
+    x, states = embedding(tokens[:, :prompt]), []
+    for layer in (first, second):
+        x, layer_states = layer.scan(x)
+        states.append(layer_states)
+    np.testing.assert_allclose(as_numpy(x), whole[:, :prompt], atol=TOLERANCE, rtol=0)
+    table = first.cell.project_inputs(embedding.embeddings)  # (vocab, gate units)
+    for t in range(prompt, tokens.shape[1]):
+        h, states[0] = first.cell.step(keras.ops.take(table, tokens[:, t], axis=0), states[0])
+        h, states[1] = second.cell.step(second.cell.project_inputs(h), states[1])
+        np.testing.assert_allclose(as_numpy(h), whole[:, t], atol=TOLERANCE, rtol=0)
