@@ -18,7 +18,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.inputs import sentiment_dataset  # noqa: E402
-from pipeline.model import build_model  # noqa: E402
+from pipeline.model import build_classifier  # noqa: E402
 from pipeline.text import build_word_vocabulary  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "imdb_lstm.toml")
@@ -63,7 +63,7 @@ def main():
     first = examples_per_second(dataset)
     cached = examples_per_second(dataset)
 
-    model = build_model(config.model, "sentiment", vocab.size, 2, seed=0)
+    model = build_classifier(config.model, vocab.size, 2, seed=0)
     model.compile(keras.optimizers.Adam(t.learning_rate, clipnorm=t.clipnorm),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
     batches = list(dataset.take(args.train_steps + 3))

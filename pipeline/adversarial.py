@@ -27,6 +27,8 @@ import inspect
 import keras
 import tensorflow as tf
 
+from custom_layers import _keras_private
+
 # The power iteration's finite-difference step: small against the embeddings' norm, large for float32 round-off.
 _XI = 0.1
 
@@ -88,7 +90,7 @@ class AdversarialModel(keras.Model):
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         # "loss" reports the clean loss, comparable with val_loss and with runs without perturbations.
-        self._loss_tracker.update_state(loss * _replicas(), sample_weight=tf.shape(x)[0])
+        _keras_private.loss_tracker(self).update_state(loss * _replicas(), sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def _virtual_adversarial_loss(self, forward, embedded, mask, logits, output_mask=None):

@@ -16,9 +16,17 @@ from pathlib import Path
 import click
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, shorten
 
 logger = logging.getLogger("pipeline")
+
+
+# An error line is read by a person, or grepped from a log: whatever went into it, it stays one line this long.
+MAX_ERROR_CHARS = 500
+
+
+def _one_line(text: str) -> str:
+    return shorten(text, MAX_ERROR_CHARS)
 
 
 class _Group(click.Group):
@@ -30,10 +38,12 @@ class _Group(click.Group):
         except PipelineError as e:
             if ctx.meta.get("rnnpipe.debug"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted; progress is saved, run the same command again to resume", err=True)
+            stage = ctx.invoked_subcommand in ("tokenize", "train", "evaluate", "export", "run")
+            click.echo("interrupted; progress is saved, run the same command again to resume" if stage
+                       else "interrupted", err=True)  # fmt: skip
             sys.stdout.flush()
             sys.stderr.flush()
             # Everything is saved; skip interpreter shutdown, which can wait on tf.data worker threads that the
@@ -42,16 +52,23 @@ class _Group(click.Group):
         except click.UsageError as e:
             # click's default shows the whole usage block; one line naming the problem reads better in logs.
             command = e.ctx.command_path if e.ctx else "rnnpipe"
-            click.echo(f"error: {e.format_message()} (see '{command} --help')", err=True)
+            click.echo(f"error: {_one_line(e.format_message())} (see '{command} --help')", err=True)
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as e:  # a bug, or an input we failed to anticipate: still one line, details on request
             if ctx.meta.get("rnnpipe.debug"):
                 raise
-            message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            click.echo(f"error: {type(e).__name__}: {message} (run with --debug for the traceback)", err=True)
+            click.echo(f"error: {_one_line(_describe(e))} (run with --debug for the traceback)", err=True)
             ctx.exit(1)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        # The file system refused (permissions, a full disk, a vanished file): what, and where.
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -72,9 +89,15 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     each one can be re-run on its own: tokenize -> train -> evaluate -> export.
     """
     ctx.meta["rnnpipe.debug"] = debug
-    # TensorFlow reads this when it is first imported, which the stage commands do lazily (keeps --help fast).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
-    if not debug:
+    # TensorFlow reads this when it is first imported. Level 3 keeps only FATAL lines: its ERROR level carries
+    # notices such as "oneDNN supports DT_INT8 only on platforms with AVX-512" (tensorflow/core/util/util.cc,
+    # DataTypeUnsupportedWarning: logged once per process when oneDNN meets a data type this CPU has no
+    # instructions for; nothing is wrong). Every failure of ours reaches the user as a Python exception, printed by
+    # _Group above; --debug shows TensorFlow's log in full.
+    if debug:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         _import_tensorflow_quietly()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
@@ -100,89 +123,126 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def _config_options(func):
-    """CONFIG, --run-dir, --set and --overwrite, shared by the stage commands."""
+def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
+    """CONFIG, --run-dir, --set (and --overwrite), shared by the stage commands: the command gets the loaded config
+    and the run directory, opened and locked for the whole command. `keys` maps a command's own options to the
+    config keys they set (after --set, so the option wins)."""
 
-    @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option(
-        "--run-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Run directory to write to and read from.  [default: runs/<CONFIG name>]",
-    )
-    @click.option(
-        "--set",
-        "overrides",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Override a config value, e.g. --set train.epochs=3 --set data.manual_dir=../data (repeatable).",
-    )
-    @click.option("--overwrite", is_flag=True, help="Redo a stage whose results already exist (replacing them).")
-    @functools.wraps(func)
-    def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], overwrite: bool, **kwargs):
-        from pipeline.config import load_config
-        from pipeline.rundir import default_run_dir, open_run_dir
+    def decorate(func):
+        @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+        @click.option(
+            "--run-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Run directory to write to and read from.  [default: runs/<CONFIG name>]",
+        )
+        @_set_option
+        @functools.wraps(func)
+        def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], **kwargs):
+            from pipeline import preflight, rundir
+            from pipeline.config import load_config
 
-        config = load_config(config_path, overrides)
-        run = open_run_dir(run_dir or default_run_dir(config_path), config)
-        return func(config=config, run_dir=run, overwrite=overwrite, **kwargs)
+            for option, key in (keys or {}).items():
+                value = kwargs.pop(option)
+                if value:
+                    overrides += (f"{key}={','.join(value) if isinstance(value, tuple) else value}",)
+            config = load_config(config_path, overrides)
+            preflight.check(config, func.__name__)  # before the run directory is created or locked
+            with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
+                return func(config=config, run_dir=rd, **kwargs)
 
-    return wrapper
+        if overwrite:
+            wrapper = click.option(
+                "--overwrite",
+                is_flag=True,
+                help="Redo stages whose config or data changed since their results were made, replacing those "
+                "results (without it, such a stage stops with an error).",
+            )(wrapper)
+        return wrapper
+
+    return decorate
+
+
+_set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set train.epochs=3 --set data.manual_dir=../data (repeatable).",
+)
 
 
 @main.command()
-@_config_options
+@_config_options()
 def tokenize(config, run_dir, overwrite):
     """Build the vocabulary (and class names) from the training split."""
     from pipeline import tokenize as stage
 
-    vocab = stage.run(config, run_dir, overwrite=overwrite)
-    click.echo(f"vocabulary: {vocab.size} {vocab.level}s -> {run_dir.vocabulary}")
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
 
 @main.command()
-@_config_options
+@_config_options()
 def train(config, run_dir, overwrite):
-    """Train the model, resuming an interrupted run; keeps the best checkpoint on validation loss.
+    """Train the model, resuming an interrupted run; keeps the best checkpoint on train.monitor.
 
     With model.ensemble = K > 1 the K members are trained one after the other (in <run_dir>/members/) and then
     joined into one checkpoint that averages their probabilities."""
     from pipeline import train as stage
 
-    result = stage.run(config, run_dir, overwrite=overwrite)
-    click.echo(result.summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
 
 @main.command()
-@_config_options
+@_config_options()
 def evaluate(config, run_dir, overwrite):
     """Evaluate the best checkpoint on `evaluate.split`; writes metrics.json."""
     from pipeline import evaluate as stage
 
-    metrics = stage.run(config, run_dir, overwrite=overwrite)
-    click.echo(stage.summary(metrics))
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
 
 @main.command()
-@_config_options
-def export(config, run_dir, overwrite):
-    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/."""
+@_config_options(overwrite=False, keys={"formats": "export.formats"})
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    type=click.Choice(["saved_model", "litert"]),
+    help="What to write (repeatable; sets export.formats): a SavedModel for TF Serving, a LiteRT .tflite for devices.",
+)
+def export(config, run_dir):
+    """Write a SavedModel for TensorFlow Serving to <run_dir>/export/<export.name>/<version>/ (with --format
+    litert, a LiteRT model in <version>/litert/).
+
+    A new version is written when the model or the export settings changed since the last one; versions are never
+    replaced."""
     from pipeline import export as stage
 
-    path = stage.run(config, run_dir)
-    click.echo(f"exported: {path}")
+    click.echo(stage.run(config, run_dir).summary())
 
 
 @main.command()
-@_config_options
+@_config_options()
 def run(config, run_dir, overwrite):
-    """Run every stage: tokenize -> train -> evaluate -> export."""
+    """Run every stage: tokenize -> train -> evaluate -> export (each skipped while up to date)."""
     from pipeline import evaluate, export, tokenize, train
 
-    vocab = tokenize.run(config, run_dir, overwrite=overwrite)
-    click.echo(f"vocabulary: {vocab.size} {vocab.level}s -> {run_dir.vocabulary}")
+    click.echo(tokenize.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
-    click.echo(evaluate.summary(evaluate.run(config, run_dir, overwrite=overwrite)))
-    click.echo(f"exported: {export.run(config, run_dir)}")
+    click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(export.run(config, run_dir).summary())
+
+
+@main.command("config")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
+@_set_option
+def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
+    """Print CONFIG fully resolved, as TOML: every key, defaults included, each with what it means.
+
+    The output is itself a config file to start from: rnnpipe config configs/mr_lstm.toml > mine.toml"""
+    from pipeline.config import load_config, to_toml
+
+    click.echo(to_toml(load_config(config_path, overrides), comments=True), nl=False)
 
 
 @main.command()
@@ -191,37 +251,144 @@ def run(config, run_dir, overwrite):
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r", encoding="utf-8"),
-    help="Read texts from this file, one per line ('-' for stdin).",
+    type=click.File("rb"),
+    help="Read texts from this UTF-8 file, one per line ('-' for stdin).",
 )
 def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
-    """Classify TEXTS with an exported sentiment model; one JSON line per text.
+    """Classify TEXTS with an exported sentiment model; one JSON line per text, printed as each batch is done.
 
     EXPORT_DIR is a version folder (export/model/3) or the model folder above it (the highest version is used,
     as TF Serving would).
     """
+    import itertools
     import json
 
     from pipeline import predict as stage
 
-    lines = list(texts) + ([line.rstrip("\r\n") for line in input_file] if input_file else [])
-    if not lines:
+    if not texts and input_file is None:
         raise click.UsageError("give TEXT arguments or --input FILE")
+    lines = texts
+    if input_file is not None:
+        name = "stdin" if input_file.name in ("-", "<stdin>") else input_file.name
+        lines = itertools.chain(texts, stage.read_texts(input_file, name))
     for result in stage.predict(export_dir, lines):
         click.echo(json.dumps(result, ensure_ascii=False))
 
 
 @main.command()
 @click.argument("export_dir", type=click.Path(path_type=Path))
-@click.option("--prompt", required=True, help="Text to continue.")
-@click.option("--length", default=200, show_default=True, type=int, help="Characters to generate (>= 0).")
-@click.option("--temperature", default=1.0, show_default=True, type=float, help="Sampling temperature (> 0).")
-@click.option("--seed", type=int, help="Seed for reproducible sampling.")
-def generate(export_dir: Path, prompt: str, length: int, temperature: float, seed: int | None) -> None:
-    """Continue PROMPT with an exported next-character model (sampling runs inside the SavedModel)."""
+@click.option("--prompt", help="Text to continue.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("rb"),
+    help="Continue each line of this UTF-8 file ('-' for stdin) instead; one JSON line per sample.",
+)
+@click.option("--length", default=200, show_default=True, type=int,
+              help="Characters to generate, from 0 to the export's max_length.")  # fmt: skip
+@click.option("--temperature", default=1.0, show_default=True, type=float,
+              help="Below 1, likelier characters; above 1, more varied ones (> 0).")  # fmt: skip
+@click.option("--top-k", default=0, show_default=True, type=int,
+              help="Sample from the K most probable characters only (0: all).")  # fmt: skip
+@click.option("--top-p", default=1.0, show_default=True, type=float,
+              help="Sample from the fewest most probable characters that hold probability P (1: all).")  # fmt: skip
+@click.option("--num-samples", default=1, show_default=True, type=click.IntRange(min=1), help="Texts per prompt.")
+@click.option("--seed", type=int, help="Seed for reproducible sampling, 0 to 2**63 - 1 (without it, each run differs).")
+def generate(export_dir: Path, prompt: str | None, input_file, length: int, temperature: float, top_k: int,
+             top_p: float, num_samples: int, seed: int | None) -> None:  # fmt: skip
+    """Continue --prompt TEXT (or each line of --input FILE) with an exported next-character model.
+
+    Sampling runs inside the SavedModel. With --prompt the output is the prompt and its continuation (on a
+    terminal it appears as it is generated); with --input, one JSON line {"prompt", "sample", "text"} per sample,
+    "text" being the continuation. EXPORT_DIR is a version folder or the model folder above it."""
+    import json
+
     from pipeline import generate as stage
 
-    click.echo(prompt + stage.generate(export_dir, prompt, length=length, temperature=temperature, seed=seed))
+    if (prompt is None) == (input_file is None):
+        raise click.UsageError("give --prompt TEXT or --input FILE (one of the two)")
+    sampling = stage.Sampling(length, temperature, top_k, top_p, seed)
+    sampling.check()
+    source = "--prompt" if input_file is None else input_file.name
+    prompts = [prompt] if input_file is None else stage.read_prompts(input_file, source)
+    generator = stage.Generator(export_dir)
+    generator.check(sampling, prompts, source)
+    if input_file is not None:
+        for batch in generator.batches(prompts, sampling, num_samples):
+            for texts in batch.pieces:
+                for (p, s), text in zip(batch.rows, texts):
+                    record = {"prompt": stage.display_text(prompts[p]), "sample": s, "text": text}
+                    click.echo(json.dumps(record, ensure_ascii=False))
+        return
+
+    def header(sample: int) -> None:
+        if num_samples > 1:
+            click.echo(f"--- sample {sample + 1} of {num_samples} ---")
+
+    shown = stage.display_text(prompt)
+    stream = sys.stdout.isatty()
+    for batch in generator.batches(prompts, sampling, num_samples, stream=stream):
+        # The first row of each batch is printed as it is generated, the others once their batch is done.
+        texts = [""] * len(batch.rows)
+        header(batch.rows[0][1])
+        click.echo(shown, nl=False)
+        for pieces in batch.pieces:
+            click.echo(pieces[0], nl=False)
+            texts = [text + piece for text, piece in zip(texts, pieces)]
+        click.echo()
+        for (_, s), text in zip(batch.rows[1:], texts[1:]):
+            header(s)
+            click.echo(shown + text)
+
+
+# Both lists are plain tuples: importing them keeps `rnnpipe --help` free of TensorFlow.
+from pipeline.init import FORMATS as _INIT_FORMATS
+from pipeline.tasks import NAMES as _TASK_NAMES
+
+
+@main.command("init")
+@click.argument("data", nargs=-1, required=True, metavar="DATA")
+@click.option("--task", type=click.Choice(_TASK_NAMES),
+              help="The task.  [default: sentiment for labelled data, next_char for one plain text]")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the config to this new file (never replaced).  [default: print it]")
+@click.option("--text-column", metavar="NAME", help="CSV/TSV: the column holding the text.")
+@click.option("--label-column", metavar="NAME", help="CSV/TSV: the column holding the class.")
+@click.option("--format", "fmt", type=click.Choice(_INIT_FORMATS), help="Read DATA in this format instead of "
+              "telling it from the path.")  # fmt: skip
+@click.option("--encoding", metavar="NAME",
+              help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16.")
+@click.option("--validation", metavar="PATH", help="Validation data in DATA's format.  [default: held out]")
+@click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
+def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, validation,
+         test) -> None:  # fmt: skip
+    """Inspect DATA and write a starter config for it; asks nothing.
+
+    \b
+      rnnpipe init data/reviews.csv -o reviews.toml && rnnpipe run reviews.toml
+      rnnpipe init 'data/mr/rt-polarity.*' -o mr.toml     (one file per class: a quoted glob, or their folder)
+
+    DATA is a CSV or TSV file with a header row, a folder holding one sub-folder per class (or train/ and test/
+    folders holding those), one file per class with one example per line, or a plain text (task next_char).
+    Prints what it found (format, columns, classes and their counts, size, encoding) and writes the task and the
+    data section; every other setting is the task's default (`rnnpipe config FILE` shows them all). What the data
+    cannot tell, such as which of several columns is the label, is an error naming the option that settles it.
+    """
+    from pipeline import init as stage
+
+    if output is not None:
+        stage.check_new(output)
+    findings = stage.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
+                             encoding=encoding, validation=validation, test=test)  # fmt: skip
+    text = stage.starter_config(findings, output)
+    summary = "\n".join(findings.summary())
+    if output is None:
+        click.echo(summary, err=True)  # stdout is the config: rnnpipe init data.csv > data.toml
+        click.echo(text, nl=False)
+        return
+    stage.write_new(output, text)
+    click.echo(summary)
+    click.echo(f"wrote {output}: rnnpipe run {output}  (every setting: rnnpipe config {output})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Pipeline configuration: frozen dataclasses, one per stage, under one `Config`.
 
-Precedence, lowest first: the defaults below, a TOML file (see configs/), then `--set key=value` overrides. Unknown
-keys, wrong types and invalid choices are `ConfigError`s naming the key's dotted path, e.g. `model.units`.
+Precedence, lowest first: the code defaults below, the task's defaults (`pipeline.tasks.<task>.DEFAULTS`: the best
+recipe the project knows for that task), a TOML file (see configs/), then `--set key=value` overrides. Unknown keys,
+wrong types, non-finite numbers and invalid choices are `ConfigError`s naming the key's dotted path, e.g.
+`model.units`. `rnnpipe config CONFIG` prints the fully resolved result.
 
 Relative paths (data files, `data.manual_dir`, ...) are taken relative to the current working directory, as any
 command-line tool would; the resolved config written into the run directory holds them as absolute paths, so later
@@ -12,17 +14,30 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import json
+import math
 import os
-import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from pipeline.errors import ConfigError
+import tomllib
 
-TASKS = ("sentiment", "next_char")
+from pipeline.errors import ConfigError, shorten
+from pipeline.tasks import NAMES as TASKS  # noqa: E402
+
+# A config is a few hundred bytes of settings; these bounds keep a mistaken or hostile file from reaching the
+# run directory, the logs or an error message whole.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_STRING_CHARS = 4096
+
+
+def _key(default: Any, doc: str) -> Any:
+    """A config key: its default and one line on what it means (shown by `rnnpipe config` and the README)."""
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
@@ -42,115 +57,117 @@ class DataConfig:
     parts are contiguous stretches at the end of the text, so no window straddles two splits.
     """
 
-    source: str = "files"
-    # tfds
-    name: str = ""
-    data_dir: str = ""
-    manual_dir: str = ""
-    train_split: str = "train"
-    validation_split: str = ""
-    test_split: str = "test"
-    text_feature: str = "text"
-    label_feature: str = "label"
-    # files
-    format: str = "auto"
-    train: str = ""
-    validation: str = ""
-    test: str = ""
-    text_column: str = "text"
-    label_column: str = "label"
-    encoding: str = "utf-8"
-    encoding_errors: str = "strict"
-    # held-out fractions, used only where a split is not given
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.0
+    source: str = _key("files", "'files' (local files) or 'tfds' (TensorFlow Datasets)")
+    name: str = _key("", "tfds: the dataset name, e.g. 'imdb_reviews'")
+    data_dir: str = _key("", "tfds: where TFDS keeps prepared datasets (empty: TFDS's default)")
+    manual_dir: str = _key("", "tfds: a folder holding the dataset's downloaded files, for offline use")
+    train_split: str = _key("train", "tfds: the training split, in TFDS split syntax")
+    validation_split: str = _key("", "tfds: the validation split (empty: hold out validation_fraction of train)")
+    test_split: str = _key("test", "tfds: the test split (empty: none)")
+    text_feature: str = _key("text", "tfds: the feature holding the text")
+    label_feature: str = _key("label", "tfds, sentiment: the ClassLabel feature")
+    format: str = _key("auto", "files: csv, tsv, class_dirs, class_files, text, or auto (told from the path)")
+    train: str = _key("", "files: the training data: a file, a folder (class_dirs) or a glob (class_files)")
+    validation: str = _key("", "files: validation data in the same format (empty: held out from train)")
+    test: str = _key("", "files: test data in the same format (empty: held out from train by test_fraction)")
+    text_column: str = _key("text", "csv/tsv: the column holding the text")
+    label_column: str = _key("label", "csv/tsv, sentiment: the column holding the class name")
+    encoding: str = _key("utf-8", "files: text encoding, e.g. 'utf-8' or 'windows-1252' (a UTF-8 BOM is dropped)")
+    encoding_errors: str = _key("strict", "undecodable bytes: 'strict' (stop, naming file and line), 'replace' or "
+                                "'ignore'")  # fmt: skip
+    validation_fraction: float = _key(0.1, "share of train held out for validation when no validation data is given")
+    test_fraction: float = _key(0.0, "share of train held out for test when no test data is given")
 
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    """Sentiment: word level (lower-cased, punctuation stripped, split on whitespace), the `max_tokens` most frequent
-    words of the training split (ties broken alphabetically), sequences cut to `sequence_length` words.
-    next_char: every character of the training split seen at least `min_char_count` times, plus one out-of-vocabulary
-    entry."""
+    """Sentiment: word level (standardized, split on whitespace): the training split's words seen at least
+    `min_word_count` times, at most `max_tokens` of them (ties broken alphabetically), texts cut to
+    `sequence_length` words. next_char: every character of the training split seen at least `min_char_count`
+    times, plus one out-of-vocabulary entry."""
 
-    max_tokens: int = 20000
-    sequence_length: int = 256
-    standardize: str = "lower_and_strip_punctuation"
-    min_char_count: int = 1
+    max_tokens: int = _key(20000, "sentiment: the largest vocabulary, padding and out-of-vocabulary entries included")
+    min_word_count: int = _key(1, "sentiment: a word enters the vocabulary once seen this many times in train")
+    sequence_length: int = _key(256, "sentiment: words kept per text (the rest is cut)")
+    standardize: str = _key("lower_and_strip_punctuation", "sentiment: lower_and_strip_punctuation, lower, "
+                            "strip_punctuation or none")  # fmt: skip
+    min_char_count: int = _key(1, "next_char: a character enters the vocabulary once seen this many times")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """embedding -> `layers` recurrent layers of `cell` (ours, from custom_layers) -> dense head."""
 
-    cell: str = "lstm"
-    embedding_dim: int = 128
-    units: int = 256
-    layers: int = 1
-    bidirectional: bool = False
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    output_dropout: float = 0.0
-    peephole: bool = False
-    layer_norm: bool = False
-    # sentiment: how the last layer's outputs become one vector: its final state ("last"), or the maximum / mean
-    # over the (unpadded) timesteps
-    pooling: str = "last"
-    # sentiment: > 1 trains that many copies of the model independently (training seeds seed, seed+1, ...) and
-    # predicts with the mean of their class probabilities
-    ensemble: int = 1
+    cell: str = _key("lstm", "the recurrent layer, from custom_layers: lstm, simple_rnn or gru")
+    embedding_dim: int = _key(128, "size of the token embeddings")
+    units: int = _key(256, "units of each recurrent layer (per direction)")
+    layers: int = _key(1, "recurrent layers, stacked")
+    bidirectional: bool = _key(False, "sentiment: read each text in both directions")
+    dropout: float = _key(0.0, "dropout on each recurrent layer's inputs, one mask per sequence")
+    recurrent_dropout: float = _key(0.0, "dropout on the recurrent state (slower: no fused kernel while training)")
+    output_dropout: float = _key(0.0, "dropout before the dense head")
+    peephole: bool = _key(False, "lstm: peephole connections (Gers & Schmidhuber 2000)")
+    layer_norm: bool = _key(False, "lstm: layer-normalized gate pre-activations (Ba et al. 2016)")
+    pooling: str = _key("last", "sentiment: the text vector: the final state ('last'), or the max or mean over "
+                        "the unpadded timesteps")  # fmt: skip
+    ensemble: int = _key(1, "sentiment: K > 1 trains K models (seeds seed, seed+1, ...) and averages their "
+                         "probabilities; K times the training time, export size and serving cost")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Adam with gradient-norm clipping; early stopping on validation loss keeps the best weights.
+    """Adam with gradient-norm clipping; the checkpoint best on `monitor` is kept, and early stopping watches it.
 
     `batch_size` is the global batch (split across replicas by the distribution strategy). next_char trains on
     windows of `sequence_length` characters; an epoch is `steps_per_epoch` batches (0: one pass over the text).
-    `max_seconds` > 0 stops training (after the current batch) once that much wall time is spent.
     """
 
-    batch_size: int = 64
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    clipnorm: float = 1.0
-    patience: int = 3
-    max_seconds: float = 0.0
-    sequence_length: int = 100
-    steps_per_epoch: int = 0
-    shuffle_buffer: int = 10000
-    bucketing: bool = True
-    strategy: str = "default"
-    backup_every_steps: int = 200
-    # what picks the best checkpoint and drives early stopping: "val_loss" or "val_accuracy"
-    monitor: str = "val_loss"
-    # > 0: adversarial / virtual adversarial training, embeddings perturbed by this L2 norm per example
-    # (pipeline/adversarial.py)
-    adversarial_epsilon: float = 0.0
-    virtual_adversarial_epsilon: float = 0.0
-    # sentiment: the probability that each word of a training example is deleted, drawn anew at every epoch
-    word_dropout: float = 0.0
+    batch_size: int = _key(64, "examples per step (the global batch, across replicas)")
+    epochs: int = _key(10, "the most epochs to train")
+    learning_rate: float = _key(1e-3, "Adam's learning rate")
+    clipnorm: float = _key(1.0, "clip each gradient to this L2 norm (0: no clipping)")
+    patience: int = _key(3, "stop after this many epochs without improvement of monitor (0: never stop early)")
+    max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes; the current epoch "
+                              "stops, is validated and checkpointed")  # fmt: skip
+    sequence_length: int = _key(100, "next_char: characters per training window")
+    steps_per_epoch: int = _key(0, "next_char: batches per epoch (0: one pass over the text)")
+    shuffle_buffer: int = _key(10000, "examples in the shuffle buffer")
+    bucketing: bool = _key(True, "sentiment: batch texts of similar length together (less padding)")
+    strategy: str = _key("default", "tf.distribute strategy: default, mirrored, multi_worker_mirrored or tpu")
+    backup_every_steps: int = _key(200, "save a resumable backup every this many steps (and each epoch)")
+    monitor: str = _key("val_loss", "what picks the best checkpoint: val_loss or val_accuracy")
+    adversarial_epsilon: float = _key(0.0, "sentiment: > 0 adds adversarial training on the embeddings, "
+                                      "perturbation of this L2 norm per example (Miyato et al. 2017)")  # fmt: skip
+    virtual_adversarial_epsilon: float = _key(0.0, "sentiment: > 0 adds virtual adversarial training, "
+                                              "perturbation of this norm")  # fmt: skip
+    word_dropout: float = _key(0.0, "sentiment: probability of deleting each word of a training text, anew each "
+                               "epoch")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    split: str = "test"
-    batch_size: int = 256
+    split: str = _key("test", "the split to score: test, validation or train")
+    batch_size: int = _key(256, "examples per evaluation batch")
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """SavedModel for TF Serving at <run_dir>/export/<name>/<version>/; `version = 0` takes the next free integer."""
+    """SavedModel for TF Serving at <run_dir>/export/<name>/<version>/."""
 
-    name: str = "model"
-    version: int = 0
-    warmup_requests: bool = True
+    name: str = _key("model", "the model folder under <run_dir>/export/ (TF Serving's model name)")
+    version: int = _key(0, "the version folder; 0 takes the next free integer")
+    max_length: int = _key(4096, "next_char: the most characters one generation request may ask for; longer ones fail")
+    warmup_requests: bool = _key(True, "write assets.extra/tf_serving_warmup_requests for TF Serving")
+    formats: tuple[str, ...] = _key(("saved_model",), "what a version folder holds: saved_model (TF Serving) and/or "
+                                    "litert (a .tflite for devices, in litert/)")  # fmt: skip
+    litert_quantize: bool = _key(False, "litert: post-training dynamic-range quantization (int8 weights, about a "
+                                 "quarter of the size)")  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Config:
-    task: str = "sentiment"
-    seed: int = 42
+    task: str = _key("sentiment", "sentiment (text classification) or next_char (character language model)")
+    seed: int = _key(42, "seeds the held-out splits, initial weights, dropout and shuffling")
     data: DataConfig = field(default_factory=DataConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -159,60 +176,106 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
+def _cells() -> tuple[str, ...]:
+    import custom_layers
+
+    return tuple(custom_layers.LAYERS)
+
+
 _CHOICES = {
-    "task": TASKS,
-    "data.source": ("files", "tfds"),
-    "data.format": ("auto", "csv", "tsv", "class_dirs", "class_files", "text"),
-    "data.encoding_errors": ("strict", "replace", "ignore"),
-    "tokenize.standardize": ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none"),
-    "model.cell": ("lstm", "simple_rnn"),
-    "model.pooling": ("last", "max", "mean"),
-    "train.monitor": ("val_loss", "val_accuracy"),
-    "train.strategy": ("default", "mirrored", "multi_worker_mirrored", "tpu"),
-    "evaluate.split": ("test", "validation", "train"),
+    "task": lambda: TASKS,
+    "data.source": lambda: ("files", "tfds"),
+    "data.format": lambda: ("auto", "csv", "tsv", "class_dirs", "class_files", "text"),
+    "data.encoding_errors": lambda: ("strict", "replace", "ignore"),
+    "tokenize.standardize": lambda: ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none"),
+    "model.cell": _cells,
+    "model.pooling": lambda: ("last", "max", "mean"),
+    "train.monitor": lambda: ("val_loss", "val_accuracy"),
+    "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),
+    "evaluate.split": lambda: ("test", "validation", "train"),
 }
 _PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test")
+EXPORT_FORMATS = ("saved_model", "litert")
+# Model options that only some recurrent layers have; a cell whose constructor lacks one cannot turn it on.
+CELL_OPTIONS = ("peephole", "layer_norm")
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
-    """Defaults, then the TOML file at `path` (if given), then `key=value` overrides; validated and resolved."""
+    """Defaults, the task's defaults, then the TOML file at `path` (if given), then `key=value` overrides;
+    validated and resolved."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: TOML syntax error: {e}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raw = _read_toml(Path(path))
     for item in overrides:
         _apply_override(raw, item)
-    config = _build(Config, raw, prefix="")
-    _validate(config)
-    return _resolve_paths(config)
+    return _resolve_paths(config_from_dict(raw))
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
-    """The inverse of `config_to_dict`, with the same checks as `load_config`."""
-    config = _build(Config, dict(raw), prefix="")
+    """A config from a (possibly partial) nested mapping, with the task's defaults under it and the same checks as
+    `load_config`; the inverse of `config_to_dict`."""
+    raw = dict(raw)
+    task = raw.get("task", Config.task)
+    if isinstance(task, str) and task in TASKS:
+        raw = _merged(_nested(task_defaults(task)), raw)
+    config = _build(Config, raw, prefix="")
     _validate(config)
     return config
+
+
+def task_defaults(task: str) -> dict[str, Any]:
+    """The task's defaults over the code defaults, as {dotted key: value}."""
+    from pipeline import tasks
+
+    return dict(tasks.get(task).DEFAULTS)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def to_toml(config: Config) -> str:
-    """The config as TOML, every key written out, so the file alone reproduces the run."""
-    data = config_to_dict(config)
-    lines = [f"{key} = {_toml_value(value)}" for key, value in data.items() if not isinstance(value, dict)]
-    for section, values in data.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+def to_toml(config: Config, comments: bool = False) -> str:
+    """The config as TOML, every key written out, so the file alone reproduces the run; with `comments`, each key
+    is preceded by what it means."""
+    lines = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"\n[{section.name}]")
+            for leaf in dataclasses.fields(value):
+                if comments:
+                    lines.append(f"# {leaf.metadata['doc']}")
+                lines.append(f"{leaf.name} = {_toml_value(getattr(value, leaf.name))}")
+        else:
+            if comments:
+                lines.append(f"# {section.metadata['doc']}")
+            lines.append(f"{section.name} = {_toml_value(value)}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def reference() -> list[tuple[str, Any, dict[str, Any], str]]:
+    """(dotted key, code default, {task: task default}, meaning) for every key, in file order."""
+    rows = []
+    overrides = {task: task_defaults(task) for task in TASKS}
+    hints = typing.get_type_hints(Config)
+    for section in dataclasses.fields(Config):
+        kind = hints[section.name]
+        leaves = dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else [section]
+        for leaf in leaves:
+            dotted = leaf.name if leaf is section else f"{section.name}.{leaf.name}"
+            per_task = {task: values[dotted] for task, values in overrides.items() if dotted in values}
+            rows.append((dotted, leaf.default, per_task, leaf.metadata["doc"]))
+    return rows
+
+
+def reference_markdown() -> str:
+    """The config reference as the README shows it: one table row per key, generated from the dataclasses."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for dotted, default, per_task, doc in reference():
+        shown = f"`{_toml_value(default)}`"
+        if per_task:
+            shown += "; " + ", ".join(f"{task} `{_toml_value(value)}`" for task, value in per_task.items())
+        lines.append(f"| `{dotted}` | {shown} | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -228,17 +291,64 @@ def replace(config: Config, **changes: Any) -> Config:
     return config_from_dict(raw)
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, prefix + key + "."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,} bytes")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: TOML syntax error: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+
+
+def _nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _merged(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        raise ConfigError(f"--set expects KEY=VALUE, got {shorten(item)!r}")
     *parents, leaf = key.split(".")
     node = raw
     for part in parents:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{key}: '{part}' is not a section")
+            raise ConfigError(f"{shorten(key)}: '{shorten(part)}' is not a section")
     node[leaf] = _OverrideValue(text)
 
 
@@ -251,7 +361,9 @@ def _parse_override(text: str, expected: type) -> Any:
         return str(text)
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
+        if typing.get_origin(expected) is tuple:  # --set export.formats=saved_model,litert
+            return [item.strip() for item in text.split(",") if item.strip()]
         return str(text)
 
 
@@ -266,7 +378,7 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown key '{path}'{hint}")
+            raise ConfigError(f"unknown key '{shorten(path)}'{hint}")
         expected = hints[key]
         if dataclasses.is_dataclass(expected):
             values[key] = _build(expected, value, prefix=path + ".")
@@ -278,75 +390,88 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _check_type(path: str, value: Any, expected: type) -> Any:
+    if typing.get_origin(expected) is tuple:  # tuple[str, ...]: a TOML array of strings
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{path}: expected a list of strings, got {_describe(value)}")
+        return tuple(_check_type(path, item, str) for item in value)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if expected is int and isinstance(value, bool):
-        ok = False
-    else:
-        ok = isinstance(value, expected)
+        value = float(value)
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
     if not ok:
         raise ConfigError(f"{path}: expected {expected.__name__}, got {_describe(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value}")
+    if isinstance(value, int) and abs(value) >= 2**63:
+        raise ConfigError(f"{path}: {shorten(str(value))} is out of range (at most 2**63 - 1 in size)")
+    if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        raise ConfigError(f"{path}: a string of {len(value):,} characters; at most {MAX_STRING_CHARS:,}")
     return value
 
 
 def _describe(value: Any) -> str:
     kind = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "table"}.get(type(value))
-    return f"{kind or type(value).__name__} {value!r}"
+    return f"{kind or type(value).__name__} {shorten(repr(value))}"
 
 
 def _validate(config: Config) -> None:
     flat = flatten(config_to_dict(config))
     for key, choices in _CHOICES.items():
-        if flat[key] not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(choices)}; got {flat[key]!r}")
+        if flat[key] not in choices():
+            raise ConfigError(f"{key}: must be one of {', '.join(choices())}; got {shorten(repr(flat[key]))}")
     positive = [
-        "tokenize.max_tokens", "tokenize.sequence_length", "tokenize.min_char_count", "model.embedding_dim",
-        "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
+        "tokenize.max_tokens", "tokenize.min_word_count", "tokenize.sequence_length", "tokenize.min_char_count",
+        "model.embedding_dim", "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
         "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
-    ]
+        "train.learning_rate", "export.max_length",
+    ]  # fmt: skip
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
-    if flat["train.learning_rate"] <= 0:
-        raise ConfigError(f"train.learning_rate: must be > 0, got {flat['train.learning_rate']}")
     for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.steps_per_epoch",
-                "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):
+                "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
-    for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout", "train.word_dropout"):
+    for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout", "train.word_dropout",
+                "data.validation_fraction", "data.test_fraction"):  # fmt: skip
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
-    for key in ("data.validation_fraction", "data.test_fraction"):
-        if not 0.0 <= flat[key] < 1.0:
-            raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
+    if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds
+        raise ConfigError(f"seed: must be in [0, 2**31), got {config.seed}")
+    if flat["export.max_length"] > 2**24:  # generated positions are float32 in the exported state (pipeline.generation)
+        raise ConfigError(f"export.max_length: must be <= 2**24 (16,777,216), got {flat['export.max_length']:,}")
     if flat["data.validation_fraction"] + flat["data.test_fraction"] >= 1.0:
         raise ConfigError("data.validation_fraction + data.test_fraction must leave some training data")
     try:
         "".encode(flat["data.encoding"])
     except LookupError:
-        raise ConfigError(f"data.encoding: unknown encoding {flat['data.encoding']!r}") from None
+        raise ConfigError(f"data.encoding: unknown encoding {shorten(repr(flat['data.encoding']))}") from None
     if config.data.source == "tfds" and not config.data.name:
         raise ConfigError("data.name: required when data.source = 'tfds' (e.g. 'imdb_reviews')")
     if config.data.source == "files" and not config.data.train:
         raise ConfigError("data.train: required when data.source = 'files' (a file, folder or glob)")
-    if config.task == "next_char":
-        if config.model.bidirectional:
-            raise ConfigError("model.bidirectional: a next-character model cannot look ahead; set it to false")
-        if config.data.format in ("csv", "tsv", "class_dirs", "class_files"):
-            raise ConfigError(f"data.format: next_char reads plain text, not {config.data.format!r}")
-    if config.model.peephole and config.model.cell != "lstm":
-        raise ConfigError("model.peephole: peephole connections exist only for cell = 'lstm'")
-    if config.model.pooling != "last" and config.task != "sentiment":
-        raise ConfigError("model.pooling: only sentiment models pool over time; next_char predicts every step")
-    if config.train.word_dropout and config.task != "sentiment":
-        raise ConfigError("train.word_dropout: only sentiment training drops words; set it to 0 for next_char")
-    if config.model.ensemble > 1 and config.task != "sentiment":
-        raise ConfigError(f"model.ensemble: only sentiment models are ensembled; set it to 1 for task "
-                          f"{config.task!r} (got {config.model.ensemble})")  # fmt: skip
-    if config.model.layer_norm and config.model.cell != "lstm":
-        raise ConfigError("model.layer_norm: layer normalization exists only for cell = 'lstm'")
-    if not config.export.name or "/" in config.export.name or config.export.name in (".", ".."):
-        raise ConfigError(f"export.name: must be a plain folder name, got {config.export.name!r}")
+    _check_cell_options(config.model)
+    formats = config.export.formats
+    if not formats or len(set(formats)) != len(formats) or not set(formats) <= set(EXPORT_FORMATS):
+        raise ConfigError(f"export.formats: a list of distinct formats from {', '.join(EXPORT_FORMATS)}; got "
+                          f"{shorten(repr(list(formats)))}")  # fmt: skip
+    name = config.export.name
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
+        raise ConfigError(f"export.name: must be a plain folder name, got {shorten(repr(name))}")
+    from pipeline import tasks
+
+    tasks.get(config.task).check_config(config)
+
+
+def _check_cell_options(model: ModelConfig) -> None:
+    import custom_layers
+
+    def accepts(layer, option):
+        return option in inspect.signature(layer).parameters
+
+    for option in CELL_OPTIONS:
+        if getattr(model, option) and not accepts(custom_layers.LAYERS[model.cell], option):
+            having = ", ".join(name for name, layer in custom_layers.LAYERS.items() if accepts(layer, option))
+            raise ConfigError(f"model.{option}: cell {model.cell!r} has no such option (it exists for {having})")
 
 
 def _resolve_paths(config: Config) -> Config:
@@ -363,16 +488,6 @@ def _is_remote(path: str) -> bool:
     return "://" in path
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, prefix + key + "."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -381,4 +496,6 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         # JSON's string escapes are a subset of TOML's basic-string escapes.
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

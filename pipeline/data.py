@@ -1,10 +1,17 @@
-"""Every data source the pipeline reads, as `tf.data` datasets of raw text.
+"""Every data source the pipeline reads, as `tf.data` datasets of raw text. The tasks choose what they read:
 
-    load_splits(config) -> Splits(train, validation, test, labels)
+    labelled_file_splits(data, seed)  -> Splits(train, validation, test, labels)  local files, sentiment
+    text_file_splits(data)            -> Splits(train, validation, test)          local plain text, next_char
+    tfds_splits(data, labelled=...)   -> Splits                                   TensorFlow Datasets
 
-sentiment elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
+Labelled elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
 class id): the dataset's own order for TFDS ClassLabel features, sorted otherwise.
-next_char elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
+Text elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
+
+Labels: every example has one (an empty label cell is an error naming the file and line, never a class named "");
+at least 2 and at most MAX_CLASSES distinct ones; a column of numbers with a fractional part in more than
+CONTINUOUS_DISTINCT distinct values is a continuous target, not classes, and is refused. Every label of a validation
+or test split must occur in the training split.
 
 Sources (see `DataConfig`): TFDS datasets, with `manual_dir` for offline use; CSV/TSV files; one folder per class
 (aclImdb: its unlabelled "unsup" folder is skipped); one file per class, one example per line (MR; empty lines are
@@ -15,7 +22,7 @@ Undecodable bytes follow `data.encoding_errors`: "strict" stops with the file, l
 substitutes U+FFFD; "ignore" drops them.
 
 Memory: plain text streams from disk in 1 MiB chunks (a 200 MB corpus is never held as one Python string).
-Sentiment files are read into memory once (IMDB-sized corpora are tens of MB) so that the seeded held-out
+Labelled files are read into memory once (IMDB-sized corpora are tens of MB) so that the seeded held-out
 split is exact and errors surface before training starts.
 """
 
@@ -35,13 +42,19 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from pipeline.config import Config, DataConfig
-from pipeline.errors import ConfigError, DataError
+from pipeline.config import DataConfig
+from pipeline.errors import ConfigError, DataError, shorten
 
 logger = logging.getLogger(__name__)
 
 CHUNK_CHARS = 1 << 20
 SKIPPED_CLASS_DIRS = frozenset({"unsup"})  # aclImdb's unlabelled reviews
+LABELLED_FORMATS = ("csv", "tsv", "class_dirs", "class_files")
+# The most classes a sentiment model is built for: the dense head, the per-class report and the serving output grow
+# with it (evaluation summarises beyond pipeline.metrics.MATRIX_CLASSES; see also pipeline.plots.PLOT_CLASSES).
+MAX_CLASSES = 10_000
+# Numbers with a fraction in more distinct values than this are a continuous target (scores), not class names.
+CONTINUOUS_DISTINCT = 20
 
 
 @dataclass(frozen=True)
@@ -52,51 +65,85 @@ class Splits:
     labels: tuple[str, ...] = ()
 
 
-def load_splits(config: Config) -> Splits:
-    """The train / validation / test datasets described by `config.data` for `config.task`."""
-    data = config.data
-    if data.source == "tfds":
-        return _tfds_splits(config)
-    fmt = _resolve_format(data, config.task)
-    if config.task == "next_char":
-        return _text_splits(data, config.seed)
-    return _sentiment_file_splits(data, fmt, config.seed)
-
-
 # --- local files: sentiment -------------------------------------------------------------------------------------
 
 
-def _sentiment_file_splits(data: DataConfig, fmt: str, seed: int) -> Splits:
+def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
+    """Labelled examples from local files; the held-out splits are a seeded permutation of train."""
+    fmt = _resolve_format(data)
     train = _read_examples(data, "train", data.train, fmt)
+    # Before any split: a continuous or one-class column is the column's problem, not a held-out split's.
+    check_labels((label for _, label in train), _label_source(data, fmt))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
     train = [train[i] for i in order]
     test = _read_examples(data, "test", data.test, fmt) if data.test else None
     if test is None and data.test_fraction > 0:
         count = round(len(train) * data.test_fraction)
+        if count == 0:
+            raise DataError(f"data.test_fraction: {data.test_fraction} of {len(train)} examples holds none out; "
+                            f"raise it or give data.test")  # fmt: skip
         test, train = train[:count], train[count:]
     if data.validation:
         validation = _read_examples(data, "validation", data.validation, fmt)
     else:
         count = round(len(train) * data.validation_fraction)
         validation, train = train[:count], train[count:]
-    labels = check_labels(label for _, label in train)
-    for name, split in (("validation", validation), ("test", test or [])):
-        unknown = sorted({label for _, label in split} - set(labels))
-        if unknown:
-            raise DataError(f"data.{name}: labels {unknown} do not occur in the training data {list(labels)}")
     if not train or not validation:
         raise DataError(f"data.train: {len(train)} training and {len(validation)} validation examples; need both")
+    labels = check_labels((label for _, label in train), "the training split")
+    for name, split in (("validation", validation), ("test", test or [])):
+        unknown = sorted({label for _, label in split} - set(labels))
+        if not unknown:
+            continue
+        examples = ", ".join(repr(shorten(label, 40)) for label in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        if getattr(data, name):
+            raise DataError(f"data.{name}: {len(unknown)} label(s) of {getattr(data, name)} do not occur in the "
+                            f"training data ({examples})")  # fmt: skip
+        raise DataError(f"data.{name}_fraction: the {name} examples held out of data.train include "
+                        f"{len(unknown)} label(s) left without a training example ({examples}); give data.{name} "
+                        f"or more examples of those classes")  # fmt: skip
     return Splits(_examples_dataset(train), _examples_dataset(validation),
                   None if test is None else _examples_dataset(test), labels)  # fmt: skip
 
 
-def check_labels(labels) -> tuple[str, ...]:
-    """Sorted distinct labels; a DataError unless there are at least two classes."""
+def check_labels(labels, source: str = "the label column") -> tuple[str, ...]:
+    """Sorted distinct labels; a DataError unless they are 2 to MAX_CLASSES discrete class names. `source` says
+    where they come from, for the message."""
     distinct = sorted(set(labels))
+    if "" in distinct:  # the readers refuse empty labels with their line; this keeps any other source honest
+        raise DataError(f"{source} holds an empty label; every example needs a class")
     if len(distinct) < 2:
-        raise DataError(f"the label column holds {len(distinct)} class(es) {distinct}: sentiment needs at least two")
+        shown = [shorten(label, 40) for label in distinct]
+        raise DataError(f"{source} holds {len(distinct)} class(es) {shown}: sentiment needs at least two")
+    if len(distinct) > MAX_CLASSES:
+        raise DataError(f"{source} holds {len(distinct):,} classes; sentiment models take at most {MAX_CLASSES:,}")
+    fractions = _fractional_numbers(distinct)
+    if len(distinct) > CONTINUOUS_DISTINCT and fractions:
+        examples = ", ".join(shorten(label, 20) for label in fractions[:3])
+        raise DataError(f"{source} holds {len(distinct):,} distinct numbers, some with a fraction ({examples}): a "
+                        f"continuous target, not class names; sentiment needs discrete labels (bin the values into "
+                        f"classes first)")  # fmt: skip
     return tuple(distinct)
+
+
+def _fractional_numbers(labels: list[str]) -> list[str]:
+    """The labels that are numbers with a fractional part, or [] when any label is not a number at all."""
+    fractions = []
+    for label in labels:
+        try:
+            value = float(label)
+        except ValueError:
+            return []
+        if not value.is_integer():
+            fractions.append(label)
+    return fractions
+
+
+def _label_source(data: DataConfig, fmt: str) -> str:
+    if fmt in ("csv", "tsv"):
+        return f"data.label_column: column {shorten(data.label_column, 40)!r} of {data.train}"
+    return f"data.train: {data.train}"
 
 
 def _examples_dataset(examples: list[tuple[str, str]]) -> tf.data.Dataset:
@@ -124,24 +171,49 @@ def _read_table(data: DataConfig, key: str, path: Path, fmt: str) -> list[tuple[
     text = read_text(path, data.encoding, data.encoding_errors)
     if not text.strip():
         raise DataError(f"data.{key}: {path} is empty")
-    if fmt == "csv":
-        rows = list(csv.reader(io.StringIO(text)))
-    else:  # GLUE-style TSV: no quoting, a quote character is just a character
-        rows = [line.split("\t") for line in text.split("\n") if line]
-    header, body = rows[0], rows[1:]
+    try:
+        return _table_examples(data, key, path, _csv_rows(text) if fmt == "csv" else _tsv_rows(text))
+    except csv.Error as error:
+        raise DataError(f"data.{key}: {path}: not readable as CSV ({error})") from None
+
+
+def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple[int, list[str]]]):
+    _, header = next(rows)
     missing = [c for c in (data.text_column, data.label_column) if c not in header]
     if missing:
         raise DataError(
-            f"data.{key}: {path} has no column {' or '.join(map(repr, missing))}; its columns are {header} "
-            f"(set data.text_column / data.label_column)"
+            f"data.{key}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
+            f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} (set data.text_column "
+            f"/ data.label_column)"
         )
     text_at, label_at = header.index(data.text_column), header.index(data.label_column)
     examples = []
-    for line_number, row in enumerate(body, start=2):
+    for line_number, row in rows:
         if len(row) != len(header):
-            raise DataError(f"data.{key}: {path} row {line_number} has {len(row)} fields, the header {len(header)}")
-        examples.append((row[text_at], row[label_at].strip()))
+            raise DataError(f"data.{key}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
+        label = row[label_at].strip()
+        if not label:
+            raise DataError(f"data.{key}: {path} line {line_number} has no label (column {data.label_column!r} is "
+                            f"empty); give every example a class, or remove the line")  # fmt: skip
+        examples.append((row[text_at], label))
     return examples
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the record starts, fields) per record; a quoted field may span lines."""
+    reader = csv.reader(io.StringIO(text))
+    start = 1
+    for row in reader:
+        if row:
+            yield start, row
+        start = reader.line_num + 1
+
+
+def _tsv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """GLUE-style TSV: no quoting, a quote character is just a character; empty lines are skipped."""
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if line:
+            yield line_number, line.split("\t")
 
 
 def _read_class_dirs(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
@@ -158,14 +230,21 @@ def _read_class_dirs(data: DataConfig, key: str, spec: str) -> list[tuple[str, s
     return examples
 
 
+def class_file_labels(files: list[Path]) -> dict[Path, str]:
+    """Each class file's label: its extension when all the files share one name (rt-polarity.pos, rt-polarity.neg),
+    otherwise its name without the extension (positive.txt, negative.txt)."""
+    same_stem = len({f.stem for f in files}) == 1 and all(f.suffix for f in files)
+    return {f: f.suffix[1:] if same_stem else f.stem for f in files}
+
+
 def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
     files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
     if not files:
         raise DataError(f"data.{key}: no file matches {spec}")
-    same_stem = len({f.stem for f in files}) == 1 and all(f.suffix for f in files)
+    labels = class_file_labels(files)
     examples = []
     for file in files:
-        label = file.suffix[1:] if same_stem else file.stem
+        label = labels[file]
         text = read_text(file, data.encoding, data.encoding_errors)
         if not text.strip():
             raise DataError(f"data.{key}: {file} is empty")
@@ -176,14 +255,21 @@ def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, 
 # --- local files: next_char --------------------------------------------------------------------------------------
 
 
-def _text_splits(data: DataConfig, seed: int) -> Splits:
-    del seed  # held-out parts of a text are contiguous stretches at its end, not random samples
+def text_file_splits(data: DataConfig) -> Splits:
+    """One plain text; held-out parts are contiguous stretches at its end (not random samples), so that no
+    training window straddles two splits."""
+    if data.format not in ("auto", "text"):
+        raise ConfigError(f"data.format: a plain-text task reads 'text', not {data.format!r}")
     train_path = _existing_file("train", data.train)
     total = count_chars(train_path, data.encoding, data.encoding_errors)
     if total == 0:
         raise DataError(f"data.train: {train_path} is empty")
     n_test = 0 if data.test else round(total * data.test_fraction)
     n_validation = 0 if data.validation else round(total * data.validation_fraction)
+    for name, count in (("test", n_test), ("validation", n_validation)):
+        if count == 0 and not getattr(data, name) and getattr(data, f"{name}_fraction") > 0:
+            raise DataError(f"data.{name}_fraction: {getattr(data, f'{name}_fraction')} of the {total} characters "
+                            f"of {train_path} holds none out; raise it or give data.{name}")  # fmt: skip
     n_train = total - n_test - n_validation
     if n_train <= 1:
         raise DataError(f"data.train: {train_path} has {total} characters, too few to hold out validation/test")
@@ -282,12 +368,14 @@ def _existing_file(key: str, spec: str) -> Path:
     return path
 
 
-def _resolve_format(data: DataConfig, task: str) -> str:
+def _resolve_format(data: DataConfig) -> str:
+    """The format of labelled files: `data.format`, or told from the path of `data.train`."""
     if data.format != "auto":
+        if data.format not in LABELLED_FORMATS:
+            raise ConfigError(f"data.format: labelled examples come in {', '.join(LABELLED_FORMATS)}, "
+                              f"not {data.format!r}")  # fmt: skip
         return data.format
     spec = data.train
-    if task == "next_char":
-        return "text"
     if any(ch in spec for ch in "*?["):
         return "class_files"
     if os.path.isdir(spec):
@@ -296,7 +384,7 @@ def _resolve_format(data: DataConfig, task: str) -> str:
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
     raise ConfigError(
-        f"data.format: cannot tell the format of {spec!r} for sentiment; set data.format to csv, tsv, class_dirs "
+        f"data.format: cannot tell the format of {spec!r} for labelled examples; set data.format to csv, tsv, class_dirs "
         f"or class_files"
     )
 
@@ -304,10 +392,11 @@ def _resolve_format(data: DataConfig, task: str) -> str:
 # --- TensorFlow Datasets -----------------------------------------------------------------------------------------
 
 
-def _tfds_splits(config: Config) -> Splits:
+def tfds_splits(data: DataConfig, labelled: bool) -> Splits:
+    """A TFDS dataset's splits: {"text", "label"} examples if `labelled`, else the text feature alone (which then
+    needs an explicit `validation_split`: a held-out share of shuffled records would not be a contiguous text)."""
     import tensorflow_datasets as tfds
 
-    data = config.data
     builder = _tfds_builder(data)
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir or None))
@@ -324,7 +413,7 @@ def _tfds_splits(config: Config) -> Splits:
     if not validation_split:
         if "[" in train_split:
             raise ConfigError("data.validation_split: required when data.train_split is already sliced")
-        if config.task == "next_char":
+        if not labelled:
             raise ConfigError(f"data.validation_split: {data.name!r} needs an explicit validation split")
         kept = 100 - round(100 * data.validation_fraction)
         train_split, validation_split = f"{train_split}[:{kept}%]", f"{train_split}[{kept}%:]"
@@ -338,7 +427,7 @@ def _tfds_splits(config: Config) -> Splits:
 
     splits = [load(train_split), load(validation_split), load(data.test_split) if data.test_split else None]
     text_feature = data.text_feature
-    if config.task == "next_char":
+    if not labelled:
         return Splits(*[None if s is None else s.map(lambda x: x[text_feature]) for s in splits])
 
     if data.label_feature not in features:
@@ -347,6 +436,9 @@ def _tfds_splits(config: Config) -> Splits:
     names = tuple(getattr(label_feature, "names", None) or ())
     if len(names) < 2:
         raise DataError(f"TFDS {data.name!r}: feature {data.label_feature!r} is not a class label with 2+ classes")
+    if len(names) > MAX_CLASSES:
+        raise DataError(f"TFDS {data.name!r}: feature {data.label_feature!r} has {len(names):,} classes; sentiment "
+                        f"models take at most {MAX_CLASSES:,}")  # fmt: skip
     name_table = tf.constant(names)
 
     def to_example(x):

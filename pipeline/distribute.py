@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from custom_layers import _keras_private
 from pipeline.errors import ConfigError
 
 
@@ -35,6 +36,16 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
             raise ConfigError(f"train.strategy: no TPU found ({str(error).splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ConfigError(f"train.strategy: unknown strategy {name!r}")
+
+
+def is_chief_process() -> bool:
+    """Whether this process is the one that writes the run directory, from TF_CONFIG alone (before any strategy
+    exists): no TF_CONFIG, the "chief", or worker 0 of a cluster without a chief."""
+    if "TF_CONFIG" not in os.environ:
+        return True
+    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+    kind = task.get("type")
+    return kind in (None, "chief") or (kind == "worker" and task.get("index", 0) == 0 and not _has_chief())
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -70,8 +81,7 @@ def adapt_keras_fit(model, dataset: tf.data.Dataset, strategy: tf.distribute.Str
         return
     x, y = next(iter(dataset))
     with strategy.scope():
-        model._symbolic_build(data_batch=(x, y))
-    model._distribute_strategy = None
+        _keras_private.build_for_distributed_fit(model, (x, y))
     for name in ("train_step", "test_step"):
         step = getattr(model, name)
         setattr(model, name, lambda data, step=step: {k: tf.reshape(v, [1]) for k, v in step(data).items()})

@@ -4,6 +4,9 @@ The CLI prints a `PipelineError` as one line on stderr and exits non-zero; anyth
 traceback (shown in full with `--debug`).
 """
 
+# An error is one line a person reads: values quoted in it (a path, a config string, a request) are cut to this.
+MAX_QUOTED_CHARS = 200
+
 
 class PipelineError(Exception):
     """A problem with the user's input (config, data, run directory, export), explained in one line."""
@@ -22,4 +25,12 @@ class DataError(PipelineError):
 
 
 class RunDirError(PipelineError):
-    """The run directory is missing what a stage needs, or would be overwritten."""
+    """The run directory is missing what a stage needs, is in use, or would be overwritten."""
+
+
+def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters with a note of how much was left out."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 30]}... ({len(text) - limit + 30:,} more characters)"

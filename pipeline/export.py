@@ -1,233 +1,105 @@
-"""Stage 4: a SavedModel for TensorFlow Serving, taking raw strings, at <run_dir>/export/<name>/<version>/.
+"""Stage 4: a SavedModel for TensorFlow Serving, taking raw strings, at <run_dir>/export/<name>/<version>/, and with
+`export.formats` including "litert", a LiteRT model for devices in <version>/litert/ (pipeline.litert).
 
-sentiment, signature "serving_default":
-    text: tf.string [None]  ->  probabilities: float32 [None, num_classes], label: tf.string [None]
-next_char, signatures:
-    "serving_default":          prompt: tf.string [None], length: int32 [], temperature: float32 []
-                                -> text: tf.string [None] (the continuation only, `length` characters)
-    "generate_seeded":          the same plus seed: int64 [] -> reproducible sampling (stateless random ops)
-    "next_char_probabilities":  text: tf.string [None] -> probabilities: float32 [None, vocab_size]
-
-Tokenization runs in the graph with the functions training used (pipeline.text), so serving needs no Python.
-Generation is one tf.while_loop: the prompt runs through the recurrent layers once (right-padded, masked), then
-the cells are stepped one character at a time carrying their state. Characters outside the vocabulary map to
-the OOV id (never sampled); an empty prompt is read as "\\n" (a paragraph break). The recurrent kernels are
-exported without XLA (TF Serving's CPU build does not compile XLA clusters by default). Class names are in
-the variable `class_names`; `assets.extra/tf_serving_warmup_requests` holds a few requests for TF Serving's
-warm-up. The export is written to a temporary folder and renamed; an existing version is never replaced.
+The task provides the SavedModel's module and signatures, and the LiteRT signatures (pipeline/tasks/). The model is rebuilt without XLA in the
+recurrent kernels (TF Serving's CPU build does not compile XLA clusters by default) and given the trained weights.
+`assets.extra/tf_serving_warmup_requests` holds a few requests for TF Serving's warm-up. The export is written to a
+temporary folder and renamed, so TF Serving, which polls the model folder, never sees half a version; an existing
+version is never replaced, and an export that is up to date (pipeline.stages) is not written again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
-from pipeline import artifacts, serving_protos
+from pipeline import artifacts, rundir, serving_protos, stages, tasks
 from pipeline.config import Config
-from pipeline.errors import RunDirError
-from pipeline.model import build_model
-from pipeline.rundir import as_run_dir
-from pipeline.text import Vocabulary, decode_chars, encode_chars, encode_words, lookup_table
+from pipeline.errors import PipelineError, RunDirError, shorten
+from pipeline.text import Vocabulary
 
 logger = logging.getLogger(__name__)
 
-EMPTY_PROMPT = "\n"
+LITERT_FOLDER = "litert"  # inside a version folder, beside the SavedModel (TF Serving ignores it)
 
 
-class SentimentServing(tf.Module):
-    def __init__(self, model: keras.Model, vocab: Vocabulary, labels: tuple[str, ...]):
-        super().__init__()
-        self.model = model
-        self.model_variables = _tracked(model)
-        self.vocab = vocab
-        self.table = lookup_table(vocab)
-        self.class_names = tf.Variable(list(labels), trainable=False, name="class_names")
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    skipped: bool = False
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def serve(self, text):
-        ids = encode_words(text, self.vocab, self.table)
-        probabilities = tf.nn.softmax(self.model(ids, training=False), axis=-1)
-        label = tf.gather(self.class_names, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
-        return {"probabilities": probabilities, "label": label}
+    def summary(self) -> str:
+        return f"export: up to date, kept {self.path}" if self.skipped else f"exported: {self.path}"
 
 
-class NextCharServing(tf.Module):
-    def __init__(self, model: keras.Model, vocab: Vocabulary, num_layers: int):
-        super().__init__()
-        self.model_variables = _tracked(model)
-        self.vocab = vocab
-        self.table = lookup_table(vocab)
-        self.embedding = model.get_layer("embedding")
-        self.head = model.get_layer("head")
-        self.cells = [model.get_layer(f"rnn_{i}").cell for i in range(num_layers)]
-        # Layers that also return their final state, sharing the trained cells (and so the weights).
-        self.prompt_layers = [_with_state(model.get_layer(f"rnn_{i}")) for i in range(num_layers)]
-
-    def _read_prompt(self, prompt):
-        """Logits for the character after each prompt, and the recurrent states after reading it."""
-        prompt = tf.where(tf.strings.length(prompt) > 0, prompt, EMPTY_PROMPT)
-        ids = encode_chars(prompt, self.table)
-        lengths = tf.cast(ids.row_lengths(), tf.int32)
-        x = self.embedding(ids.to_tensor(0))
-        mask = tf.sequence_mask(lengths, tf.shape(x)[1])
-        states = []
-        for layer in self.prompt_layers:
-            x, *layer_states = layer(x, mask=mask)
-            states.append(layer_states)
-        last = tf.gather(x, lengths - 1, batch_dims=1)
-        return self.head(last), states
-
-    def _sample(self, logits, temperature, seed, step):
-        logits = logits / temperature
-        # Never emit the out-of-vocabulary entry.
-        logits = tf.concat([tf.fill([tf.shape(logits)[0], 1], -1e9), logits[:, 1:]], axis=1)
-        if seed is None:
-            return tf.random.categorical(logits, 1, dtype=tf.int32)[:, 0]
-        return tf.random.stateless_categorical(logits, 1, seed=tf.stack([seed, tf.cast(step, tf.int64)]),
-                                               dtype=tf.int32)[:, 0]  # fmt: skip
-
-    def _step(self, ids, states, first_layer_table):
-        """One character through the recurrent stack: (new last-layer output, new states).
-
-        For the first layer, embedding -> x W + b is a lookup in a precomputed (vocab, gates) table; per character
-        that leaves one small matmul per layer and the gate arithmetic, which is what makes the in-graph loop cheap.
-        Cells with options (peephole, layer norm, other activations) are called as they are."""
-        new_states = []
-        x = None
-        for index, (cell, state) in enumerate(zip(self.cells, states)):
-            if not _plain(cell):
-                x, state = cell(self.embedding(ids) if x is None else x, state)
-                new_states.append(state)
-                continue
-            z = tf.gather(first_layer_table, ids) if index == 0 else _project(x, cell)
-            z = z + tf.matmul(state[0], cell.recurrent_kernel)
-            if isinstance(cell, custom_layers.LSTMCell):
-                i, f, g, o = tf.split(z, 4, axis=1)
-                c = tf.sigmoid(f) * state[1] + tf.sigmoid(i) * tf.tanh(g)
-                x = tf.sigmoid(o) * tf.tanh(c)
-                new_states.append([x, c])
-            else:
-                x = tf.tanh(z)
-                new_states.append([x])
-        return x, new_states
-
-    def _generate(self, prompt, length, temperature, seed=None):
-        tf.debugging.assert_non_negative(length, message="length must be >= 0")
-        tf.debugging.assert_positive(temperature, message="temperature must be > 0")
-        logits, states = self._read_prompt(prompt)
-        batch = tf.shape(prompt)[0]
-        table = _project(self.embedding.embeddings, self.cells[0])
-
-        def step(t, logits, states, out):
-            ids = self._sample(logits, temperature, seed, t)
-            x, states = self._step(ids, states, table)
-            return t + 1, self.head(x), states, out.write(t, ids)
-
-        _, _, _, out = tf.while_loop(
-            lambda t, *_: t < length,
-            step,
-            (tf.constant(0), logits, states, tf.TensorArray(tf.int32, size=length, element_shape=[None])),
-        )
-        ids = tf.reshape(tf.transpose(out.stack()), [batch, length])
-        return {"text": decode_chars(ids, self.vocab)}
-
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name="prompt"),
-        tf.TensorSpec([], tf.int32, name="length"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
-    ])  # fmt: skip
-    def generate(self, prompt, length, temperature):
-        return self._generate(prompt, length, temperature)
-
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name="prompt"),
-        tf.TensorSpec([], tf.int32, name="length"),
-        tf.TensorSpec([], tf.float32, name="temperature"),
-        tf.TensorSpec([], tf.int64, name="seed"),
-    ])  # fmt: skip
-    def generate_seeded(self, prompt, length, temperature, seed):
-        return self._generate(prompt, length, temperature, seed)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    def next_char_probabilities(self, text):
-        logits, _ = self._read_prompt(text)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1)}
+def run(config: Config, run_dir) -> ExportResult:
+    with rundir.opened(run_dir, config) as rd:
+        base = rd.exports / config.export.name
+        _remove_leftovers(base)
+        previous = stages.recorded(rd, "export")
+        latest = rd.resolve(previous["path"]) if previous else None
+        decision = stages.decide(rd, "export", config, has_results=bool(latest and latest.exists()), overwrite=True)
+        if not decision.run and not config.export.version:
+            return ExportResult(latest, skipped=True)
+        if not rd.best_model.exists():
+            raise RunDirError(f"nothing to export: {rd.best_model} not found; run `rnnpipe train` on this run first")
+        version = config.export.version or next_version(base)
+        target = base / str(version)
+        if target.exists():
+            raise RunDirError(f"export {target} exists; versions are never overwritten (set export.version to a new "
+                              f"number or leave it 0 for the next one)")  # fmt: skip
+        task = tasks.get(config.task)
+        vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
+        labels = rd.read_labels()
+        trained = keras.saving.load_model(rd.best_model)
+        model = task.build_model(config.model, vocab, labels, seed=config.seed, jit_compile=False)
+        model.set_weights(trained.get_weights())
+        formats = config.export.formats
+        with artifacts.staged_path(target) as tmp:
+            tmp.mkdir()
+            if "saved_model" in formats:
+                _write_saved_model(task.serving(model, config, vocab, labels), tmp, config)
+            if "litert" in formats:
+                _write_litert(model, config, vocab, labels, tmp / LITERT_FOLDER)
+        stages.record(rd, "export", config, path=rd.relative(target))
+        logger.info("exported %s", target)
+        return ExportResult(target)
 
 
-def _tracked(model: keras.Model) -> list:
-    """All of the model's variables, for tf.saved_model.save: Keras 3 layers do not expose every one (e.g. the
-    dropout seed-generator state that recurrent layers read even in inference) as a trackable attribute."""
-    return list(model.variables)
+def _write_saved_model(serving, folder: Path, config: Config) -> None:
+    tf.saved_model.save(serving.module, str(folder), signatures=dict(serving.signatures))
+    if config.export.warmup_requests and serving.warmup:
+        (folder / "assets.extra").mkdir()
+        records = [serving_protos.prediction_log(config.export.name, name, inputs) for name, inputs in serving.warmup]
+        serving_protos.write_warmup_file(folder / "assets.extra" / "tf_serving_warmup_requests", records)
 
 
-def _plain(cell) -> bool:
-    """A cell whose step is exactly tanh/sigmoid gates on x W + h U + b (what `_step` computes inline)."""
-    plain_activations = cell.activation is keras.activations.tanh and (
-        not isinstance(cell, custom_layers.LSTMCell)
-        or (cell.recurrent_activation is keras.activations.sigmoid and not cell.peephole and not cell.layer_norm)
-    )
-    return plain_activations
+def _write_litert(model, config: Config, vocab, labels, folder: Path) -> None:
+    from pipeline import litert  # TensorFlow Lite's converter loads only when asked for
 
-
-def _project(x, cell):
-    z = tf.matmul(x, cell.kernel)
-    return z if cell.bias is None else z + cell.bias
-
-
-def _with_state(layer):
-    """A copy of a trained recurrent layer that returns its final states and uses the same cell weights."""
-    config = {**layer.get_config(), "return_state": True, "return_sequences": True, "name": f"{layer.name}_prompt"}
-    twin = type(layer).from_config(config)
-    twin.cell = layer.cell  # shares the variables; the twin never builds its own
-    twin.built = True
-    return twin
-
-
-def run(config: Config, run_dir) -> Path:
-    rd = as_run_dir(run_dir, config)
-    if not rd.best_model.exists():
-        raise RunDirError(f"nothing to export: {rd.best_model} not found; run `rnnpipe train` on this run first")
-    vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
-    trained = keras.saving.load_model(rd.best_model)
-    labels = tuple(artifacts.read_json(rd.require(rd.labels, "tokenize"))) if config.task == "sentiment" else ()
-    # The same architecture without XLA in the recurrent kernels, carrying the trained weights.
-    model = build_model(config.model, config.task, vocab.size, len(labels), seed=config.seed, jit_compile=False)
-    model.set_weights(trained.get_weights())
-
-    base = rd.exports / config.export.name
-    version = config.export.version or next_version(base)
-    target = base / str(version)
-    if target.exists():
-        raise RunDirError(f"export {target} exists; versions are never overwritten (set export.version or leave it 0)")
-    if config.task == "sentiment":
-        module = SentimentServing(model, vocab, labels)
-        signatures = {"serving_default": module.serve}
-        warmup = [("serving_default", {"text": ["a wonderful film", "", "dull and far too long " * 20]})]
-    else:
-        module = NextCharServing(model, vocab, config.model.layers)
-        signatures = {
-            "serving_default": module.generate,
-            "generate_seeded": module.generate_seeded,
-            "next_char_probabilities": module.next_char_probabilities,
-        }
-        warmup = [
-            ("serving_default", {"prompt": ["ROMEO:", ""], "length": 32, "temperature": 1.0}),
-            ("next_char_probabilities", {"text": ["To be, or not to be"]}),
-        ]
-    with artifacts.staged_path(target) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        if config.export.warmup_requests:
-            (tmp / "assets.extra").mkdir()
-            records = [serving_protos.prediction_log(config.export.name, name, inputs) for name, inputs in warmup]
-            serving_protos.write_warmup_file(tmp / "assets.extra" / "tf_serving_warmup_requests", records)
-    logger.info("exported %s", target)
-    return target
+    try:
+        litert.export_litert(model, config.task, vocab, labels, folder, quantize=config.export.litert_quantize)
+    except ImportError as error:
+        raise PipelineError(f"export.formats: {error}") from None
+    except (litert.LiteRTConversionError, NotImplementedError) as error:
+        raise PipelineError(f"export.formats: no LiteRT export of this model: {shorten(str(error), 400)}") from None
 
 
 def next_version(base: Path) -> int:
     versions = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.exists() else []
     return max(versions, default=0) + 1
+
+
+def _remove_leftovers(base: Path) -> None:
+    """Temporary folders of an export that was killed before its rename (this process holds the run directory's
+    lock, so no other export is writing them)."""
+    if base.exists():
+        for leftover in base.glob(".*.tmp"):
+            logger.info("removing %s, left by an interrupted export", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)

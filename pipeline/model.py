@@ -1,9 +1,12 @@
 """The models the pipeline trains: embedding -> our recurrent layers -> dense head, built from `ModelConfig`.
 
-Layer names are part of the contract with export (which steps the cells one character at a time for generation):
-"embedding", "rnn_0" ... "rnn_{n-1}", "output_dropout", "head". Both tasks output logits.
+    build_classifier(config, vocab_size, num_classes)  [batch, time] word ids (0 pads, masked) -> [batch, classes]
+    build_language_model(config, vocab_size)           [batch, time] char ids -> [batch, time, vocab] next-char logits
 
-A sentiment ensemble (`model.ensemble` = K > 1) is one model holding K such networks as sub-models "member_0" ...
+Both output logits. Layer names are part of the contract with export and evaluation: "embedding", "rnn_0" ...
+"rnn_{n-1}", "pooling" (classifiers that pool), "output_dropout", "head".
+
+A classifier ensemble (`model.ensemble` = K > 1) is one model holding K such networks as sub-models "member_0" ...
 "member_{K-1}", joined by `EnsembleAverage`: its output is log(mean_k softmax(logits_k)), so softmax of it is the
 members' mean class probability and everything downstream (evaluation, export, serving) treats it as logits.
 """
@@ -11,12 +14,14 @@ members' mean class probability and everything downstream (evaluation, export, s
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import keras
 
 import custom_layers
-from pipeline.config import ModelConfig
+from pipeline.config import CELL_OPTIONS, ModelConfig
+
 
 @keras.saving.register_keras_serializable(package="rnnpipe")
 class MaskedGlobalPooling1D(keras.layers.Layer):
@@ -71,65 +76,68 @@ class EnsembleAverage(keras.layers.Layer):
         return input_shape[0]
 
 
-RNN_LAYERS = {"lstm": custom_layers.LSTM, "simple_rnn": custom_layers.SimpleRNN}
-
-
-def build_model(
-    config: ModelConfig,
-    task: str,
-    vocab_size: int,
-    num_classes: int = 0,
-    seed: int = 0,
-    jit_compile: bool = True,
-    stateful_batch: int = 0,
-    name: str = "",
+def build_classifier(
+    config: ModelConfig, vocab_size: int, num_classes: int, seed: int = 0, jit_compile: bool = True, name: str = ""
 ) -> keras.Model:
-    """sentiment: [batch, time] word ids (0 pads, masked) -> [batch, num_classes] logits.
-    next_char: [batch, time] character ids -> [batch, time, vocab_size] logits of the next character.
+    """[batch, time] word ids (0 pads and is masked) -> [batch, num_classes] logits.
 
+    The text vector is the last layer's final state (`pooling = "last"`) or the masked max / mean of its outputs.
     `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
-    (which does not compile XLA clusters by default); the weights are the same either way. `stateful_batch > 0`
-    builds a stateful copy for that fixed batch size, which carries the recurrent state from one call to the next
-    (evaluation of long texts window by window).
-
-    With `config.ensemble` = K > 1 (sentiment only) the model holds K members built as above with seeds seed,
-    seed + 1, ..., named "member_k", and outputs their `EnsembleAverage`."""
+    (which does not compile XLA clusters by default); the weights are the same either way. With `config.ensemble`
+    = K > 1 the model holds K members built with seeds seed, seed + 1, ..., named "member_k", and outputs their
+    `EnsembleAverage`."""
     if config.ensemble > 1:
-        if task != "sentiment" or stateful_batch:
-            raise ValueError(f"ensemble={config.ensemble} is for sentiment models only (task {task!r})")
         tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
         single = dataclasses.replace(config, ensemble=1)
         members = [
-            build_model(single, task, vocab_size, num_classes, seed + k, jit_compile, name=f"member_{k}")
+            build_classifier(single, vocab_size, num_classes, seed + k, jit_compile, name=f"member_{k}")
             for k in range(config.ensemble)
         ]
         logits = EnsembleAverage(name="ensemble")([member(tokens) for member in members])
-        return keras.Model(tokens, logits, name=task)
-    sequence_out = task == "next_char"
-    if stateful_batch:
-        tokens = keras.Input(batch_shape=(stateful_batch, None), dtype="int32", name="tokens")
-    else:
-        tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=not sequence_out, name="embedding")(tokens)
-    pooled = not sequence_out and config.pooling != "last"
+        return keras.Model(tokens, logits, name=name or "sentiment")
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    pooled = config.pooling != "last"
+    x = _recurrent_stack(x, config, sequences_out=pooled, seed=seed, jit_compile=jit_compile)
+    if pooled:
+        x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
+    x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="head")(x)
+    return keras.Model(tokens, logits, name=name or "sentiment")
+
+
+def build_language_model(
+    config: ModelConfig, vocab_size: int, seed: int = 0, jit_compile: bool = True, stateful_batch: int = 0
+) -> keras.Model:
+    """[batch, time] character ids -> [batch, time, vocab_size] logits of the next character.
+
+    `stateful_batch > 0` builds a stateful copy for that fixed batch size, which carries the recurrent state from
+    one call to the next (evaluation of long texts window by window)."""
+    shape = {"batch_shape": (stateful_batch, None)} if stateful_batch else {"shape": (None,)}
+    tokens = keras.Input(**shape, dtype="int32", name="tokens")
+    x = keras.layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
+    x = _recurrent_stack(x, config, sequences_out=True, seed=seed, jit_compile=jit_compile,
+                         stateful=bool(stateful_batch))  # fmt: skip
+    x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
+    logits = keras.layers.Dense(vocab_size, name="head")(x)
+    return keras.Model(tokens, logits, name="next_char")
+
+
+def _recurrent_stack(x, config: ModelConfig, *, sequences_out: bool, seed: int, jit_compile: bool,
+                     stateful: bool = False):  # fmt: skip
     for i in range(config.layers):
-        last = i == config.layers - 1
         layer = rnn_layer(
             config,
-            return_sequences=sequence_out or pooled or not last,
+            return_sequences=sequences_out or i < config.layers - 1,
             seed=seed + i,
             name=f"rnn_{i}",
             jit_compile=jit_compile,
-            stateful=bool(stateful_batch),
+            stateful=stateful,
         )
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"rnn_{i}")
         x = layer(x)
-    if pooled:
-        x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
-    x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
-    logits = keras.layers.Dense(vocab_size if sequence_out else num_classes, name="head")(x)
-    return keras.Model(tokens, logits, name=name or task)
+    return x
 
 
 def rnn_layer(
@@ -141,7 +149,12 @@ def rnn_layer(
     jit_compile: bool = True,
     stateful: bool = False,
 ) -> keras.layers.Layer:
-    kwargs = dict(
+    """One recurrent layer of `config.cell` from `custom_layers.LAYERS`. Options only some cells have (peephole,
+    layer norm) are passed when they are on; the config has checked that this cell accepts them."""
+    layer_class = custom_layers.LAYERS[config.cell]
+    accepted = inspect.signature(layer_class).parameters
+    options = {option: True for option in CELL_OPTIONS if getattr(config, option) and option in accepted}
+    return layer_class(
         units=config.units,
         dropout=config.dropout,
         recurrent_dropout=config.recurrent_dropout,
@@ -150,7 +163,5 @@ def rnn_layer(
         name=name,
         jit_compile=jit_compile,
         stateful=stateful,
+        **options,
     )
-    if config.cell == "lstm":
-        kwargs.update(peephole=config.peephole, layer_norm=config.layer_norm)
-    return RNN_LAYERS[config.cell](**kwargs)

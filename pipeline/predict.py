@@ -1,21 +1,70 @@
-"""Sentiment predictions from an exported SavedModel (its serving_default signature, as TF Serving runs it)."""
+"""Sentiment predictions from an exported SavedModel (its serving_default signature, as TF Serving runs it).
+
+Texts are read and classified `batch_size` at a time, so memory does not grow with the length of the input: a text
+file of any number of lines streams through. One text is at most MAX_TEXT_BYTES of UTF-8 (the model reads only its
+first `tokenize.sequence_length` words anyway).
+"""
 
 from __future__ import annotations
 
+import itertools
+from typing import BinaryIO, Iterable, Iterator
+
 import tensorflow as tf
 
+from pipeline.errors import DataError
 from pipeline.serving_client import load_signature
 
+MAX_TEXT_BYTES = 1 << 20
 
-def predict(export_dir, texts: list[str], batch_size: int = 256) -> list[dict]:
-    """One {"text", "label", "probabilities": {class name: probability}} per text."""
+
+def predict(export_dir, texts: Iterable[str | bytes], batch_size: int = 256) -> Iterator[dict]:
+    """One {"text", "label", "probabilities": {class name: probability}} per text, in order, as each batch is
+    classified. A str text may carry surrogate escapes (undecodable bytes of a command-line argument): they reach
+    the model as the original bytes, which it reads as U+FFFD, as it would from a TF Serving client."""
+    batches = _batches(texts, batch_size)
+    first = next(batches, None)  # an input error (an empty or undecodable file) shows before the model loads
+    if first is None:
+        return
     loaded, serve = load_signature(export_dir, "serving_default", "text")
     names = [n.decode("utf-8") for n in loaded.class_names.numpy()]
-    results = []
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
+    for batch in itertools.chain([first], batches):
         out = serve(text=tf.constant(batch, tf.string))
         for text, label, probabilities in zip(batch, out["label"].numpy(), out["probabilities"].numpy()):
-            results.append({"text": text, "label": label.decode("utf-8"),
-                            "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}})  # fmt: skip
-    return results
+            yield {"text": text.decode("utf-8", "replace"), "label": label.decode("utf-8"),
+                   "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}  # fmt: skip
+
+
+def read_texts(file: BinaryIO, name: str) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one text each (line ends and a leading byte-order mark removed), read
+    lazily; a DataError names the line that is not UTF-8 or is too long, or says that the file is empty."""
+    number = 0
+    while True:
+        raw = file.readline(MAX_TEXT_BYTES + 1)
+        if not raw:
+            break
+        number += 1
+        if len(raw) > MAX_TEXT_BYTES and not raw.endswith(b"\n"):
+            raise DataError(f"--input {name}: line {number} is longer than {MAX_TEXT_BYTES:,} bytes; one text per "
+                            f"line, at most that long")  # fmt: skip
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"--input {name}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at "
+                            f"column {error.start + 1}); convert the file, e.g. iconv -f windows-1252 -t "
+                            f"utf-8")  # fmt: skip
+        yield text.rstrip("\r\n")
+    if number == 0:
+        raise DataError(f"--input {name} is empty: nothing to classify (one text per line)")
+
+
+def _batches(texts: Iterable[str | bytes], size: int) -> Iterator[list[bytes]]:
+    iterator = iter(texts)
+    while batch := [_utf8(text) for text in itertools.islice(iterator, size)]:
+        yield batch
+
+
+def _utf8(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")

@@ -22,14 +22,37 @@ def resolve_export_dir(path) -> Path:
 
 
 def load_signature(path, name: str, expected_input: str):
+    loaded, signatures = load_signatures(path, {name: expected_input})
+    return loaded, signatures[name]
+
+
+def load_signatures(path, expected: dict[str, str]):
+    """(the loaded SavedModel, {name: signature}) for each signature `name` in `expected`, which must take the
+    input `expected[name]`."""
     export_dir = resolve_export_dir(path)
     try:
         loaded = tf.saved_model.load(str(export_dir))
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise PipelineError(f"cannot load SavedModel {export_dir}: {str(error).splitlines()[0]}") from None
-    signature = loaded.signatures.get(name)
-    inputs = signature.structured_input_signature[1] if signature is not None else {}
-    if expected_input not in inputs:
-        raise PipelineError(f"{export_dir} has no signature {name!r} taking {expected_input!r}; "
-                            f"is it the right kind of model? (signatures: {sorted(loaded.signatures)})")  # fmt: skip
-    return loaded, signature
+    found = {}
+    for name, expected_input in expected.items():
+        signature = loaded.signatures.get(name)
+        inputs = signature.structured_input_signature[1] if signature is not None else {}
+        if expected_input not in inputs:
+            raise PipelineError(f"{export_dir} has no signature {name!r} taking {expected_input!r}; is it the right "
+                                f"kind of model, exported by this version? (signatures: "
+                                f"{sorted(loaded.signatures)})")  # fmt: skip
+        found[name] = signature
+    return loaded, found
+
+
+def read_variable(path, name: str):
+    """The value of the root-module variable `name` of an export, read from its checkpoint without loading the
+    graph (milliseconds, where loading takes seconds); None when the export has no such variable."""
+    export_dir = resolve_export_dir(path)
+    try:
+        reader = tf.train.load_checkpoint(str(export_dir / "variables" / "variables"))
+        # The object-based checkpoint key of a variable held by the root object as attribute `name`.
+        return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+    except (tf.errors.OpError, ValueError, KeyError):
+        return None

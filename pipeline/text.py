@@ -81,14 +81,15 @@ def split_chars(texts: tf.Tensor) -> tf.RaggedTensor:
 
 
 def build_word_vocabulary(
-    batches: Iterable[tf.Tensor], max_tokens: int, standardize_mode: str, sequence_length: int
+    batches: Iterable[tf.Tensor], max_tokens: int, standardize_mode: str, sequence_length: int, min_count: int = 1
 ) -> Vocabulary:
-    """The `max_tokens - 2` most frequent words in `batches` (string tensors), after PAD and OOV."""
+    """The most frequent words in `batches` (string tensors) seen at least `min_count` times, at most
+    `max_tokens - 2` of them, after PAD and OOV."""
     counts: collections.Counter[bytes] = collections.Counter()
     for texts in batches:
         counts.update(split_words(texts, standardize_mode).flat_values.numpy().tolist())
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: max(max_tokens - 2, 0)]
-    words = tuple(word.decode("utf-8") for word, _ in ranked)
+    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    words = tuple(word.decode("utf-8") for word, _ in ranked[: max(max_tokens - 2, 0)])
     return Vocabulary("word", (PAD, OOV) + words, standardize_mode, sequence_length)
 
 

@@ -1,39 +1,49 @@
-"""Stage 1: build the vocabulary (and, for sentiment, the class names) from the training split."""
+"""Stage 1: build the vocabulary (and the class names, for a task with classes) from the training split."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from pipeline import artifacts
+from pipeline import artifacts, preflight, rundir, stages, tasks
 from pipeline.config import Config
-from pipeline.data import load_splits
-from pipeline.rundir import as_run_dir
-from pipeline.text import Vocabulary, build_char_vocabulary, build_word_vocabulary
+from pipeline.text import Vocabulary
 
 logger = logging.getLogger(__name__)
 
 
-def run(config: Config, run_dir, overwrite: bool = False) -> Vocabulary:
-    """Writes vocabulary.json (and labels.json for sentiment) into the run directory; keeps existing ones unless
-    `overwrite`."""
-    rd = as_run_dir(run_dir, config)
-    if rd.vocabulary.exists() and not overwrite:
-        logger.info("tokenize: %s exists, kept (use --overwrite to rebuild it)", rd.vocabulary)
-        return Vocabulary.load(rd.vocabulary)
-    splits = load_splits(config)
-    if config.task == "sentiment":
-        texts = splits.train.map(lambda x: x["text"]).batch(1024)
-        vocab = build_word_vocabulary(
-            texts, config.tokenize.max_tokens, config.tokenize.standardize, config.tokenize.sequence_length
-        )
-        artifacts.write_json(rd.labels, list(splits.labels))
-    else:
-        vocab = build_char_vocabulary(splits.train.batch(16), config.tokenize.min_char_count)
-    vocab.save(rd.vocabulary)
-    logger.info("tokenize: %d tokens -> %s", vocab.size, rd.vocabulary)
-    return vocab
+@dataclasses.dataclass(frozen=True)
+class TokenizeResult:
+    vocabulary: Vocabulary
+    labels: tuple[str, ...]
+    path: str
+    skipped: bool = False
+
+    def summary(self) -> str:
+        classes = f", {len(self.labels)} classes" if self.labels else ""
+        done = "up to date, kept" if self.skipped else "built"
+        return f"tokenize: {done}: {self.vocabulary.size:,} {self.vocabulary.level}s{classes} -> {self.path}"
 
 
-def summary(vocab: Vocabulary) -> str:
-    shown = ", ".join(repr(t) for t in vocab.tokens[:12])
-    return f"vocabulary: {vocab.size} {vocab.level} tokens ({shown}, ...)"
+def run(config: Config, run_dir, overwrite: bool = False) -> TokenizeResult:
+    """Writes vocabulary.json (and labels.json) into the run directory. An up-to-date vocabulary is kept; one built
+    from other data or settings is rebuilt only with `overwrite` (see pipeline.stages)."""
+    preflight.check(config, "tokenize")
+    with rundir.opened(run_dir, config) as rd:
+        decision = stages.decide(rd, "tokenize", config, rd.vocabulary.exists(), overwrite)
+        if not decision.run:
+            return TokenizeResult(Vocabulary.load(rd.vocabulary), rd.read_labels(), str(rd.vocabulary), skipped=True)
+        if decision.reason:
+            logger.warning(decision.reason)
+        task = tasks.get(config.task)
+        splits = task.load_splits(config)
+        preflight.check_splits(config, splits)
+        vocab = task.build_vocabulary(config, splits)
+        labels = task.labels(splits)
+        if labels:
+            artifacts.write_json(rd.labels, list(labels))
+        else:
+            rd.labels.unlink(missing_ok=True)
+        vocab.save(rd.vocabulary)
+        stages.record(rd, "tokenize", config)
+        return TokenizeResult(vocab, labels, str(rd.vocabulary))

@@ -1,14 +1,15 @@
 """Stage 2: train the model on the tokenized data, with early stopping, a time budget and resumable backups.
 
-Outputs in the run directory: checkpoints/best.keras (lowest validation loss, written atomically),
+Outputs in the run directory: checkpoints/best.keras (best on `train.monitor`, written atomically),
 checkpoints/backup/ (Keras BackupAndRestore, every `train.backup_every_steps` steps and each epoch; removed when
 training ends normally), history.csv, logs/ (TensorBoard), training_curves.png and train_state.json.
 
-How a run ends (train_state.json "status"): "completed" (all epochs), "early_stopped" (validation loss stopped
+How a run ends (train_state.json "status"): "completed" (all epochs), "early_stopped" (the monitored metric stopped
 improving for `patience` epochs), "time_budget" (`max_seconds` reached: the current epoch stops, is validated and
-checkpointed), "diverged" (NaN/inf loss: training stops, best.keras keeps the last good weights) or
-"interrupted" (Ctrl-C: the backup is saved first; the same command resumes). After SIGKILL the same command
-resumes from the backup too, at the start of the epoch it was in, and still trains `epochs` epochs in total.
+checkpointed), "diverged" (NaN/inf loss: training stops, best.keras keeps the last good weights) or "interrupted"
+(Ctrl-C: the backup is saved first). An unfinished run (interrupted, or killed) resumes when the same command is
+run again with the same config, from the backup, at the start of the epoch it was in; it still trains `epochs`
+epochs in all and the time budget counts the time already spent.
 
 An ensemble (`model.ensemble` = K > 1) trains K models exactly as above, one after the other, in members/<k>/ with
 training seeds seed, seed + 1, ... (the data split stays the config's), each with max_seconds / K of the budget;
@@ -22,6 +23,7 @@ import csv
 import dataclasses
 import logging
 import math
+import shutil
 import sys
 import time
 import warnings
@@ -30,18 +32,17 @@ import keras
 import numpy as np
 
 import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
-from pipeline import artifacts, distribute, inputs, plots
+from custom_layers import _keras_private
+from pipeline import artifacts, distribute, plots, preflight, rundir, stages, tasks
 from pipeline.adversarial import AdversarialModel
 from pipeline.config import Config
-from pipeline.data import load_splits
 from pipeline.errors import RunDirError
-from pipeline.model import build_model
-from pipeline.rundir import RunDir, as_run_dir
+from pipeline.rundir import RunDir
 from pipeline.text import Vocabulary
 
 logger = logging.getLogger(__name__)
 
-FINISHED = ("completed", "early_stopped", "time_budget")
+FINISHED = ("completed", "early_stopped", "time_budget", "diverged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +52,13 @@ class TrainResult:
     monitor: str  # what chose the best checkpoint: "val_loss" (lower is better) or "val_accuracy" (higher)
     best: float  # its value at the best epoch (an ensemble: the joined model's value on the validation split)
     seconds: float
-    best_model: str
+    best_model: str  # relative to the run directory
     skipped: bool = False
     members: tuple = ()  # an ensemble: one {"status", "epochs", "best", "seconds"} per member
 
     def summary(self) -> str:
         if self.skipped:
-            return f"train: already done ({self.status}); kept {self.best_model} (use --overwrite to retrain)"
+            return f"train: up to date ({self.status}), kept {self.best_model}"
         if self.members:
             values = ", ".join(f"{m['best']:.4f}" for m in self.members)
             return (f"train: ensemble of {len(self.members)} ({self.status}, {self.epochs} epochs in all) in "
@@ -66,51 +67,93 @@ class TrainResult:
         return (f"train: {self.status} after {self.epochs} epoch(s) in {self.seconds:.0f} s; best {self.monitor} "
                 f"{self.best:.4f} -> {self.best_model}")  # fmt: skip
 
+    def state(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "skipped"}
+
 
 def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
     """Train the model of `config` into `run_dir`; an ensemble trains its members one after the other in
     <run_dir>/members/<k>/ (each with its own checkpoints, history and state, so an interrupted ensemble resumes
     at the member it was in) and then joins them into checkpoints/best.keras."""
+    preflight.check(config, "train")
     strategy = distribute.make_strategy(config.train.strategy)  # multi-worker needs it before other TF work
-    rd = as_run_dir(run_dir, config)
-    vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
-    labels = tuple(artifacts.read_json(rd.require(rd.labels, "tokenize"))) if config.task == "sentiment" else ()
-    previous = artifacts.read_json(rd.train_state) if rd.train_state.exists() else {}
-    if previous.get("status") in FINISHED and rd.best_model.exists() and not overwrite:
-        return TrainResult(**{**previous, "skipped": True})
-    if overwrite:
-        _clear_training_outputs(rd)
-    splits = load_splits(config)
-    val_ds = _validation_dataset(config, splits, vocab, labels)
-    if config.model.ensemble == 1:
-        return _train_one(config, rd, strategy, vocab, labels, splits, val_ds, config.seed, config.train.max_seconds)
+    with rundir.opened(run_dir, config) as rd:
+        vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
+        labels = rd.read_labels()
+        state = artifacts.read_json(rd.train_state) if rd.train_state.exists() else {}
+        inputs = stages.inputs(rd, "train", config)
+        if not state and rd.best_model.exists() and not overwrite:
+            raise RunDirError(f"train: {rd.best_model} exists without the train_state.json that says how it was "
+                              f"trained; use --overwrite to retrain, or choose another --run-dir")  # fmt: skip
+        if state.get("status") in FINISHED:
+            decision = stages.decide(rd, "train", config, rd.best_model.exists(), overwrite)
+            if not decision.run:
+                return TrainResult(**{**_result_fields(state), "skipped": True})
+            if decision.reason:
+                logger.warning(decision.reason)
+            _clear_training_outputs(rd)
+        elif state and not stages.check_resumable(rd, "train", config, state.get("inputs"), overwrite):
+            logger.warning("train: starting over (--overwrite): the unfinished run had other inputs")
+            _clear_training_outputs(rd)
 
+        task = tasks.get(config.task)
+        splits = task.load_splits(config)
+        val_ds = task.validation_dataset(config, splits, vocab, labels)
+        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs)
+        if config.model.ensemble == 1:
+            result = _train_one(context, rd, config.seed, config.train.max_seconds)
+        else:
+            result = _train_ensemble(context, rd)
+        if distribute.is_chief(strategy):
+            stages.record(rd, "train", config)
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What every model trained by one `run` shares."""
+
+    config: Config
+    task: tasks.Task
+    strategy: object
+    vocab: Vocabulary
+    labels: tuple[str, ...]
+    splits: object
+    val_ds: object
+    inputs: dict
+
+
+def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
+    config = context.config
     start = time.monotonic()
     members = []
     for k in range(config.model.ensemble):
-        member_rd = RunDir(rd.members / str(k))
-        if overwrite:
-            _clear_training_outputs(member_rd)
+        member_rd = rd.member(k)
         state = artifacts.read_json(member_rd.train_state) if member_rd.train_state.exists() else {}
-        if state.get("status") in FINISHED and member_rd.best_model.exists():
-            result = TrainResult(**state)
+        same = stages.digest(state.get("inputs") or {}) == stages.digest({**context.inputs, "member": k})
+        if state.get("status") in FINISHED and member_rd.best_model.exists() and same:
+            result = TrainResult(**_result_fields(state))
             logger.info("ensemble member %d: already trained (%s), kept", k, result.status)
         else:
+            if not same:
+                _clear_training_outputs(member_rd)
             logger.info("ensemble member %d of %d: training seed %d", k + 1, config.model.ensemble, config.seed + k)
             # The time budget is shared equally, so the whole stage stays within train.max_seconds.
-            result = _train_one(config, member_rd, strategy, vocab, labels, splits, val_ds, config.seed + k,
-                                config.train.max_seconds / config.model.ensemble)  # fmt: skip
+            result = _train_one(context, member_rd, config.seed + k, config.train.max_seconds / config.model.ensemble,
+                                member=k)  # fmt: skip
         members.append(result)
-    return _join_ensemble(config, rd, strategy, vocab, labels, val_ds, members, time.monotonic() - start)
+    return _join_ensemble(context, rd, members, time.monotonic() - start)
 
 
-def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, val_ds, seed: int, max_seconds: float):
+def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, member: int | None = None):
     """One model, trained with `seed` (initial weights, dropout, shuffling; the data split is the config's)."""
+    config, strategy = context.config, context.strategy
+    inputs = context.inputs if member is None else {**context.inputs, "member": member}
     keras.utils.set_random_seed(seed)
-    train_ds = _training_dataset(config, splits, vocab, labels, seed)
+    train_ds = context.task.training_dataset(config, context.splits, context.vocab, context.labels, seed)
     with strategy.scope():
         single = dataclasses.replace(config.model, ensemble=1)
-        model = build_model(single, config.task, vocab.size, len(labels), seed=seed)
+        model = context.task.build_model(single, context.vocab, context.labels, seed=seed)
         if config.train.adversarial_epsilon or config.train.virtual_adversarial_epsilon:
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
@@ -121,49 +164,61 @@ def _train_one(config: Config, rd: RunDir, strategy, vocab, labels, splits, val_
     def place(path):
         return path if is_chief else distribute.worker_scratch(path)
 
+    previous = artifacts.read_json(rd.train_state) if rd.train_state.exists() else {}
+    spent_before = float(previous.get("seconds", 0.0))  # an interrupted attempt's time counts against the budget
     monitor = config.train.monitor
-    stopper = _Stopper(max_seconds)
-    best = _BestCheckpoint(rd, monitor, path=place(rd.best_model), record_state=is_chief)
+    progress = _Progress(rd, monitor, inputs, spent_before, record=is_chief)
+    stopper = _Stopper(max_seconds - spent_before if max_seconds else 0.0)
+    best = _BestCheckpoint(monitor, path=place(rd.best_model), progress=progress, previous=previous)
     backup = _AtomicBackup(str(place(rd.backup)), save_freq=config.train.backup_every_steps or "epoch")
     mode = "max" if monitor == "val_accuracy" else "min"
-    early_stopping = keras.callbacks.EarlyStopping(monitor, patience=config.train.patience, mode=mode)
+    early_stopping = keras.callbacks.EarlyStopping(monitor, patience=config.train.patience or 10**9, mode=mode)
     place(rd.history).parent.mkdir(parents=True, exist_ok=True)
-    callbacks = [backup, stopper, best, early_stopping, keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
+    callbacks = [backup, stopper, best, progress, early_stopping,
+                 keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
                  keras.callbacks.TensorBoard(str(place(rd.logs)))]  # fmt: skip
 
     distribute.adapt_keras_fit(model, train_ds, strategy)
     start = time.monotonic()
     try:
         with strategy.scope():
-            history = _fit(model, train_ds, val_ds, config, callbacks)
+            history = _fit(model, train_ds, context.val_ds, config, callbacks)
     except KeyboardInterrupt:
-        backup._save_model()  # the public API saves only on its schedule; keep the latest weights
-        _write_state(rd, "interrupted", best, time.monotonic() - start, epochs=len(_history_rows(rd)))
+        backup.save_now()  # the public API saves only on its schedule; keep the latest weights
+        progress.write("interrupted", epochs=len(_history_rows(rd)))
         raise
-    seconds = time.monotonic() - start
-    epochs = _initial_epoch(model) + len(history.epoch)  # this run's epochs plus those restored from a backup
+    seconds = spent_before + time.monotonic() - start
+    epochs = _keras_private.initial_epoch(model) + len(history.epoch)  # this run's epochs plus restored ones
     status = stopper.reason or ("completed" if epochs >= config.train.epochs else "early_stopped")
+    if not (best.saved or best.resumed):
+        if status == "diverged":
+            raise RunDirError(
+                f"training diverged (loss {stopper.bad_loss}) before its first checkpoint; lower "
+                f"train.learning_rate (now {config.train.learning_rate}) or set train.clipnorm"
+            )
+        raise RunDirError(f"training produced no checkpoint (status {status}); see {rd.history}")
     if status == "diverged":
         logger.warning("training diverged (loss %s); %s keeps the last good weights", stopper.bad_loss, rd.best_model)
-    if not rd.best_model.exists():
-        raise RunDirError(f"training produced no checkpoint (status {status}); see {rd.history}")
     if is_chief:
         plots.training_curves(_history_rows(rd), rd.curves)
-    return _write_state(rd, status, best, seconds, epochs=epochs)
+    result = TrainResult(status, epochs, monitor, best.best, round(seconds, 1), rd.relative(rd.best_model))
+    progress.finish(result)
+    return result
 
 
-def _join_ensemble(config: Config, rd: RunDir, strategy, vocab, labels, val_ds, members, seconds) -> TrainResult:
+def _join_ensemble(context: _Context, rd: RunDir, members, seconds) -> TrainResult:
     """The members' best checkpoints as one model (pipeline.model.EnsembleAverage), saved to best.keras and scored
     on the validation split with the metric that chose each member's checkpoint."""
-    with strategy.scope():
-        model = build_model(config.model, config.task, vocab.size, len(labels), seed=config.seed)
-        for k, member in enumerate(members):
-            trained = keras.saving.load_model(member.best_model)
+    config = context.config
+    with context.strategy.scope():
+        model = context.task.build_model(config.model, context.vocab, context.labels, seed=config.seed)
+        for k in range(len(members)):
+            trained = keras.saving.load_model(rd.member(k).best_model)
             model.get_layer(f"member_{k}").set_weights(trained.get_weights())
     # Not compiled: it is never trained, and a saved optimizer without state only draws warnings on loading.
-    curve = _ensemble_curve([model.get_layer(f"member_{k}") for k in range(len(members))], val_ds)
+    curve = _ensemble_curve([model.get_layer(f"member_{k}") for k in range(len(members))], context.val_ds)
     value = curve[-1]["val_accuracy" if config.train.monitor == "val_accuracy" else "val_loss"]
-    if distribute.is_chief(strategy):
+    if distribute.is_chief(context.strategy):
         with artifacts.staged_path(rd.best_model) as tmp:
             model.save(tmp)
     # The ensemble's status is the most consequential of its members' (a diverged member is worth knowing about).
@@ -175,12 +230,11 @@ def _join_ensemble(config: Config, rd: RunDir, strategy, vocab, labels, val_ds, 
         config.train.monitor,
         value,
         round(seconds, 1),
-        str(rd.best_model),
+        rd.relative(rd.best_model),
         members=tuple({"status": m.status, "epochs": m.epochs, "best": m.best, "seconds": m.seconds}
                       for m in members),  # fmt: skip
     )
-    state = {k: v for k, v in result.__dict__.items() if k != "skipped"}
-    artifacts.write_json(rd.train_state, {**state, "ensemble_curve": curve})
+    artifacts.write_json(rd.train_state, {**result.state(), "inputs": context.inputs, "ensemble_curve": curve})
     return result
 
 
@@ -236,39 +290,20 @@ def _progress_verbosity() -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def _training_dataset(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...], seed: int):
-    t = config.train
-    if config.task == "sentiment":
-        return inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
-                                        seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
-    return inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
-                                    shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True)  # fmt: skip
+def _result_fields(state: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(TrainResult)}
+    fields = {k: v for k, v in state.items() if k in names}
+    return {**fields, "members": tuple(fields.get("members", ()))}
 
 
-def _validation_dataset(config: Config, splits, vocab: Vocabulary, labels: tuple[str, ...]):
-    """Independent of the training seed, so an ensemble's members share one (tokenized once, then cached)."""
-    t = config.train
-    if config.task == "sentiment":
-        return inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
-    return inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
+class _AtomicBackup(_keras_private.BackupAndRestore):
+    """Keras' BackupAndRestore, with its two files written to temporary names and renamed: a kill during a save
+    leaves either the previous backup or the new one, never an unreadable one."""
 
-
-def _initial_epoch(model) -> int:
-    return getattr(model, "_initial_epoch", None) or 0
-
-
-class _AtomicBackup(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore, with its two files written to temporary names and renamed.
-
-    Keras writes the weights file in place, so a SIGKILL during a save leaves an unreadable backup and the resumed
-    run fails; here a kill leaves either the previous backup or the new one.
-    """
-
-    def _save_model(self):
-        with artifacts.staged_path(self._weights_path) as tmp:
+    def write_backup(self, weights_path, metadata_path, metadata):
+        with artifacts.staged_path(weights_path) as tmp:
             self.model.save_weights(tmp)
-        artifacts.write_json(self._training_metadata_path,
-                             {"epoch": self._current_epoch, "batch": self._last_batch_seen})  # fmt: skip
+        artifacts.write_json(metadata_path, metadata)
 
 
 class _Stopper(keras.callbacks.Callback):
@@ -293,41 +328,59 @@ class _Stopper(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class _BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model to best.keras (atomically) whenever the monitored validation metric improves and is finite."""
+class _Progress(keras.callbacks.Callback):
+    """Keeps train_state.json current: status "running" with the epochs done, the best value and the seconds spent
+    so far (which a resumed run counts against its budget), and the inputs a resume must match."""
 
-    def __init__(self, rd: RunDir, monitor: str, path, record_state: bool = True):
+    def __init__(self, rd: RunDir, monitor: str, inputs: dict, spent_before: float, record: bool = True):
         super().__init__()
-        self.rd = rd
+        self.rd, self.monitor, self.inputs, self.spent_before, self.record = rd, monitor, inputs, spent_before, record
+        self.best = math.nan
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write("running", epochs=epoch + 1)
+
+    def write(self, status: str, epochs: int) -> None:
+        if not self.record:
+            return
+        seconds = round(self.spent_before + time.monotonic() - self.start, 1)
+        artifacts.write_json(self.rd.train_state, {
+            "status": status, "epochs": epochs, "monitor": self.monitor, "best": self.best, "seconds": seconds,
+            "best_model": self.rd.relative(self.rd.best_model), "inputs": self.inputs})  # fmt: skip
+
+    def finish(self, result: TrainResult) -> None:
+        if self.record:
+            artifacts.write_json(self.rd.train_state, {**result.state(), "inputs": self.inputs})
+
+
+class _BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to best.keras (atomically) whenever the monitored validation metric improves and is finite.
+    A resumed run starts from the best value of the attempt before it, so it never replaces a better checkpoint."""
+
+    def __init__(self, monitor: str, path, progress: _Progress, previous: dict):
+        super().__init__()
         self.monitor = monitor
         self.sign = -1.0 if monitor == "val_accuracy" else 1.0  # compare sign * value, lower is better
         self.path = path
-        self.record_state = record_state
+        self.progress = progress
         self.best = math.inf * self.sign
-        if rd.train_state.exists():  # resuming: do not replace a better checkpoint of the previous attempt
-            state = artifacts.read_json(rd.train_state)
-            if state.get("monitor") == monitor:
-                self.best = state.get("best", self.best)
+        # Resuming an attempt that had saved a checkpoint: only a better value replaces it.
+        self.resumed = previous.get("monitor") == monitor and math.isfinite(previous.get("best", math.nan))
+        if self.resumed:
+            self.best = previous["best"]
+        self.saved = False
+        progress.best = self.best
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(value) or self.sign * value >= self.sign * self.best:
             return
-        self.best = float(value)
+        self.best = self.progress.best = float(value)
         with artifacts.staged_path(self.path) as tmp:
             self.model.save(tmp)
+        self.saved = True
         logger.info("epoch %d: %s %.4f, saved %s", epoch + 1, self.monitor, value, self.path)
-        if self.record_state:
-            artifacts.write_json(self.rd.train_state, {"status": "running", "epochs": epoch + 1,
-                                                       "monitor": self.monitor, "best": self.best, "seconds": 0.0,
-                                                       "best_model": str(self.rd.best_model)})  # fmt: skip
-
-
-def _write_state(rd: RunDir, status: str, best: _BestCheckpoint, seconds: float, epochs: int) -> TrainResult:
-    result = TrainResult(status, epochs, best.monitor, best.best, round(seconds, 1), str(rd.best_model))
-    state = {k: v for k, v in result.__dict__.items() if k != "skipped"}
-    artifacts.write_json(rd.train_state, state)
-    return result
 
 
 def _history_rows(rd: RunDir) -> list[dict]:
@@ -335,20 +388,14 @@ def _history_rows(rd: RunDir) -> list[dict]:
     if not rd.history.exists():
         return []
     with open(rd.history, newline="", encoding="utf-8") as f:
-        rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+        rows = {int(row["epoch"]): row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()}
     return [rows[epoch] for epoch in sorted(rows)]
 
 
 def _clear_training_outputs(rd: RunDir) -> None:
-    import shutil
-
     for path in (rd.history, rd.train_state, rd.curves):
         path.unlink(missing_ok=True)
-    shutil.rmtree(rd.backup, ignore_errors=True)
-    shutil.rmtree(rd.logs, ignore_errors=True)
-    # best.keras stays until the new run's first validated epoch replaces it (atomically).
-
-
-def load_trained_model(rd: RunDir) -> keras.Model:
-    return keras.saving.load_model(rd.require(rd.best_model, "train"))
-
+    for folder in (rd.backup, rd.logs, rd.members):
+        shutil.rmtree(folder, ignore_errors=True)
+    # best.keras stays until the new run's first validated epoch replaces it (atomically); the new run must not
+    # compare itself with the old one's best value, which train_state.json (removed above) held.

@@ -14,6 +14,7 @@ import tensorflow as tf
 # Without the barrier (see _keras_private) the recurrent matmul stays h @ U.
 from custom_layers._keras_private import optimization_barrier
 
+
 def weights_as_tensors(kernel, recurrent_kernel, bias):
     # Reading the variables here, outside the custom-gradient function, lets the tape route the gradients
     # returned for these tensors to the variables.
@@ -28,7 +29,8 @@ def mask_time_major(mask):
     if mask is None:
         return None
     # Transposed as int8: oneDNN's transpose rejects bool on CPUs without AVX-512 and logs an error line about it.
-    return tf.cast(tf.transpose(tf.cast(mask, tf.int8)), tf.bool)[:, :, tf.newaxis]
+    # expand_dims rather than [..., tf.newaxis]: LiteRT has no built-in for a bool StridedSlice with a new axis.
+    return tf.expand_dims(tf.cast(tf.transpose(tf.cast(mask, tf.int8)), tf.bool), -1)
 
 
 def time_major(x):
@@ -48,7 +50,11 @@ def step_buffer(in_place, size, like):
     """Storage for one value per timestep: a zeroed tensor updated in place under XLA, a TensorArray otherwise."""
     if in_place:
         return tf.zeros(tf.concat([[size], tf.shape(like)], axis=0), like.dtype)
-    return tf.TensorArray(like.dtype, size=size)
+    # The LiteRT converter gives a TensorArray of unknown element shape the shape of its first write, computed where
+    # the TensorArray is created: the written value (`like` for `with_initial`) must exist before it, or converting
+    # fails with "operand #0 does not dominate this use" (go_backwards, so every Bidirectional layer).
+    with tf.control_dependencies([like]):
+        return tf.TensorArray(like.dtype, size=size)
 
 
 def write(buffer, t, value):
@@ -122,8 +128,8 @@ def or_zeros(grad, like):
 def outputs_from_states(h_ext, mask_tm, zero_output_for_mask, slice_last=False):
     """The outputs, batch-major, from the states buffer (initial state in slot 0). XLA compiles the default,
     slicing first, as a slice into a transposed layout and then a copy into the result's layout: two passes over
-    the buffer. With slice_last (transpose, then drop the initial state) it is one pass; see `simple_rnn_kernel._forward`
-    for why the LSTM kernels keep the default."""
+    the buffer. With slice_last (transpose, then drop the initial state) it is one pass; see
+    `simple_rnn_kernel._forward` for why the LSTM kernels keep the default."""
     if mask_tm is not None and zero_output_for_mask:
         outputs_tm = h_ext[1:]
         return time_major(tf.where(mask_tm, outputs_tm, tf.zeros_like(outputs_tm)))
@@ -179,6 +185,7 @@ def concat_parts(results):
     if len(results) == 1:
         return results[0]
     return tuple(tf.concat(pieces, axis=0) for pieces in zip(*results))
+
 
 def loop_options(loops):
     # Python bools: one XLA program per value. Without XLA, `layout.plan` has already set both to False.

@@ -17,8 +17,8 @@ def _trained_run(tmp_path_factory, task):
     run_dir = root / "run"
     tokenize.run(config, run_dir)
     train.run(config, run_dir)
-    metrics = evaluate.run(config, run_dir)
-    return config, run_dir, metrics, export.run(config, run_dir)
+    metrics = evaluate.run(config, run_dir).metrics
+    return config, run_dir, metrics, export.run(config, run_dir).path
 
 
 @pytest.fixture(scope="session")

@@ -32,10 +32,12 @@ def plain_text(path: Path, chars: int = 6000, seed: int = 0) -> Path:
 
 
 def write_config(path: Path, task: str, data: dict, **sections) -> Path:
-    """A TOML config for tiny, fast runs; `sections` override e.g. train={"epochs": 1}."""
+    """A TOML config for tiny, fast runs; `sections` override e.g. train={"epochs": 1}. The task's regularizers are
+    off: these runs test the pipeline's mechanics on a few hundred examples, which must learn in an epoch or two."""
     base = {
-        "model": {"embedding_dim": 8, "units": 8},
-        "train": {"epochs": 2, "batch_size": 16, "sequence_length": 20, "backup_every_steps": 5},
+        "model": {"embedding_dim": 8, "units": 8, "dropout": 0.0, "output_dropout": 0.0},
+        "train": {"epochs": 2, "batch_size": 16, "sequence_length": 20, "backup_every_steps": 5,
+                  "adversarial_epsilon": 0.0, "virtual_adversarial_epsilon": 0.0, "word_dropout": 0.0},
         "tokenize": {"max_tokens": 200, "sequence_length": 16},
     }
     for name, values in sections.items():
@@ -54,3 +56,17 @@ def _toml(value):
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def classes_csv(path: Path, classes: int, per_class: int = 2, seed: int = 0) -> Path:
+    """A CSV of `classes` classes ("c0", "c1", ...), `per_class` rows each: class k's texts share a word of their own,
+    so a tiny model can tell them apart."""
+    rng = random.Random(seed)
+    lines = ["text,label"]
+    for k in range(classes):
+        for _ in range(per_class):
+            words = rng.sample(FILLER, 3) + [f"w{k}"]
+            rng.shuffle(words)
+            lines.append(f"{' '.join(words)},c{k}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -10,7 +10,7 @@ import custom_layers
 from pipeline import evaluate, tokenize, train
 from pipeline.adversarial import AdversarialModel, _forward, _embedding_chain, _kl, _unit
 from pipeline.config import ConfigError, ModelConfig, load_config
-from pipeline.model import build_model
+from pipeline.model import build_classifier
 from tests.pipeline.helpers import sentiment_csv, write_config
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -19,7 +19,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 def _plain(seed=0, **model):
     config = ModelConfig(embedding_dim=6, units=5, bidirectional=True, pooling="max", **model)
     keras.utils.set_random_seed(seed)
-    return build_model(config, "sentiment", vocab_size=40, num_classes=2, seed=seed)
+    return build_classifier(config, vocab_size=40, num_classes=2, seed=seed)
 
 
 def _batch():
@@ -174,7 +174,7 @@ def test_pipeline_setting_reaches_training(tmp_path):
         tokenize.run(config, tmp_path / name)
         results[name] = train.run(config, tmp_path / name)
         assert results[name].epochs == 2
-        assert "accuracy" in evaluate.run(config, tmp_path / name)
+        assert "accuracy" in evaluate.run(config, tmp_path / name).metrics
     # Same seed and data: only the perturbations differ.
     assert results["plain"].best != pytest.approx(results["adversarial"].best, abs=1e-6)
     assert results["plain"].best != pytest.approx(results["virtual"].best, abs=1e-6)

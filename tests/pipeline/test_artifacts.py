@@ -3,9 +3,6 @@ import os
 import pytest
 
 from pipeline import artifacts
-from pipeline.config import Config, DataConfig, replace
-from pipeline.errors import RunDirError
-from pipeline.rundir import open_run_dir
 
 
 def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
@@ -39,16 +36,14 @@ def test_staged_path_renames_on_success_only(tmp_path):
             tmp.mkdir()
 
 
-def test_run_dir_refuses_another_task(tmp_path):
-    config = Config(data=DataConfig(train="x"))
-    open_run_dir(tmp_path / "run", config)
-    assert (tmp_path / "run" / "config.toml").exists()
-    with pytest.raises(RunDirError, match="holds a 'sentiment' run"):
-        open_run_dir(tmp_path / "run", replace(config, task="next_char"))
-
-
-def test_run_dir_logs_config_changes(tmp_path, caplog):
-    config = Config(data=DataConfig(train="x"))
-    open_run_dir(tmp_path, config)
-    open_run_dir(tmp_path, replace(config, **{"model.units": 7}))
-    assert "model.units: 256 -> 7" in caplog.text
+def test_files_are_created_with_the_users_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        artifacts.write_json(tmp_path / "m.json", {"a": 1})
+        with artifacts.staged_path(tmp_path / "d") as tmp:
+            tmp.mkdir()
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

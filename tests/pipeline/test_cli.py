@@ -34,7 +34,7 @@ def test_help_and_version():
 
 def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     run_dir = tmp_path / "run"
-    assert "vocabulary:" in invoke("tokenize", sentiment_config, "--run-dir", run_dir).output
+    assert "tokenize: built" in invoke("tokenize", sentiment_config, "--run-dir", run_dir).output
     trained = invoke("train", sentiment_config, "--run-dir", run_dir)
     assert trained.exit_code == 0 and "train: completed after 1 epoch(s)" in trained.output
     assert "accuracy" in invoke("evaluate", sentiment_config, "--run-dir", run_dir).output
@@ -45,9 +45,14 @@ def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "split", "examples", "seconds"} <= set(metrics)
     again = invoke("train", sentiment_config, "--run-dir", run_dir)
-    assert "already done" in again.output, "a finished stage is kept"
-    redo = invoke("train", sentiment_config, "--run-dir", run_dir, "--overwrite", "--set", "train.epochs=2")
-    assert "completed after 2 epoch(s)" in redo.output
+    assert "train: up to date" in again.output, "a finished stage is kept"
+    changed = CliRunner().invoke(main, ["train", str(sentiment_config), "--run-dir", str(run_dir), "--set",
+                                        "train.epochs=3"])  # fmt: skip
+    assert changed.exit_code == 1 and "train.epochs: 1 -> 3" in changed.stderr and "--overwrite" in changed.stderr
+    redo = invoke("train", sentiment_config, "--run-dir", run_dir, "--overwrite", "--set", "train.epochs=3")
+    assert "completed after 3 epoch(s)" in redo.output
+    assert "exported: " in invoke("export", sentiment_config, "--run-dir", run_dir, "--set", "train.epochs=3").output
+    assert (run_dir / "export" / "model" / "2").is_dir(), "the retrained model is a new version"
 
     predictions = invoke("predict", run_dir / "export" / "model", "superb brilliant film", "awful dull plot")
     lines = [json.loads(line) for line in predictions.output.splitlines()]
@@ -71,7 +76,8 @@ def test_next_char_run_and_generate(tmp_path):
 
 
 def bad_inputs(tmp_path):
-    """(name, argv, expected fragment of the one stderr line) for every kind of bad input."""
+    """(name, argv, expected fragment of the one stderr line, exit code or None: any non-zero) for every kind of bad
+    input."""
     good_csv = sentiment_csv(tmp_path / "good.csv")
     cases = []
 
@@ -80,34 +86,67 @@ def bad_inputs(tmp_path):
         if text is not None:
             path.write_text(text, encoding="utf-8")
             return path
-        return write_config(path, task, data or {"train": str(good_csv)}, **sections)
+        return write_config(path, task, {"test_fraction": 0.2, **(data or {"train": str(good_csv)})}, **sections)
 
-    empty = tmp_path / "empty.csv"
-    empty.write_text("", encoding="utf-8")
-    columns = tmp_path / "columns.csv"
-    columns.write_text("review,stars\nnice,5\nbad,1\n", encoding="utf-8")
-    one_class = tmp_path / "one.csv"
-    one_class.write_text("text,label\na,x\nb,x\nc,x\n", encoding="utf-8")
-    latin = tmp_path / "latin.csv"
-    latin.write_bytes("text,label\ncaf\xe9,x\nok,y\nfine,x\nyes,y\n".encode("latin-1"))
+    def data_file(name, text=None, raw=None):
+        path = tmp_path / name
+        path.write_bytes(raw if raw is not None else text.encode("utf-8"))
+        return path
+
+    empty = data_file("empty.csv", "")
+    columns = data_file("columns.csv", "review,stars\nnice,5\nbad,1\n")
+    one_class = data_file("one.csv", "text,label\na,x\nb,x\nc,x\n")
+    latin = data_file("latin.csv", raw="text,label\ncaf\xe9,x\nok,y\nfine,x\nyes,y\n".encode("latin-1"))
+    no_label = data_file("nolabel.csv", "text,label\ngood,pos\nbad,neg\n\"no label\",\nfine,pos\n")
+    scores = data_file("scores.csv", "text,label\n" + "".join(f"text {i},{i * 0.37 + 0.5:.2f}\n" for i in range(300)))
+    toml = 'task = "sentiment"\n[data]\ntrain = "x.csv"\ntest_fraction = 0.2\n'
+    not_utf8 = data_file("latin.txt", raw=b"great film\nna\xefve plot\n")
     cases += [
-        ("missing_config", ["train", tmp_path / "nope.toml"], "nope.toml"),
-        ("toml_syntax", ["train", config("syntax", text="task = 'sentiment\n")], "TOML"),
-        ("unknown_key", ["train", config("unknown", text='task = "sentiment"\n[model]\nunits_ = 3\n')], "model.units_"),
-        ("wrong_type", ["train", config("type", text='task = "sentiment"\n[model]\nunits = "many"\n')], "model.units"),
-        ("bad_set", ["train", config("set"), "--set", "train.epochs=lots"], "train.epochs"),
-        ("missing_data", ["tokenize", config("missing", {"train": str(tmp_path / "none.csv")})], "does not exist"),
-        ("empty_file", ["tokenize", config("empty", {"train": str(empty)})], "is empty"),
-        ("csv_columns", ["tokenize", config("columns", {"train": str(columns)})], "its columns are ['review', 'stars']"),
-        ("one_class", ["tokenize", config("one", {"train": str(one_class)})], "at least two"),
-        ("strict_encoding", ["tokenize", config("latin", {"train": str(latin)})], "line 2, byte offset"),
+        ("missing_config", ["train", tmp_path / "nope.toml"], "nope.toml", 2),
+        ("toml_syntax", ["train", config("syntax", text="task = 'sentiment\n")], "TOML", 2),
+        ("unknown_key", ["train", config("unknown", text='task = "sentiment"\n[model]\nunits_ = 3\n')],
+         "model.units_", 2),
+        ("wrong_type", ["train", config("type", text='task = "sentiment"\n[model]\nunits = "many"\n')],
+         "model.units", 2),
+        ("bad_set", ["train", config("set"), "--set", "train.epochs=lots"], "train.epochs", 2),
+        ("learning_rate_nan", ["train", config("nan", text=toml + "[train]\nlearning_rate = nan\n")],
+         "train.learning_rate: must be a finite number, got nan", 2),
+        ("learning_rate_inf", ["train", config("inf"), "--set", "train.learning_rate=inf"],
+         "train.learning_rate: must be a finite number, got inf", 2),
+        ("long_string", ["train", config("long", text=toml + f"[export]\nname = '{'x' * 100_000}'\n")],
+         "export.name: a string of 100,000 characters; at most 4,096", 2),
+        ("huge_config", ["train", config("huge", text=toml + f"[export]\nname = '{'x' * 50_000_000}'\n")],
+         "huge.toml: 50,000,0", 2),
+        ("deep_nesting", ["train", config("deep", text="a = " + "[" * 5000 + "]" * 5000 + "\n")],
+         "nested too deeply", 2),
+        ("no_test_split", ["tokenize", config("notest", {"train": str(good_csv), "test_fraction": 0.0})],
+         "evaluate.split: 'test', but the data has no test split; set data.test or data.test_fraction", 2),
+        ("no_validation", ["train", config("noval", {"train": str(good_csv), "validation_fraction": 0.0})],
+         "data.validation_fraction: 0 and no data.validation", 2),
+        ("missing_data", ["tokenize", config("missing", {"train": str(tmp_path / "none.csv")})], "does not exist", 1),
+        ("empty_file", ["tokenize", config("empty", {"train": str(empty)})], "is empty", 1),
+        ("csv_columns", ["tokenize", config("columns", {"train": str(columns)})],
+         "its columns are ['review', 'stars']", 1),
+        ("one_class", ["tokenize", config("one", {"train": str(one_class)})], "at least two", 1),
+        ("missing_label", ["tokenize", config("nolabel", {"train": str(no_label)})],
+         f"data.train: {no_label} line 4 has no label (column 'label' is empty)", 1),
+        ("continuous_label", ["tokenize", config("scores", {"train": str(scores)})],
+         f"data.label_column: column 'label' of {scores} holds 300 distinct numbers, some with a fraction", 1),
+        ("strict_encoding", ["tokenize", config("latin", {"train": str(latin)})], "line 2, byte offset", 1),
         ("tfds_name", ["tokenize", config("tfds", {"source": "tfds", "name": "imdb_reviewz",
-                                                  "data_dir": str(tmp_path / "tfds")})], "did you mean imdb_reviews"),
-        ("no_checkpoint", ["export", config("nockpt"), "--run-dir", tmp_path / "fresh"], "run `rnnpipe train`"),
-        ("not_saved_model", ["predict", tmp_path, "hello"], "is not a SavedModel export"),
-        ("generate_length", ["generate", tmp_path, "--prompt", "a", "--length", "-1"], "--length must be >= 0"),
+                                                  "data_dir": str(tmp_path / "tfds")})],
+         "did you mean imdb_reviews", 1),
+        ("no_checkpoint", ["export", config("nockpt"), "--run-dir", tmp_path / "fresh"],
+         "run `rnnpipe tokenize` first", 1),
+        ("not_saved_model", ["predict", tmp_path, "hello"], "is not a SavedModel export", 1),
+        ("predict_not_utf8", ["predict", tmp_path, "--input", not_utf8],
+         f"--input {not_utf8}: line 2 is not valid UTF-8 (byte 0xef at column 3)", 1),
+        ("predict_empty_input", ["predict", tmp_path, "--input", empty],
+         f"--input {empty} is empty: nothing to classify", 1),
+        ("predict_nothing", ["predict", tmp_path], "give TEXT arguments or --input FILE", 2),
+        ("generate_length", ["generate", tmp_path, "--prompt", "a", "--length", "-1"], "--length must be >= 0", None),
         ("generate_temperature", ["generate", tmp_path, "--prompt", "a", "--temperature", "0"],
-         "--temperature must be > 0"),
+         "--temperature must be > 0", None),
     ]  # fmt: skip
     return cases
 
@@ -116,19 +155,24 @@ def test_bad_inputs_give_one_line_and_nonzero_exit(tmp_path, monkeypatch):
     # Most cases use the default run directory, runs/<config name>, relative to the working directory: keep it in
     # tmp_path, not in the checkout the tests run from.
     monkeypatch.chdir(tmp_path)
-    for name, argv, fragment in bad_inputs(tmp_path):
+    for name, argv, fragment, exit_code in bad_inputs(tmp_path):
         result = CliRunner().invoke(main, [str(a) for a in argv])
-        assert result.exit_code != 0, name
+        assert result.exit_code == exit_code if exit_code else result.exit_code != 0, (name, result.exit_code)
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error:"), (name, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error:"), (name, result.stderr[:2000])
         assert fragment in lines[0], (name, lines[0])
+        assert len(lines[0]) <= 600, (name, len(lines[0]))
         assert "Traceback" not in result.output + result.stderr
+        assert result.stdout == "", (name, result.stdout[:200])
+        if exit_code == 2 and argv[0] in ("tokenize", "train"):  # a config error stops before anything is written
+            assert not (tmp_path / "runs" / Path(argv[1]).stem).exists(), name
 
 
 def test_run_dir_of_another_task_is_refused(sentiment_config, tmp_path):
     run_dir = tmp_path / "run"
     assert invoke("tokenize", sentiment_config, "--run-dir", run_dir).exit_code == 0
-    chars = write_config(tmp_path / "c.toml", "next_char", {"train": str(plain_text(tmp_path / "t.txt"))})
+    chars = write_config(tmp_path / "c.toml", "next_char", {"train": str(plain_text(tmp_path / "t.txt")),
+                                                            "test_fraction": 0.1})  # fmt: skip
     result = CliRunner().invoke(main, ["tokenize", str(chars), "--run-dir", str(run_dir)])
     assert result.exit_code != 0 and "holds a 'sentiment' run" in result.stderr
 
@@ -145,3 +189,57 @@ def test_real_subprocess_end_to_end(tmp_path):
     assert "exported:" in result.stdout
     assert (tmp_path / "run" / "export" / "model" / "1" / "saved_model.pb").exists()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["accuracy"] > 0.8
+
+
+def _rnnpipe(*args, **kwargs):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the CLI's own choice, not ours
+    return subprocess.run([str(Path(sys.executable).with_name("rnnpipe")), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env=env, **kwargs)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_predict_and_generate_print_nothing_on_stderr(sentiment_run, next_char_run, tmp_path):
+    """TensorFlow's C++ notices (oneDNN, CPU features, XLA) stay off stderr outside --debug; our errors do not."""
+    predicted = _rnnpipe("predict", sentiment_run[3], "a wonderful film", "dull")
+    assert predicted.returncode == 0 and predicted.stderr == "", predicted.stderr
+    assert [json.loads(line)["text"] for line in predicted.stdout.splitlines()] == ["a wonderful film", "dull"]
+    generated = _rnnpipe("generate", next_char_run[3], "--prompt", "to be", "--length", "20", "--seed", "1")
+    assert generated.returncode == 0 and generated.stderr == "", generated.stderr
+    assert generated.stdout.startswith("to be")
+    refused = _rnnpipe("predict", tmp_path, "hello")
+    assert refused.returncode == 1 and refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1
+    debug = _rnnpipe("--debug", "predict", sentiment_run[3], "a wonderful film")
+    assert debug.returncode == 0 and "tensorflow" in debug.stderr.lower(), "--debug shows TensorFlow's log"
+
+
+def test_predict_input_streams_lines_with_bom_crlf_and_undecodable_arguments(sentiment_run, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_bytes(b"\xef\xbb\xbfsuperb brilliant film\r\n\r\nawful dull plot\r\n")
+    result = CliRunner().invoke(main, ["predict", str(sentiment_run[3]), "caf\udce9", "--input", str(texts)])
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == ["caf\ufffd", "superb brilliant film", "", "awful dull plot"]
+    assert [line["label"] for line in lines[1:2] + lines[3:]] == ["pos", "neg"]
+
+
+def test_a_file_system_error_is_one_line_naming_the_file(sentiment_config, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "run" / "vocabulary.json"))
+
+    monkeypatch.setattr("pipeline.tokenize.run", refuse)
+    result = CliRunner().invoke(main, ["tokenize", str(sentiment_config), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: Permission denied: {tmp_path / 'run' / 'vocabulary.json'} (run with --debug for "
+                             f"the traceback)\n")  # fmt: skip
+
+
+def test_a_long_error_is_cut_to_one_line(monkeypatch, sentiment_config):
+    from pipeline.errors import DataError
+
+    def fail(*args, **kwargs):
+        raise DataError("first line\n" + "x" * 10_000)
+
+    monkeypatch.setattr("pipeline.tokenize.run", fail)
+    result = CliRunner().invoke(main, ["tokenize", str(sentiment_config), "--run-dir", str(sentiment_config.parent)])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: first line xxx") and len(result.stderr) < 520

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Config, config_from_dict, config_to_dict, load_config, replace, to_toml
+from pipeline.config import Config, config_from_dict, config_to_dict, flatten, load_config, replace, to_toml
 from pipeline.errors import ConfigError
+from pipeline.tasks import next_char, sentiment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +32,8 @@ def test_defaults_then_file_then_overrides(tmp_path):
     config = load_config(path, ["model.units=128", "train.learning_rate=0.01", "data.encoding=windows-1252"])
     assert config.model.units == 128  # --set beats the file
     assert config.model.layers == 2  # the file beats the default
-    assert config.model.embedding_dim == Config().model.embedding_dim
+    assert config.model.embedding_dim == sentiment.DEFAULTS["model.embedding_dim"]  # the task's default
+    assert config.model.peephole == Config().model.peephole  # the code default
     assert config.train.learning_rate == 0.01
     assert config.data.encoding == "windows-1252"
     assert Path(config.data.train).is_absolute()
@@ -55,7 +57,7 @@ def test_config_is_immutable(tmp_path):
         ("", ["model.units=abc"], "model.units: expected int, got str 'abc'"),
         ("", ["model.units"], "--set expects KEY=VALUE, got 'model.units'"),
         ("", ["train.nope=1"], "unknown key 'train.nope'"),
-        ("", ["model.cell=gru"], "model.cell: must be one of lstm, simple_rnn; got 'gru'"),
+        ("", ["model.cell=tcn"], "model.cell: must be one of lstm, simple_rnn"),
         ("", ["model.units=0"], "model.units: must be > 0, got 0"),
         ("", ["model.dropout=1.0"], "model.dropout: must be in [0, 1), got 1.0"),
         ("", ["model.ensemble=0"], "model.ensemble: must be > 0, got 0"),
@@ -110,3 +112,32 @@ def test_toml_round_trip_keeps_every_value(tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.toml")))
 def test_shipped_configs_load(name):
     load_config(REPO / "configs" / name)
+
+
+@pytest.mark.parametrize("task", [sentiment, next_char], ids=["sentiment", "next_char"])
+def test_a_config_of_task_and_data_gets_the_task_defaults(tmp_path, task):
+    config = load_config(write(tmp_path, f'task = "{task.TASK.name}"\n[data]\ntrain = "x"'))
+    flat = flatten(config_to_dict(config))
+    assert {key: flat[key] for key in task.DEFAULTS} == dict(task.DEFAULTS)
+
+
+def test_bad_values_are_config_errors_of_one_short_line(tmp_path):
+    cases = [
+        ("[train]\nlearning_rate = nan", "train.learning_rate: must be a finite number"),
+        ("[train]\nlearning_rate = inf", "train.learning_rate: must be a finite number"),
+        ("seed = 99999999999999999999", "seed: 99999999999999999999 is out of range"),
+        ("seed = -1", "seed: must be in [0, 2**31)"),
+        ("[data]\nname = '" + "x" * 50_000 + "'", "data.name: a string of 50,000 characters"),
+        ("a = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ]
+    for text, message in cases:
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, text + '\n[data]\ntrain = "x"\n' if "[data]" not in text else text), [])
+        assert message in str(info.value), (text[:40], str(info.value))
+        assert len(str(info.value)) < 400 and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="train.epochs: .* out of range"):
+        load_config(write(tmp_path, '[data]\ntrain = "x"'), ["train.epochs=" + str(2**70)])
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * 2_000_000 + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="a config is at most"):
+        load_config(big)

@@ -7,12 +7,17 @@ import pytest
 import tensorflow as tf
 
 from pipeline.config import config_from_dict
-from pipeline.data import load_splits
+from pipeline import tasks
+from pipeline.data import check_labels
 from pipeline.errors import ConfigError, DataError
 
 
 def sentiment(tmp_path, **data):
     return config_from_dict({"task": "sentiment", "seed": 3, "data": {"validation_fraction": 0.25, **data}})
+
+
+def load_splits(config):
+    return tasks.get(config.task).load_splits(config)
 
 
 def examples(ds):
@@ -173,3 +178,76 @@ def test_mr_files_windows_1252(shared_data):
     sizes = [int(s.cardinality()) for s in (splits.train, splits.validation, splits.test)]
     assert sum(sizes) == 10_662 and sizes[2] == 1066
     assert splits.labels == ("neg", "pos")
+
+
+def test_an_empty_label_is_an_error_naming_file_and_line_never_a_class(tmp_path):
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text('text,label\na,x\nb,y\n"two\nlines",x\nc, \nd,y\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv line 6 has no label \(column 'label' is empty\)"):
+        load_splits(sentiment(tmp_path, train=str(csv_path)))
+    tsv_path = tmp_path / "train.tsv"
+    tsv_path.write_text("text\tlabel\na\tx\n\nb\t\nc\ty\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv line 4 has no label"):
+        load_splits(sentiment(tmp_path, train=str(tsv_path)))
+    with pytest.raises(DataError, match="holds an empty label"):
+        check_labels(["x", "", "y"], "a source")
+
+
+@pytest.mark.parametrize(
+    "labels, discrete",
+    [
+        ([f"{i * 0.37:.2f}" for i in range(60)], False),  # scores: a regression target
+        ([f"{i % 3}.0" for i in range(60)], True),  # floats written for three classes
+        ([str(i % 5 * 0.5) for i in range(60)], True),  # half stars: few distinct values
+        ([str(i) for i in range(60)], True),  # integer class ids, many of them
+        ([f"v{i * 0.37:.2f}" for i in range(60)], True),  # names that merely contain numbers
+    ],
+    ids=["scores", "float_classes", "half_stars", "integer_ids", "names"],
+)
+def test_a_continuous_label_column_is_refused_naming_the_key(tmp_path, labels, discrete):
+    path = write_csv(tmp_path / "train.csv", [(f"text {i}", label) for i, label in enumerate(labels)])
+    config = sentiment(tmp_path, train=str(path), validation_fraction=0.0, validation=str(path))
+    if discrete:
+        assert len(load_splits(config).labels) == len(set(labels))
+        return
+    with pytest.raises(DataError) as info:
+        load_splits(config)
+    message = str(info.value)
+    assert message.startswith(f"data.label_column: column 'label' of {path} holds 60 distinct numbers")
+    assert "continuous" in message and "data.validation" not in message and len(message) < 300
+
+
+def test_class_count_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.data.MAX_CLASSES", 50)
+    path = write_csv(tmp_path / "train.csv", [(f"text {i}", f"c{i}") for i in range(51)])
+    with pytest.raises(DataError, match="holds 51 classes; sentiment models take at most 50"):
+        load_splits(sentiment(tmp_path, train=str(path)))
+
+
+def test_labels_missing_from_training_are_blamed_on_the_key_that_made_the_split(tmp_path):
+    rows = [(f"text {i}", "ab"[i % 2]) for i in range(30)] + [("rare text", "rare")]
+    train = write_csv(tmp_path / "train.csv", rows)
+    # Held out by validation_fraction: each class with a single example ends up on one side only.
+    held_out = [seed for seed in range(20) if _rare_is_held_out(tmp_path, train, seed)]
+    assert held_out, "no seed holds the rare example out"
+    config = config_from_dict({"task": "sentiment", "seed": held_out[0],
+                               "data": {"train": str(train), "validation_fraction": 0.25}})  # fmt: skip
+    with pytest.raises(DataError, match=r"^data.validation_fraction: the validation examples held out of data.train "
+                                        r"include 1 label\(s\) left without a training example \('rare'\)"):
+        load_splits(config)
+    other = write_csv(tmp_path / "val.csv", [("x", "a"), ("y", "unseen"), ("z", "b")])
+    config = sentiment(tmp_path, train=str(write_csv(tmp_path / "t.csv", rows + [("more", "rare")])),
+                       validation=str(other))
+    with pytest.raises(DataError, match=rf"^data.validation: 1 label\(s\) of {other} do not occur in the training "
+                                        r"data \('unseen'\)"):
+        load_splits(config)
+
+
+def _rare_is_held_out(tmp_path, train, seed):
+    config = config_from_dict({"task": "sentiment", "seed": seed,
+                               "data": {"train": str(train), "validation_fraction": 0.25}})  # fmt: skip
+    try:
+        load_splits(config)
+    except DataError as error:
+        return "left without a training example" in str(error)
+    return False

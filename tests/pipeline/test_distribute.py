@@ -11,6 +11,7 @@ import keras
 import pytest
 
 import custom_layers  # noqa: F401
+import pipeline.model  # noqa: F401  (registers the pooling layer for loading checkpoints)
 from tests.pipeline.helpers import sentiment_csv, write_config
 
 
@@ -45,7 +46,7 @@ def test_multi_worker_mirrored_two_local_workers(tmp_path):
         assert process.returncode == 0, stderr[-3000:]
         assert "train: completed after 2 epoch(s)" in stdout
     model = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
-    assert model.get_layer("rnn_0").__class__.__name__ == "LSTM"
+    assert model.get_layer("rnn_0").forward_layer.__class__.__name__ == "LSTM"
     assert json.loads((run_dir / "train_state.json").read_text())["status"] == "completed"
 
 

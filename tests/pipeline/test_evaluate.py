@@ -1,41 +1,43 @@
-"""Metric definitions against brute force and hand-computed values."""
+"""The evaluate stage: its metrics and figure stay bounded by the documented limits, whatever the number of classes."""
 
-import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 
-from pipeline.evaluate import classification_metrics, roc_auc
+from pipeline import metrics, plots
+from tests.pipeline.helpers import classes_csv, write_config
+
+# A tiny run takes about 1.6 GB of address space with TensorFlow's thread pools pinned as below; the confusion
+# matrix figure that evaluate used to draw for 1,000 classes alone took 14 GB.
+MEMORY_LIMIT = 4 << 30
 
 
-def brute_force_auc(positive, scores):
-    pairs = list(itertools.product(scores[positive], scores[~positive]))
-    return np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+def _limit_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_roc_auc_matches_pairwise_definition_with_ties(seed):
-    rng = np.random.default_rng(seed)
-    scores = rng.integers(0, 6, size=40) / 5  # many ties
-    positive = rng.random(40) < 0.4
-    assert roc_auc(positive, scores) == pytest.approx(brute_force_auc(positive, scores))
-
-
-def test_roc_auc_extremes():
-    positive = np.array([False, False, True, True])
-    assert roc_auc(positive, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
-    assert roc_auc(positive, np.array([0.9, 0.8, 0.2, 0.1])) == 0.0
-    assert roc_auc(positive, np.full(4, 0.5)) == 0.5
-
-
-def test_classification_metrics_by_hand():
-    truth = np.array([0, 0, 0, 1, 1, 2])
-    probabilities = np.eye(3)[[0, 0, 1, 1, 2, 2]]
-    m = classification_metrics(truth, probabilities, ("a", "b", "c"))
-    assert m["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
-    assert m["accuracy"] == pytest.approx(4 / 6)
-    assert m["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(2 / 3), "f1": pytest.approx(0.8),
-                                   "support": 3}  # fmt: skip
-    assert m["per_class"]["b"]["precision"] == 0.5 and m["per_class"]["b"]["recall"] == 0.5
-    assert m["macro_f1"] == pytest.approx(np.mean([0.8, 0.5, 2 / 3]))
-    assert "roc_auc" not in m
+@pytest.mark.slow
+def test_a_thousand_classes_train_evaluate_and_export_under_a_memory_limit(tmp_path):
+    data = {"train": str(classes_csv(tmp_path / "train.csv", 1000, per_class=1)),
+            "validation": str(classes_csv(tmp_path / "validation.csv", 100, per_class=1, seed=1)),
+            "test": str(classes_csv(tmp_path / "test.csv", 300, per_class=1, seed=2))}  # fmt: skip
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1, "batch_size": 64},
+                          tokenize={"max_tokens": 1100})  # fmt: skip
+    # Thread pools sized by the machine's cores would make the address space, and so the limit, machine-dependent.
+    env = {**os.environ, "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "2", "MALLOC_ARENA_MAX": "2"}
+    rnnpipe = Path(sys.executable).with_name("rnnpipe")
+    result = subprocess.run([str(rnnpipe), "run", str(config), "--run-dir", str(tmp_path / "run")], env=env,
+                            preexec_fn=_limit_memory, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1000 classes" in result.stdout and "(300 examples)" in result.stdout and "exported:" in result.stdout
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(report["labels"]) == len(report["per_class"]) == 1000
+    assert "confusion_matrix" not in report and len(report["top_confusions"]) <= metrics.TOP_CONFUSIONS
+    assert (tmp_path / "run" / "metrics.json").stat().st_size < 500_000
+    assert (tmp_path / "run" / "confusion_matrix.png").stat().st_size < 2_000_000
+    assert plots.PLOT_CLASSES < 1000

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig
-from pipeline.model import EnsembleAverage, MaskedGlobalPooling1D, build_model
+from pipeline.model import EnsembleAverage, MaskedGlobalPooling1D, build_classifier, build_language_model
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_padding_does_not_change_sentiment_logits(pooling, bidirectional):
     config = ModelConfig(units=4, embedding_dim=3, bidirectional=bidirectional, pooling=pooling, layers=2)
-    model = build_model(config, "sentiment", vocab_size=10, num_classes=3, seed=1)
+    model = build_classifier(config, vocab_size=10, num_classes=3, seed=1)
     padded = np.asarray(model(np.array([[3, 4, 5, 0, 0, 0], [0, 0, 0, 0, 0, 0]])))
     np.testing.assert_allclose(padded[0], np.asarray(model(np.array([[3, 4, 5]])))[0], atol=1e-6)
     assert np.isfinite(padded).all(), "an empty text still gets finite logits"
@@ -29,8 +29,8 @@ def test_masked_pooling_by_hand():
 
 def test_stateful_copy_carries_state_across_calls():
     config = ModelConfig(units=6, embedding_dim=4)
-    model = build_model(config, "next_char", vocab_size=12, seed=0)
-    stateful = build_model(config, "next_char", vocab_size=12, seed=0, stateful_batch=2)
+    model = build_language_model(config, vocab_size=12, seed=0)
+    stateful = build_language_model(config, vocab_size=12, seed=0, stateful_batch=2)
     stateful.set_weights(model.get_weights())
     tokens = np.random.default_rng(0).integers(0, 12, size=(2, 10))
     whole = np.asarray(model(tokens))
@@ -39,7 +39,7 @@ def test_stateful_copy_carries_state_across_calls():
 
 
 def test_pooled_model_round_trips_through_keras_file(tmp_path):
-    model = build_model(ModelConfig(units=4, embedding_dim=3, pooling="max"), "sentiment", 10, 2)
+    model = build_classifier(ModelConfig(units=4, embedding_dim=3, pooling="max"), 10, 2)
     model.save(tmp_path / "m.keras")
     tokens = np.array([[1, 2, 3, 0]])
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(tokens), model(tokens))
@@ -56,9 +56,9 @@ def test_ensemble_average_is_the_log_of_the_mean_probability():
 
 def test_ensemble_model_holds_independent_members(tmp_path):
     config = ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True, ensemble=3)
-    model = build_model(config, "sentiment", 10, 2, seed=1)
+    model = build_classifier(config, 10, 2, seed=1)
     members = [model.get_layer(f"member_{k}") for k in range(3)]
-    single = build_model(ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True), "sentiment", 10, 2)
+    single = build_classifier(ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True), 10, 2)
     assert len(model.get_weights()) == 3 * len(single.get_weights())
     assert not np.allclose(members[0].get_layer("embedding").get_weights()[0],
                            members[1].get_layer("embedding").get_weights()[0])  # fmt: skip
@@ -67,5 +67,3 @@ def test_ensemble_model_holds_independent_members(tmp_path):
     np.testing.assert_allclose(np.asarray(keras.ops.softmax(model(tokens))), mean_probability, rtol=1e-5)
     model.save(tmp_path / "e.keras")
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "e.keras")(tokens), model(tokens), rtol=1e-6)
-    with pytest.raises(ValueError, match="ensemble=3 is for sentiment"):
-        build_model(config, "next_char", 10)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import evaluate, tokenize, train
-from pipeline.config import load_config
+from pipeline.config import load_config, replace
+from pipeline.errors import RunDirError
 from tests.pipeline.helpers import plain_text, sentiment_csv, write_config
 
 
@@ -29,7 +30,7 @@ def test_same_seed_same_vocabulary_and_metrics(tmp_path):
     runs = [tiny_run(tmp_path, f"run{i}", train={"epochs": 2}) for i in range(2)]
     vocabularies = [(run_dir / "vocabulary.json").read_text() for _, run_dir, _ in runs]
     assert vocabularies[0] == vocabularies[1]
-    metrics = [evaluate.run(config, run_dir) for config, run_dir, _ in runs]
+    metrics = [evaluate.run(config, run_dir).metrics for config, run_dir, _ in runs]
     for key in ("accuracy", "macro_f1", "roc_auc"):
         assert metrics[0][key] == pytest.approx(metrics[1][key], abs=1e-6)
     assert runs[0][2].best == pytest.approx(runs[1][2].best, abs=1e-6)
@@ -43,19 +44,15 @@ def test_progress_is_one_line_per_epoch_when_stdout_is_not_a_terminal(tmp_path, 
     assert len(epochs) == 2 and "Epoch 2/2" in out
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, caplog):
+def test_nan_loss_before_any_checkpoint_is_one_clear_error_and_keeps_the_old_checkpoint(tmp_path):
     config, run_dir, first = tiny_run(tmp_path, "run", train={"epochs": 1})
     good = (run_dir / "checkpoints" / "best.keras").read_bytes()
     # Adam moves every weight by about the learning rate per step; at 1e38 the next products overflow float32,
     # so the loss turns NaN whatever the kernels' rounding (1e30 left it huge but finite).
-    exploding = load_config(write_config(tmp_path / "boom.toml", "sentiment", {
-        "train": str(tmp_path / "train.csv"), "test_fraction": 0.2}, train={"epochs": 3, "learning_rate": 1e38,
-                                                                             "clipnorm": 0.0}), [])  # fmt: skip
-    result = train.run(exploding, run_dir, overwrite=True)
-    assert result.status == "diverged"
-    assert "keeps the last good weights" in caplog.text
+    exploding = replace(config, **{"train.epochs": 3, "train.learning_rate": 1e38, "train.clipnorm": 0.0})
+    with pytest.raises(RunDirError, match=r"diverged \(loss nan\) before its first checkpoint; lower train.learning"):
+        train.run(exploding, run_dir, overwrite=True)
     assert (run_dir / "checkpoints" / "best.keras").read_bytes() == good
-    assert json.loads((run_dir / "train_state.json").read_text())["status"] == "diverged"
 
 
 def test_time_budget_stops_mid_epoch(tmp_path):
@@ -100,6 +97,7 @@ def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path)
 
     shutil.rmtree(run_dir / "members" / "2")
     (run_dir / "train_state.json").unlink()
+    (run_dir / "checkpoints" / "best.keras").unlink()  # the members are joined only once all are trained
     again = train.run(config, run_dir)
     assert not again.skipped and len(again.members) == 3
     assert [(run_dir / "members" / str(k) / "checkpoints" / "best.keras").read_bytes() for k in range(2)] == kept
@@ -176,3 +174,38 @@ def test_sigint_stops_cleanly_after_saving(tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert json.loads((run_dir / "train_state.json").read_text())["status"] == "interrupted"
     assert any((run_dir / "checkpoints" / "backup").iterdir())
+
+
+def test_time_budget_counts_across_a_resume_after_ctrl_c(tmp_path, monkeypatch):
+    """Ctrl-C after the first epoch, then the same command: the resumed run is given what is left of
+    train.max_seconds, not the whole budget again, and reports the time of both attempts."""
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data,
+                                      train={"epochs": 3, "max_seconds": 600.0}), [])  # fmt: skip
+    run_dir = tmp_path / "run"
+    tokenize.run(config, run_dir)
+    end_of_epoch = train._Progress.on_epoch_end
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        end_of_epoch(self, epoch, logs)
+        raise KeyboardInterrupt  # what Python raises on SIGINT
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train._Progress, "on_epoch_end", interrupt_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(config, run_dir)
+    state = json.loads((run_dir / "train_state.json").read_text())
+    assert state["status"] == "interrupted"
+    spent = state["seconds"]
+    assert spent > 0
+
+    budgets = []
+    stopper_init = train._Stopper.__init__
+    monkeypatch.setattr(train._Stopper, "__init__", lambda self, seconds: (budgets.append(seconds),
+                                                                           stopper_init(self, seconds))[1])
+    started = time.monotonic()
+    result = train.run(config, run_dir)
+    took = time.monotonic() - started
+    assert budgets == [pytest.approx(600.0 - spent)]
+    assert result.status == "completed" and result.epochs == 3
+    assert spent < result.seconds <= spent + took + 0.5

@@ -1,0 +1,452 @@
+"""LiteRT (TensorFlow Lite) export: a .tflite model of a trained pipeline model that uses built-in LiteRT ops only
+(no Select TF ops, no Flex delegate), and what a device needs around it.
+
+`export_litert` writes a new folder holding
+    model.tflite      the model; post-training dynamic-range quantization with `quantize=True`
+    vocabulary.json   the training vocabulary (`pipeline.text.Vocabulary`)
+    litert.json       task, class names, tokenization rules, signatures (inputs and outputs), the state layout
+
+Signatures (batch and time dimensions are dynamic; string ops stay on the device, as with every on-device text
+model, and `pipeline.litert_client` is the reference implementation of the tokenization):
+
+sentiment, "serving_default":
+    tokens: int32 [batch, time] word ids, right-padded with 0 (masked)  ->  probabilities: float32 [batch, classes]
+next_char, the recurrent state packed as one float32 [batch, state_size] (each layer's states in order, laid out
+in litert.json; zeros to start):
+    "step":         char_id: int32 [batch], state                         ->  logits, probabilities: [batch, vocab],
+                                                                              state (after that character)
+    "read_prompt":  char_ids: int32 [batch, time] (right-padded), lengths: int32 [batch] (>= 1), state
+                                                                          ->  the same, after each row's last character
+
+The recurrent layers convert through their fused kernels without XLA (the model is rebuilt with
+`jit_compile=False` and no dropout, the same weights: `inference_copy`). "step" calls each layer's cell once;
+"read_prompt" is one loop of those steps, carrying only the state, so it needs no per-timestep buffers and converts
+for every cell the step does.
+After conversion the .tflite is run once by the LiteRT interpreter on sample input and compared with the Keras
+model: an export that disagrees by more than `CHECK_TOLERANCE` (quantized: `QUANTIZED_CHECK_TOLERANCE`) is not
+written, and litert.json records the difference ("check").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import custom_layers
+from pipeline import artifacts, litert_client
+from pipeline.text import Vocabulary, standardize
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.tflite"
+VOCABULARY_FILE = "vocabulary.json"
+# The converted model against Keras on sample input: float32 rounding, or (quantized) a broken conversion rather
+# than quantization's own error, which litert.json records.
+CHECK_TOLERANCE = 1e-4
+QUANTIZED_CHECK_TOLERANCE = 0.1
+EMPTY_PROMPT = "\n"
+
+
+class LiteRTConversionError(ValueError):
+    """The model cannot be converted to built-in LiteRT ops, or the converted model disagrees with Keras."""
+
+
+def export_litert(
+    model: keras.Model,
+    task: str,
+    vocab: Vocabulary,
+    labels: Sequence[str],
+    target_dir: str | os.PathLike,
+    quantize: bool = False,
+) -> Path:
+    """Converts a pipeline model (`pipeline.model.build_model`, trained) and writes the LiteRT export folder
+    `target_dir`, which must not exist yet; returns it.
+
+    Args:
+        model: the trained model (with or without XLA in its recurrent layers).
+        task: the task's name ("sentiment", "next_char"); the task chooses the signatures (`Task.litert_signatures`).
+        vocab: the vocabulary it was trained with (word level for sentiment, char level for next_char).
+        labels: sentiment: the class names, index = class id (next_char: empty).
+        target_dir: the folder to write; written beside it under a temporary name and renamed when complete.
+        quantize: post-training dynamic-range quantization (int8 weights, float activations).
+
+    Raises:
+        ValueError: bad arguments; `LiteRTConversionError` if the model does not convert with built-in ops only
+            or the converted model disagrees with Keras.
+        FileExistsError: `target_dir` exists.
+        ImportError: ai-edge-litert (the `litert` extra) is not installed.
+    """
+    target = Path(target_dir)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; a LiteRT export is never overwritten")
+    tflite, description = convert(model, task, vocab, labels, quantize=quantize)
+    with artifacts.staged_path(target) as tmp:
+        tmp.mkdir()
+        artifacts.write_bytes(tmp / MODEL_FILE, tflite)
+        vocab.save(tmp / VOCABULARY_FILE)
+        artifacts.write_json(tmp / litert_client.DESCRIPTION_FILE, description)
+    logger.info("LiteRT export %s (%d bytes, quantization %s)", target, len(tflite), description["quantization"])
+    return target
+
+
+def convert(
+    model: keras.Model, task: str, vocab: Vocabulary, labels: Sequence[str] = (), quantize: bool = False
+) -> tuple[bytes, dict]:
+    """(the .tflite flatbuffer, the litert.json description) for a pipeline model; see `export_litert`."""
+    try:  # checked first: the converted model is run by it before anything is written
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        message = "a LiteRT export needs the litert extra: pip install 'rnnpipe[litert]' (ai-edge-litert)"
+        raise ImportError(message) from None
+    from pipeline import tasks
+
+    module = tasks.get(task).litert_signatures(inference_copy(model), vocab, labels)
+    model = module.model
+    endpoints = module.endpoints()
+    with tempfile.TemporaryDirectory(prefix="rnnpipe-litert-") as tmp:
+        # A SavedModel first, for its signature names. Keras' ExportArchive saves the variables the endpoints use,
+        # which the converter then freezes into constants (a tf.Module holding the model kept them as variables).
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for name, (fn, input_signature) in endpoints.items():
+            archive.add_endpoint(name, fn, input_signature=input_signature)
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(endpoints))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        try:
+            tflite = converter.convert()
+        except Exception as error:  # the converter raises its own ConverterError, or others from its passes
+            raise LiteRTConversionError(_conversion_failure(error)) from None
+    ops = builtin_ops(tflite)
+    check = _check_against_keras(tflite, module, vocab, QUANTIZED_CHECK_TOLERANCE if quantize else CHECK_TOLERANCE)
+    description = describe(tflite, module, task, vocab, ops, quantize)
+    description["check"] = {"against": "the Keras model on sample input", "max_abs_difference": check}
+    return tflite, description
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """A copy of `model` with the same weights for LiteRT: its recurrent layers run their kernels without XLA
+    (which LiteRT cannot run) and without dropout. Dropout is off in inference anyway, but Keras draws the
+    recurrent layers' dropout masks before every sequence all the same, from a seed-generator variable that would
+    stay in the .tflite as a resource variable (state a device has to keep, and ops not every delegate runs).
+    Every `jit_compile`, `dropout` and `recurrent_dropout` in the model's config (our layers, also inside
+    Bidirectional and sub-models) is replaced."""
+    replace = {"jit_compile": False, "dropout": 0.0, "recurrent_dropout": 0.0}
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: (replace[k] if k in replace else plain(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    clone = model.__class__.from_config(plain(model.get_config()))
+    clone.set_weights(model.get_weights())
+    if len(clone.inputs) == 1 and len(clone.outputs) == 1:
+        # A loaded model's config makes its input a one-element list, which Keras warns about at each call.
+        clone = keras.Model(clone.inputs[0], clone.outputs[0], name=clone.name)
+    return clone
+
+
+def _check_vocabulary(vocab: Vocabulary, level: str, what: str) -> None:
+    if vocab.level != level:
+        raise ValueError(f"a {what} needs a {level}-level vocabulary, got a {vocab.level}-level one")
+
+
+class SentimentSignatures:
+    """The "serving_default" signature of a classifier: padded word ids -> class probabilities."""
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary, labels: Sequence[str]):
+        _check_vocabulary(vocab, "word", "classifier")
+        if not labels:
+            raise ValueError("a classifier's LiteRT export needs its class names (labels)")
+        self.model = model
+        self.labels = list(labels)
+
+    def description(self) -> dict:
+        return {"class_names": self.labels}
+
+    def endpoints(self) -> dict:
+        return {"serving_default": (self.serving_default, [tf.TensorSpec([None, None], tf.int32, name="tokens")])}
+
+    def serving_default(self, tokens):
+        return {"probabilities": tf.nn.softmax(self.model(tokens, training=False), axis=-1)}
+
+    def keras_reference(self, inputs: dict) -> dict:
+        tokens = inputs["serving_default"]["tokens"]
+        return {"serving_default": {"probabilities": self.serving_default(tokens)["probabilities"].numpy()}}
+
+    def sample_inputs(self, vocab: Vocabulary) -> dict:
+        rng = np.random.default_rng(0)
+        tokens = rng.integers(1, vocab.size, size=(3, 7), dtype=np.int32)
+        tokens[1, 4:] = 0  # padding, masked
+        tokens[2, 1:] = 0
+        return {"serving_default": {"tokens": tokens}}
+
+
+class NextCharSignatures:
+    """The "step" and "read_prompt" signatures over the trained embedding, cells and head (layer names as in
+    `pipeline.model`: "embedding", "rnn_0" ... "rnn_{n-1}", "head")."""
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary, labels: Sequence[str] = ()):
+        _check_vocabulary(vocab, "char", "next-character model")
+        self.model = model
+        self.embedding = model.get_layer("embedding")
+        self.head = model.get_layer("head")
+        layers = []
+        while _has_layer(model, f"rnn_{len(layers)}"):
+            layers.append(model.get_layer(f"rnn_{len(layers)}"))
+        if not layers or any(isinstance(layer, keras.layers.Bidirectional) for layer in layers):
+            raise ValueError("a next_char model needs unidirectional recurrent layers rnn_0, rnn_1, ...")
+        self.cells = [layer.cell for layer in layers]
+        self.state_sizes = [[int(size) for size in _as_list(cell.state_size)] for cell in self.cells]
+        self.state_size = sum(sum(sizes) for sizes in self.state_sizes)
+        self.units = int(_as_list(self.cells[-1].output_size)[0])
+
+    def endpoints(self) -> dict:
+        state = tf.TensorSpec([None, self.state_size], tf.float32, name="state")
+        return {
+            "step": (self.step, [tf.TensorSpec([None], tf.int32, name="char_id"), state]),
+            "read_prompt": (self.read_prompt, [tf.TensorSpec([None, None], tf.int32, name="char_ids"),
+                                               tf.TensorSpec([None], tf.int32, name="lengths"), state]),
+        }  # fmt: skip
+
+    def _unpack(self, state):
+        flat = tf.split(state, [size for sizes in self.state_sizes for size in sizes], axis=1)
+        states, start = [], 0
+        for sizes in self.state_sizes:
+            states.append(list(flat[start : start + len(sizes)]))
+            start += len(sizes)
+        return states
+
+    @staticmethod
+    def _pack(states):
+        return tf.concat([s for layer_states in states for s in layer_states], axis=1)
+
+    def _cells(self, char_id, state):
+        """One character through the stack: (the last layer's output, the packed new state)."""
+        x = self.embedding(char_id)
+        new_states = []
+        for cell, states in zip(self.cells, self._unpack(state)):
+            x, states = cell(x, states, training=False)
+            new_states.append(_as_list(states))
+        return x, self._pack(new_states)
+
+    def _outputs(self, x, state):
+        logits = self.head(x)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1), "state": state}
+
+    def step(self, char_id, state):
+        return self._outputs(*self._cells(char_id, state))
+
+    def read_prompt(self, char_ids, lengths, state):
+        def body(t, state, last):
+            x, new_state = self._cells(tf.gather(char_ids, t, axis=1), state)
+            keep = (t < lengths)[:, tf.newaxis]  # a row whose prompt has ended keeps its state from here on
+            return t + 1, tf.where(keep, new_state, state), tf.where(keep, x, last)
+
+        last = tf.zeros([tf.shape(char_ids)[0], self.units], state.dtype)
+        _, state, last = tf.while_loop(lambda t, *_: t < tf.shape(char_ids)[1], body, (tf.constant(0), state, last))
+        return self._outputs(last, state)
+
+    def description(self) -> dict:
+        layout, offset = [], 0
+        for layer, (cell, sizes) in enumerate(zip(self.cells, self.state_sizes)):
+            names = ["h", "c"] if isinstance(cell, custom_layers.LSTMCell) else ["h"] if len(sizes) == 1 else []
+            for index, size in enumerate(sizes):
+                name = names[index] if index < len(names) else f"state_{index}"
+                layout.append({"layer": layer, "name": name, "offset": offset, "size": size})
+                offset += size
+        return {
+            "state": {"size": self.state_size, "initial": "zeros", "layout": layout},
+            "generation": {
+                "empty_prompt": EMPTY_PROMPT,
+                "never_sample": [0],
+                "sampling": "softmax(logits / temperature) with the never_sample entries set to -1e9; with a seed, "
+                "character t is tf.random.stateless_categorical(those logits, 1, seed=[seed, t]) "
+                "(pipeline/litert_client.py reimplements it)",
+            },
+        }
+
+    def keras_reference(self, inputs: dict) -> dict:
+        """What both signatures must give from the zero state, from the Keras model's own forward pass (the
+        recurrent layers' fused kernels): the logits at the first character and at each row's last one."""
+        char_ids, lengths = inputs["read_prompt"]["char_ids"], inputs["read_prompt"]["lengths"]
+        logits = self.model(char_ids, training=False).numpy()
+        first, last = logits[:, 0], logits[np.arange(len(lengths)), lengths - 1]
+        return {
+            "step": {"logits": first, "probabilities": tf.nn.softmax(first, axis=-1).numpy()},
+            "read_prompt": {"logits": last, "probabilities": tf.nn.softmax(last, axis=-1).numpy()},
+        }
+
+    def sample_inputs(self, vocab: Vocabulary) -> dict:
+        rng = np.random.default_rng(0)
+        char_ids = rng.integers(0, vocab.size, size=(3, 9), dtype=np.int32)
+        state = np.zeros((3, self.state_size), np.float32)
+        lengths = np.array([9, 4, 1], np.int32)
+        return {
+            "step": {"char_id": char_ids[:, 0], "state": state},
+            "read_prompt": {"char_ids": char_ids, "lengths": lengths, "state": state},
+        }
+
+
+def _has_layer(model, name):
+    return any(layer.name == name for layer in model.layers)
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def builtin_ops(tflite: bytes) -> list[str]:
+    """The names of the operators a .tflite uses; `LiteRTConversionError` if any is a custom (or Flex) op."""
+    from ai_edge_litert import schema_py_generated as schema  # the `litert` extra
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    flatbuffer = schema.Model.GetRootAs(tflite, 0)
+    ops, custom = set(), set()
+    for i in range(flatbuffer.OperatorCodesLength()):
+        code = flatbuffer.OperatorCodes(i)
+        # Operator codes below 127 are also kept in the deprecated field; the larger of the two is the real one.
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            custom.add((code.CustomCode() or b"?").decode())
+        else:
+            ops.add(names.get(builtin, str(builtin)))
+    if custom:
+        raise LiteRTConversionError(f"the converted model uses non-built-in ops {sorted(custom)}")
+    return sorted(ops)
+
+
+def describe(tflite, module, task, vocab, ops, quantize) -> dict:
+    """litert.json: everything a device needs besides the .tflite and the vocabulary."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite)
+    signatures = {}
+    for name in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner(name)
+        signatures[name] = {"inputs": _tensors(runner.get_input_details()),
+                            "outputs": _tensors(runner.get_output_details())}  # fmt: skip
+    return {
+        "format": litert_client.FORMAT,
+        "format_version": litert_client.FORMAT_VERSION,
+        "task": task,
+        "model": MODEL_FILE,
+        "vocabulary": VOCABULARY_FILE,
+        "quantization": "dynamic_range" if quantize else "none",
+        "ops": ops,
+        "tokenization": tokenization_rules(vocab),
+        "signatures": signatures,
+        **module.description(),
+    }
+
+
+def tokenization_rules(vocab: Vocabulary) -> dict:
+    """The tokenization of `pipeline.text` as data: derived by running its TensorFlow functions, so that a device
+    (and `litert_client.Tokenizer`) reproduces them without TensorFlow or a Unicode library."""
+    rules: dict[str, Any] = {"level": vocab.level, "pad_id": 0, "oov_id": vocab.oov_id}
+    if vocab.level == "word":
+        rules.update(standardize=vocab.standardize, sequence_length=vocab.sequence_length,
+                     split_on=" \t\n\v\f\r")  # fmt: skip
+        if vocab.standardize in ("lower", "lower_and_strip_punctuation"):
+            rules["lowercase"] = _lowercase_table()
+            rules["final_sigma"] = _final_sigma_tables()
+        if vocab.standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
+            ascii_chars = [chr(c) for c in range(1, 128)]
+            kept = standardize(tf.constant(ascii_chars), "strip_punctuation").numpy()
+            rules["punctuation"] = "".join(c for c, out in zip(ascii_chars, kept) if not out)
+            rules["html_break"] = r"<br[\t\n\f\r ]*/?>"
+    return rules
+
+
+def _codepoints() -> np.ndarray:
+    return np.array([c for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF], np.int32)  # U+0000 ends a text
+
+
+def _lowercase_table() -> dict[str, str]:
+    """Every character that training's lowercasing changes on its own, with what it becomes."""
+    chars = tf.strings.unicode_encode(_codepoints()[:, np.newaxis], "UTF-8")
+    lowered = standardize(chars, "lower")
+    changed = tf.where(chars != lowered)[:, 0]
+    pairs = zip(tf.gather(chars, changed).numpy(), tf.gather(lowered, changed).numpy())
+    return {char.decode("utf-8"): low.decode("utf-8") for char, low in pairs}
+
+
+def _final_sigma_tables() -> dict[str, list]:
+    """The character properties behind training's Final_Sigma rule, as [first, last] code point ranges, read off
+    TensorFlow's own lowercasing: a capital sigma after "A" and a character c becomes final iff c is cased or
+    case-ignorable (skipped); right after c alone, iff c is cased and not case-ignorable."""
+    codepoints = _codepoints()
+    chars = tf.strings.unicode_encode(codepoints[:, np.newaxis], "UTF-8")
+
+    def ends_final(texts):
+        return tf.strings.regex_full_match(standardize(texts, "lower"), ".*\u03c2").numpy()
+
+    after_cased = ends_final(tf.strings.join(["A", chars, "\u03a3"]))
+    cased = ends_final(tf.strings.join([chars, "\u03a3"]))
+    return {"cased": _ranges(codepoints[cased]), "case_ignorable": _ranges(codepoints[after_cased & ~cased])}
+
+
+def _ranges(codepoints: np.ndarray) -> list[list[int]]:
+    ranges: list[list[int]] = []
+    for c in codepoints.tolist():
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return ranges
+
+
+_MEANINGS = {
+    "tokens": "word ids (vocabulary.json), right-padded with 0, which is masked",
+    "probabilities": "softmax of the logits",
+    "logits": "unnormalized log-probabilities of the next character",
+    "char_id": "the character just read (or sampled)",
+    "char_ids": "prompt character ids, right-padded (what follows a row's length is ignored)",
+    "lengths": "characters in each prompt, >= 1",
+    "state": "the recurrent state (layout under 'state'); zeros for a new text",
+}
+
+
+def _tensors(details: dict) -> dict:
+    return {name: {"dtype": np.dtype(d["dtype"]).name, "shape": [int(n) for n in d["shape_signature"]],
+                   "meaning": _MEANINGS.get(name, "")} for name, d in sorted(details.items())}  # fmt: skip
+
+
+def _check_against_keras(tflite, module, vocab, tolerance) -> dict:
+    """Runs each signature once through the LiteRT interpreter and compares it with the Keras model:
+    {signature: {output: max |difference|}}."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite)
+    inputs = module.sample_inputs(vocab)
+    differences = {}
+    for name, expected in module.keras_reference(inputs).items():
+        got = interpreter.get_signature_runner(name)(**inputs[name])
+        differences[name] = {key: float(np.max(np.abs(got[key] - value))) for key, value in expected.items()}
+        error = max(differences[name].values())
+        if not error <= tolerance:
+            raise LiteRTConversionError(f"the converted {name!r} differs from Keras by {error:.3g} (> {tolerance:g})")
+        logger.info("LiteRT %r matches Keras to %.2g", name, error)
+    return differences
+
+
+def _conversion_failure(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if "error:" in line]
+    reason = lines[0].split("error:", 1)[1].strip() if lines else str(error).strip().splitlines()[-1]
+    return (
+        f"the model does not convert to built-in LiteRT ops: {reason}. Recurrent layers convert through their fused "
+        "kernel (LSTM with tanh/sigmoid and no peephole or layer_norm, tanh SimpleRNN); layers that step their cell "
+        "over a sequence need TensorFlow's tensor-list ops, which LiteRT has only as Select TF ops"
+    )

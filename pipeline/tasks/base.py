@@ -1,0 +1,83 @@
+"""What a task provides to the stages: its defaults and config checks, its data, vocabulary, model, metrics and
+serving module. A new task is a module in this package with a `TASK` instance of a `Task` subclass, and its name in
+`pipeline.tasks.NAMES`."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the stages import TensorFlow; the config, which reads DEFAULTS, does not need to
+    import keras
+    import tensorflow as tf
+
+    from pipeline.config import Config, ModelConfig
+    from pipeline.data import Splits
+    from pipeline.rundir import RunDir
+    from pipeline.text import Vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class Serving:
+    """What the export writes: a tf.Module, its signatures by name, and TF Serving warm-up requests as
+    (signature name, {input name: value})."""
+
+    module: Any
+    signatures: Mapping[str, Any]
+    warmup: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+
+class Task(abc.ABC):
+    name: str
+    # {dotted config key: value} over the code defaults of pipeline.config: the best recipe the project knows for
+    # the task (each value's reason is beside it in the task's module).
+    DEFAULTS: Mapping[str, Any] = {}
+
+    def check_config(self, config: Config) -> None:  # noqa: B027 (an optional hook: most tasks check something)
+        """Raise ConfigError for settings that make no sense for this task (checked before any work)."""
+
+    @abc.abstractmethod
+    def load_splits(self, config: Config) -> Splits:
+        """The train / validation / test datasets of raw examples."""
+
+    @abc.abstractmethod
+    def build_vocabulary(self, config: Config, splits: Splits) -> Vocabulary:
+        """The vocabulary, from the training split."""
+
+    def labels(self, splits: Splits) -> tuple[str, ...]:
+        """Class names (index = class id), or () for a task without classes."""
+        return ()
+
+    @abc.abstractmethod
+    def training_dataset(self, config: Config, splits: Splits, vocab: Vocabulary, labels: tuple[str, ...],
+                         seed: int) -> tf.data.Dataset:  # fmt: skip
+        """(inputs, targets) batches for fit, shuffled with `seed`."""
+
+    @abc.abstractmethod
+    def validation_dataset(self, config: Config, splits: Splits, vocab: Vocabulary,
+                           labels: tuple[str, ...]) -> tf.data.Dataset:  # fmt: skip
+        """(inputs, targets) batches of the validation split, independent of the training seed."""
+
+    @abc.abstractmethod
+    def build_model(self, config: ModelConfig, vocab: Vocabulary, labels: tuple[str, ...], seed: int = 0,
+                    jit_compile: bool = True) -> keras.Model:  # fmt: skip
+        """The task's model, outputting logits."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: keras.Model, config: Config, split: tf.data.Dataset, vocab: Vocabulary,
+                 labels: tuple[str, ...], run_dir: RunDir) -> dict:  # fmt: skip
+        """Metrics of `model` on one split (and any figures, written into `run_dir`)."""
+
+    @abc.abstractmethod
+    def summary(self, metrics: Mapping[str, Any]) -> str:
+        """The metrics as one line for the terminal."""
+
+    def litert_signatures(self, model: keras.Model, vocab: Vocabulary, labels: tuple[str, ...]):
+        """The signatures of a LiteRT export (pipeline.litert); `model` runs its recurrent kernels without XLA."""
+        raise NotImplementedError(f"task {self.name!r} has no LiteRT export")
+
+    @abc.abstractmethod
+    def serving(self, model: keras.Model, config: Config, vocab: Vocabulary, labels: tuple[str, ...]) -> Serving:
+        """The SavedModel's module and signatures; `model` is built without XLA and carries the trained weights."""

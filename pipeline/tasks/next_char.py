@@ -1,0 +1,134 @@
+"""The next_char task: a character-level language model, and text generation from it.
+
+Data: one plain text per split (local files, or a TFDS dataset's text feature with an explicit validation split).
+Vocabulary: characters (pipeline.text). Model: `pipeline.model.build_language_model`, trained on windows of
+`train.sequence_length` characters.
+
+Metrics: the split's text is cut into `STREAMS` contiguous streams that are read window by window with the
+recurrent state carried across windows (a stateful copy of the model), so every character but the first of each
+stream is predicted once, from everything before it in its stream. `loss` is the mean cross-entropy in nats per
+character, `bits_per_char` = loss / ln 2, `perplexity` = exp(loss), `accuracy` the top-1 next-character accuracy.
+
+Serving: in-graph generation (`pipeline.generation.NextCharServing`, which lists its signatures).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline import data, inputs
+from pipeline.errors import ConfigError, DataError
+from pipeline.generation import NextCharServing
+from pipeline.model import build_language_model
+from pipeline.tasks.base import Serving, Task
+from pipeline.text import Vocabulary, build_char_vocabulary
+
+STREAMS = 16
+
+DEFAULTS = {
+    # Data sets seldom ship a test split; a seeded tenth is held out so that evaluate has one (a given test split,
+    # data.test or TFDS's, is used instead).
+    "data.test_fraction": 0.1,
+    # Character models need capacity more than regularization at the data sizes this pipeline sees (about a
+    # million characters): a single LSTM(512) over 64-dim character embeddings, light output dropout.
+    "model.embedding_dim": 64,
+    "model.units": 512,
+    "model.output_dropout": 0.1,
+    # Twice the updates of batch 64 in the same time, which is what a time-budgeted run is limited by.
+    "train.batch_size": 32,
+    "train.sequence_length": 100,
+    "train.learning_rate": 2e-3,
+    "train.clipnorm": 5.0,
+    "train.epochs": 30,
+    "train.shuffle_buffer": 20000,
+}
+
+
+class NextCharTask(Task):
+    name = "next_char"
+    DEFAULTS = DEFAULTS
+
+    def check_config(self, config) -> None:
+        m, t = config.model, config.train
+        if m.bidirectional:
+            raise ConfigError("model.bidirectional: a next-character model cannot look ahead; set it to false")
+        if config.data.source == "files" and config.data.format not in ("auto", "text"):
+            raise ConfigError(f"data.format: next_char reads plain text, not {config.data.format!r}")
+        if m.pooling != "last":
+            raise ConfigError("model.pooling: only sentiment models pool over time; next_char predicts every step")
+        if m.ensemble > 1:
+            raise ConfigError(f"model.ensemble: only sentiment models are ensembled; set it to 1 for task "
+                              f"'next_char' (got {m.ensemble})")  # fmt: skip
+        if t.word_dropout:
+            raise ConfigError("train.word_dropout: only sentiment training drops words; set it to 0 for next_char")
+
+    def load_splits(self, config) -> data.Splits:
+        if config.data.source == "tfds":
+            return data.tfds_splits(config.data, labelled=False)
+        return data.text_file_splits(config.data)
+
+    def build_vocabulary(self, config, splits) -> Vocabulary:
+        return build_char_vocabulary(splits.train.batch(16), config.tokenize.min_char_count)
+
+    def training_dataset(self, config, splits, vocab, labels, seed):
+        t = config.train
+        return inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
+                                        shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True)  # fmt: skip
+
+    def validation_dataset(self, config, splits, vocab, labels):
+        t = config.train
+        return inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
+
+    def build_model(self, config, vocab, labels, seed=0, jit_compile=True) -> keras.Model:
+        return build_language_model(config, vocab.size, seed=seed, jit_compile=jit_compile)
+
+    def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
+        ids = np.fromiter(inputs.char_ids(split, vocab).as_numpy_iterator(), dtype=np.int32)
+        streams = max(1, min(STREAMS, (ids.size - 1) // 2))
+        length = ids.size // streams
+        if length < 2:
+            raise DataError(f"evaluate.split: the {config.evaluate.split!r} text has {ids.size} characters; too "
+                            f"short to score")  # fmt: skip
+        ids = ids[: streams * length].reshape(streams, length)
+        scorer = build_language_model(config.model, vocab.size, seed=config.seed, stateful_batch=streams)
+        scorer.set_weights(model.get_weights())
+        window = config.train.sequence_length
+        total_loss, correct, count = 0.0, 0, 0
+        for start in range(0, length - 1, window):
+            x = ids[:, start : min(start + window, length - 1)]
+            y = ids[:, start + 1 : start + 1 + x.shape[1]]
+            logits = scorer(x, training=False)
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            total_loss += float(tf.reduce_sum(tf.cast(losses, tf.float64)))
+            correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y, tf.int32)))
+            count += y.size
+        loss = total_loss / count
+        return {
+            "examples": count,
+            "loss": loss,
+            "bits_per_char": loss / math.log(2),
+            "perplexity": math.exp(loss),
+            "accuracy": correct / count,
+            "scoring": f"{streams} contiguous streams, windows of {window} characters, state carried across windows",
+        }
+
+    def summary(self, result) -> str:
+        return (f"{result['split']}: loss {result['loss']:.4f} nats/char, {result['bits_per_char']:.3f} "
+                f"bits/char, perplexity {result['perplexity']:.2f}, accuracy {result['accuracy']:.3f} "
+                f"({result['examples']:,} characters)")  # fmt: skip
+
+    def litert_signatures(self, model, vocab, labels):
+        from pipeline import litert
+
+        return litert.NextCharSignatures(model, vocab, labels)
+
+    def serving(self, model, config, vocab, labels) -> Serving:
+        module = NextCharServing(model, vocab, config.model.layers, max_length=config.export.max_length)
+        return Serving(module, module.signatures(), module.warmup_requests())
+
+
+TASK = NextCharTask()

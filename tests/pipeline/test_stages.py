@@ -1,0 +1,127 @@
+"""When a stage is up to date: the same run twice does its work once, a changed key redoes its stage and the stages
+after it (with --overwrite) or stops naming the difference, and a copied run directory stands on its own."""
+
+import json
+import shutil
+
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from tests.pipeline.helpers import classes_csv, sentiment_csv, write_config
+
+
+def rnnpipe(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def fingerprints(run_dir):
+    stages = json.loads((run_dir / "stages.json").read_text())
+    return {name: record["digest"] for name, record in stages.items()}
+
+
+def test_same_run_twice_trains_once_and_exports_once(tmp_path):
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    run_dir = tmp_path / "run"
+    first = rnnpipe("run", config, "--run-dir", run_dir)
+    assert first.exit_code == 0, first.output + first.stderr
+    checkpoint = (run_dir / "checkpoints" / "best.keras").read_bytes()
+    second = rnnpipe("run", config, "--run-dir", run_dir)
+    assert second.exit_code == 0, second.stderr
+    for stage in ("tokenize", "train", "evaluate", "export"):
+        assert f"{stage}: up to date" in second.output, second.output
+    assert (run_dir / "checkpoints" / "best.keras").read_bytes() == checkpoint
+    assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1"]
+
+
+def test_a_changed_model_key_retrains_but_keeps_the_vocabulary(tmp_path):
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    run_dir = tmp_path / "run"
+    assert rnnpipe("run", config, "--run-dir", run_dir).exit_code == 0
+    before = fingerprints(run_dir)
+    vocabulary = (run_dir / "vocabulary.json").stat().st_mtime_ns
+
+    refused = rnnpipe("run", config, "--run-dir", run_dir, "--set", "model.units=6")
+    assert refused.exit_code == 1
+    assert refused.stderr.count("\n") == 1 and "model.units: 8 -> 6" in refused.stderr
+    assert fingerprints(run_dir) == before, "nothing changed by a refused run"
+
+    redone = rnnpipe("run", config, "--run-dir", run_dir, "--set", "model.units=6", "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    assert "tokenize: up to date" in redone.output
+    after = fingerprints(run_dir)
+    assert after["tokenize"] == before["tokenize"] and (run_dir / "vocabulary.json").stat().st_mtime_ns == vocabulary
+    assert all(after[stage] != before[stage] for stage in ("train", "evaluate", "export"))
+    assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1", "2"]
+
+
+def test_a_changed_tokenize_key_redoes_every_stage(tmp_path):
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    run_dir = tmp_path / "run"
+    assert rnnpipe("run", config, "--run-dir", run_dir).exit_code == 0
+    before = fingerprints(run_dir)
+    # A stage after a changed one cannot run on the old results; the error names the earliest outdated stage.
+    stale = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "tokenize.max_tokens=50")
+    assert stale.exit_code == 1 and "run `rnnpipe tokenize` first" in stale.stderr
+    assert "tokenize.max_tokens: 200 -> 50" in stale.stderr
+    redone = rnnpipe("run", config, "--run-dir", run_dir, "--set", "tokenize.max_tokens=50", "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    after = fingerprints(run_dir)
+    assert all(after[stage] != before[stage] for stage in ("tokenize", "train", "evaluate", "export"))
+    assert len(json.loads((run_dir / "vocabulary.json").read_text())["tokens"]) == 28  # all 26 words fit
+
+
+def test_changed_data_is_noticed(tmp_path):
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    run_dir = tmp_path / "run"
+    assert rnnpipe("tokenize", config, "--run-dir", run_dir).exit_code == 0
+    sentiment_csv(tmp_path / "train.csv", n=200)
+    refused = rnnpipe("tokenize", config, "--run-dir", run_dir)
+    assert refused.exit_code == 1 and "train.csv changed" in refused.stderr
+
+
+def test_a_copied_run_directory_is_self_contained(tmp_path):
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    assert rnnpipe("run", config, "--run-dir", tmp_path / "run").exit_code == 0
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "run")
+    again = rnnpipe("run", config, "--run-dir", tmp_path / "copy")
+    assert again.exit_code == 0, again.stderr
+    assert "train: up to date" in again.output and str(tmp_path / "run") not in again.output
+    state = json.loads((tmp_path / "copy" / "train_state.json").read_text())
+    assert state["best_model"] == "checkpoints/best.keras"
+
+
+def test_another_config_in_a_run_directory_is_never_silently_reused(tmp_path):
+    """A 3-class config run into a folder holding a finished 2-class run of the same task: `rnnpipe run` stops
+    before any stage, prints nothing on stdout and one line on stderr naming the difference, and changes nothing;
+    with --overwrite every stage is redone for the new classes."""
+    two = write_config(tmp_path / "two.toml", "sentiment", {"train": str(sentiment_csv(tmp_path / "two.csv")),
+                       "test_fraction": 0.2}, train={"epochs": 1})  # fmt: skip
+    three = write_config(tmp_path / "three.toml", "sentiment", {"train": str(classes_csv(tmp_path / "three.csv", 3,
+                         per_class=40)), "test_fraction": 0.2}, train={"epochs": 1})  # fmt: skip
+    run_dir = tmp_path / "run"
+    assert rnnpipe("run", two, "--run-dir", run_dir).exit_code == 0
+    before = fingerprints(run_dir), (run_dir / "metrics.json").read_text()
+
+    refused = rnnpipe("run", three, "--run-dir", run_dir)
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: tokenize: ")
+    assert "data.train: " in refused.stderr and "three.csv" in refused.stderr and "--overwrite" in refused.stderr
+    assert (fingerprints(run_dir), (run_dir / "metrics.json").read_text()) == before
+    assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1"]
+    # Each later stage on its own refuses the same way: none of them may use the 2-class results.
+    for stage in ("train", "evaluate", "export"):
+        alone = rnnpipe(stage, three, "--run-dir", run_dir)
+        assert alone.exit_code == 1 and "run `rnnpipe tokenize` first" in alone.stderr, (stage, alone.stderr)
+
+    redone = rnnpipe("run", three, "--run-dir", run_dir, "--overwrite")
+    assert redone.exit_code == 0, redone.stderr
+    assert "tokenize: built" in redone.output and "3 classes" in redone.output and "up to date" not in redone.output
+    assert json.loads((run_dir / "labels.json").read_text()) == ["c0", "c1", "c2"]
+    assert json.loads((run_dir / "metrics.json").read_text())["labels"] == ["c0", "c1", "c2"]
+    assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1", "2"]
