@@ -249,8 +249,11 @@ def main():
             rates = {n: statistics.median(r) for n, r in rounds.items()}
             gflops = {n: r * flops_per_token(args.cell, units, args.vocab, args.embed, mode == "train") / 1e9
                       for n, r in rates.items()}  # fmt: skip
-            cells = "  ".join(f"{n} {r:>9,.0f} tok/s" + ("" if n == "floor" else
-                              f" ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})") for n, r in rates.items())  # fmt: skip
+            cells = "  ".join(
+                f"{n} {r:>9,.0f} tok/s"
+                + ("" if n == "floor" else f" ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})")
+                for n, r in rates.items()
+            )
             paired = {n: paired_ratio(rounds["ours"], rounds[n]) for n in rounds if n not in ("ours", "floor")}
             ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *p) for n, p in paired.items())
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}  |  load {_load()}")

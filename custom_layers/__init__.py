@@ -1,8 +1,8 @@
 """Recurrent Keras 3 layers written from their gate equations.
 
-Drop-in replacements for `keras.layers.SimpleRNN` / `keras.layers.LSTM` / `keras.layers.GRU` (same arguments, same weight shapes,
-names and gate order, so `set_weights` works both ways), with a sequence-level fast path on the TensorFlow
-backend and optional peephole connections and layer normalization for the LSTM.
+Drop-in replacements for `keras.layers.SimpleRNN` / `keras.layers.LSTM` / `keras.layers.GRU` (same arguments,
+same weight shapes, names and gate order, so `set_weights` works both ways), with a sequence-level fast path on
+the TensorFlow backend and optional peephole connections and layer normalization for the LSTM.
 
 Each cell has a per-step API (`project_inputs`, `step`) and each layer a `can_fuse` predicate and a `scan` that
 returns the outputs and final states of one call; `LAYERS` maps the cell names a configuration uses to the layers.

@@ -152,9 +152,7 @@ class FusedRNN(keras.layers.RNN):
         config = super().get_config()
         del config["cell"]
         cell_config = {
-            key: value
-            for key, value in self.cell.get_config().items()
-            if key not in ("name", "trainable", "dtype")
+            key: value for key, value in self.cell.get_config().items() if key not in ("name", "trainable", "dtype")
         }
         return {
             **config,

@@ -204,9 +204,10 @@ def _gru(x, h0, kernel, recurrent_kernel, bias, reset_after, mask, zero_output_f
             )[:2]  # fmt: skip
 
         def backward(d_outputs, dh_last):
-            gates_tm, u_h_tm, h_ext = saved or forward_fn(
-                *inputs, mask_tm, zero_output_for_mask, **options, weights_left=loops["forward"]
-            )[2:]
+            gates_tm, u_h_tm, h_ext = (
+                saved
+                or forward_fn(*inputs, mask_tm, zero_output_for_mask, **options, weights_left=loops["forward"])[2:]
+            )
             dh0, dz_ext, du_ext = backward_fn(
                 d_outputs, or_zeros(dh_last, h0), recurrent_kernel, gates_tm, u_h_tm, h_ext, mask_tm,
                 zero_output_for_mask, **options, weights_left=loops["backward"],

@@ -22,7 +22,7 @@ outputs and gradients as every other, and as Keras):
    | gru        | 2**18                        | 2**20                             | 2**18      |
 
    LSTM inference has its own kernel, feature-major throughout (states (units, batch)); GRU inference runs its
-   forward loop (with its own threshold); SimpleRNN's inference is its training forward loop. SimpleRNN's forward loop also makes its
+   forward loop (with its own threshold); SimpleRNN's inference is its training forward loop, which also makes its
    outputs in one pass from the backward threshold on (see `simple_rnn_kernel._forward`).
 
 Every threshold comes from A/B runs inside the benchmark model (`benchmarks/rnn_throughput.py`) on 2-core hosts;

@@ -29,10 +29,10 @@ from custom_layers.fused._shared import (
     unwatched,
     weight_gradients,
     weights_as_tensors,
-    xla_function,
     with_initial,
     with_zero_last,
     write,
+    xla_function,
 )
 
 

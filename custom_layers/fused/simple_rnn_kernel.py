@@ -125,7 +125,12 @@ def _simple_rnn(x, h0, kernel, recurrent_kernel, bias, mask, zero_output_for_mas
 
         def backward(d_outputs, dh_last):
             dh0, dz_ext = backward_fn(
-                d_outputs, or_zeros(dh_last, h0), recurrent_kernel, h_ext, mask_tm, zero_output_for_mask,
+                d_outputs,
+                or_zeros(dh_last, h0),
+                recurrent_kernel,
+                h_ext,
+                mask_tm,
+                zero_output_for_mask,
                 **backward_layout,
             )
             dx, d_kernel, d_recurrent, d_bias = weight_gradients(after(h_ext, x), h_ext, dz_ext, kernel)

@@ -36,5 +36,7 @@ def test_backend_agnostic_tests_pass_on(backend):
     command = [sys.executable, "-m", "pytest", *BACKEND_AGNOSTIC, "-q", "-p", "no:cacheprovider", "-o", "addopts="]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    assert result.returncode == 0, f"KERAS_BACKEND={backend}: {summary}\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"KERAS_BACKEND={backend}: {summary}\n{result.stdout[-8000:]}\n{result.stderr[-3000:]}"
+    )
     assert " passed" in summary and "failed" not in summary, summary

@@ -97,7 +97,9 @@ def test_initial_state_matches_keras(variant, path):
 
 @pytest.mark.parametrize(
     "zero_output_for_mask, go_backwards",
-    core_on_other_backends([(False, False), (False, True), (True, False), (True, True)], [(False, False), (True, True)]),
+    core_on_other_backends(
+        [(False, False), (False, True), (True, False), (True, True)], [(False, False), (True, True)]
+    ),
 )
 def test_right_padding_mask_matches_keras(variant, zero_output_for_mask, go_backwards, path):
     x = sequences(batch=4, steps=6)

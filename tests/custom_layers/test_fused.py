@@ -1,7 +1,8 @@
 """The sequence kernels of custom_layers.fused: batch splitting and the feature-major layouts change nothing."""
 
 import functools
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -122,7 +123,9 @@ def test_layer_with_a_split_batch_matches_keras(layer_class):
     mask = right_padding_mask(lengths, STEPS)
     assert layout.batch_parts(tf.constant(x), tf.zeros([UNITS, UNITS]), True) == 2
     options = {"return_sequences": True, "return_state": True}
-    assert_same(layer_class(UNITS, **options), keras_counterpart(layer_class)(UNITS, **options), x, mask=tf.constant(mask))
+    assert_same(
+        layer_class(UNITS, **options), keras_counterpart(layer_class)(UNITS, **options), x, mask=tf.constant(mask)
+    )
 
 
 def infer(x, states, **options):
@@ -271,8 +274,14 @@ GRU_RESET_BEFORE_LAYERS = tuple(functools.partial(cls, reset_after=False) for cl
 
 @pytest.mark.parametrize(
     "make_layers, units, forward_left",
-    [(LSTM_LAYERS, 512, True), (SIMPLE_RNN_LAYERS, 1024, True), (SIMPLE_RNN_LAYERS, 512, False),
-     (GRU_LAYERS, 1024, True), (GRU_RESET_BEFORE_LAYERS, 1024, True), (GRU_LAYERS, 512, False)],
+    [
+        (LSTM_LAYERS, 512, True),
+        (SIMPLE_RNN_LAYERS, 1024, True),
+        (SIMPLE_RNN_LAYERS, 512, False),
+        (GRU_LAYERS, 1024, True),
+        (GRU_RESET_BEFORE_LAYERS, 1024, True),
+        (GRU_LAYERS, 512, False),
+    ],
     ids=["lstm", "simple_rnn", "simple_rnn_backward_only", "gru", "gru_reset_before", "gru_backward_only"],
 )
 def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, units, forward_left):

@@ -52,8 +52,9 @@ def test_layer_matches_numpy_equations(options):
     layer(x.astype("float32"))
     randomize(layer)
     outputs, h, c = (np.asarray(t) for t in layer(x.astype("float32")))
-    expected = numpy_lstm(x, [w.astype("float64") for w in layer.get_weights()], 4,
-                          peephole=options.get("peephole", False), layer_norm_=options.get("layer_norm", False))  # fmt: skip
+    weights = [w.astype("float64") for w in layer.get_weights()]
+    peephole, layer_norm_ = options.get("peephole", False), options.get("layer_norm", False)
+    expected = numpy_lstm(x, weights, 4, peephole=peephole, layer_norm_=layer_norm_)
     for got, want in zip((outputs, h, c), expected):
         np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 

@@ -44,8 +44,7 @@ MODELS = {
     "peephole_layer_norm": lambda: [custom_layers.LSTM(4, peephole=True, layer_norm=True, dropout=0.1)],
     "cell_path": lambda: [custom_layers.LSTM(4, fused=False)],
     "gru_stack": lambda: [custom_layers.GRU(5, return_sequences=True), custom_layers.GRU(4, reset_after=False)],
-    "bidirectional_gru_cell_path": lambda: [keras.layers.Bidirectional(custom_layers.GRU(4, fused=False,
-                                                                                          dropout=0.1))],
+    "bidirectional_gru_cell_path": lambda: [keras.layers.Bidirectional(custom_layers.GRU(4, fused=False, dropout=0.1))],
 }
 TOKENS = np.array([[3, 5, 7, 0, 0], [1, 2, 3, 4, 5], [9, 0, 0, 0, 0]], dtype="int32")
 

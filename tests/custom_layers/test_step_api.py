@@ -17,6 +17,8 @@ VARIANTS = {
     "gru": (custom_layers.GRU, {"reset_after": True}),
     "gru_reset_before": (custom_layers.GRU, {"reset_after": False}),
 }
+
+
 def as_numpy(tensor):
     return keras.ops.convert_to_numpy(tensor)
 
