@@ -9,6 +9,7 @@ a large float32 matmul measured in the same run.
 
     python benchmarks/rnn_throughput.py                      # LSTM, units 256 and 512, ours / keras / torch
     python benchmarks/rnn_throughput.py --cell simple_rnn --units 256
+    python benchmarks/rnn_throughput.py --cell gru --processes 5   # GRU(256), GRU(512) against keras / torch.nn.GRU
     python benchmarks/rnn_throughput.py --cell simple_rnn --units 256 --floor
 
 --floor adds the same model with Dense(units) in place of the recurrent layer, alternated with the others: what
@@ -69,7 +70,9 @@ class TorchRunner:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        recurrent = {"lstm": torch.nn.LSTM, "simple_rnn": torch.nn.RNN}[cell](embed, units, batch_first=True)
+        recurrent = {"lstm": torch.nn.LSTM, "simple_rnn": torch.nn.RNN, "gru": torch.nn.GRU}[cell](
+            embed, units, batch_first=True
+        )
         self.torch = torch
         self.embedding = torch.nn.Embedding(vocab, embed)
         self.recurrent = recurrent
@@ -111,8 +114,11 @@ def matmul_gflops(n=2048, repeats=5):
     return 2 * n**3 / best / 1e9
 
 
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+
+
 def flops_per_token(cell, units, vocab, embed, training):
-    gates = 4 if cell == "lstm" else 1
+    gates = GATES[cell]
     forward = 2 * (embed + units) * gates * units + 2 * units * vocab
     return 3 * forward if training else forward
 
@@ -121,6 +127,7 @@ def build_runners(args, units, x, y):
     layer_classes = {
         "lstm": (custom_layers.LSTM, keras.layers.LSTM),
         "simple_rnn": (custom_layers.SimpleRNN, keras.layers.SimpleRNN),
+        "gru": (custom_layers.GRU, keras.layers.GRU),
     }[args.cell]
     runners = {
         "ours": KerasRunner(layer_classes[0](units, return_sequences=True), args.vocab, args.embed, x, y),
@@ -138,7 +145,7 @@ def build_runners(args, units, x, y):
 
 def layer_flops_per_token(cell, units, embed, training):
     """The recurrent layer's own matmuls: x W and h U forward; backward twice that (dX, dW and dh, dU)."""
-    gates = 4 if cell == "lstm" else 1
+    gates = GATES[cell]
     forward = 2 * (embed + units) * gates * units
     return 3 * forward if training else forward
 
@@ -154,6 +161,11 @@ def measure(runners, mode, steps, repeats, tokens_per_step):
             getattr(runner, mode)(steps)
             rounds[name].append(tokens_per_step * steps / (time.perf_counter() - start))
     return rounds
+
+
+def _load():
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them: on a shared host, what else was running."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def paired_ratio(ours, other):
@@ -192,7 +204,9 @@ def run_processes(count):
     for key in per_process[0]:
         rates = {name: statistics.median(results[key]["rates"][name] for results in per_process)
                  for name in per_process[0][key]["rates"]}  # fmt: skip
-        print(f"{key:<16} " + "  ".join(f"{name} {rate:,.0f} tok/s" for name, rate in rates.items()))
+        loads = [results[key].get("load", float("nan")) for results in per_process]
+        print(f"{key:<16} " + "  ".join(f"{name} {rate:,.0f} tok/s" for name, rate in rates.items())
+              + f"  (1-minute load {min(loads):.1f}-{max(loads):.1f})")  # fmt: skip
         for other in per_process[0][key]["ratios"]:
             values = [results[key]["ratios"][other] for results in per_process]
             summary = f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
@@ -201,7 +215,7 @@ def run_processes(count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cell", choices=["lstm", "simple_rnn"], default="lstm")
+    parser.add_argument("--cell", choices=["lstm", "simple_rnn", "gru"], default="lstm")
     parser.add_argument("--units", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps-per-sequence", type=int, default=100, dest="timesteps")
@@ -226,7 +240,7 @@ def main():
     tokens = args.batch * args.timesteps
     peak = matmul_gflops()
     print(f"cell={args.cell} batch={args.batch} timesteps={args.timesteps} embed={args.embed} vocab={args.vocab} "
-          f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"cpus={os.cpu_count()} load {_load()}")  # fmt: skip
     print(f"large matmul (2048^3, float32): {peak:.0f} GFLOP/s")
     for units in args.units:
         runners = build_runners(args, units, x, y)
@@ -235,12 +249,16 @@ def main():
             rates = {n: statistics.median(r) for n, r in rounds.items()}
             gflops = {n: r * flops_per_token(args.cell, units, args.vocab, args.embed, mode == "train") / 1e9
                       for n, r in rates.items()}  # fmt: skip
-            cells = "  ".join(f"{n} {r:>9,.0f} tok/s" + ("" if n == "floor" else
-                              f" ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})") for n, r in rates.items())  # fmt: skip
+            cells = "  ".join(
+                f"{n} {r:>9,.0f} tok/s"
+                + ("" if n == "floor" else f" ({gflops[n]:.0f} GFLOP/s, {gflops[n] / peak:.0%})")
+                for n, r in rates.items()
+            )
             paired = {n: paired_ratio(rounds["ours"], rounds[n]) for n in rounds if n not in ("ours", "floor")}
             ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *p) for n, p in paired.items())
-            print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}")
-            results[f"units={units} {mode}"] = {"rates": rates, "ratios": {n: p[0] for n, p in paired.items()}}
+            print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}  |  load {_load()}")
+            results[f"units={units} {mode}"] = {"rates": rates, "ratios": {n: p[0] for n, p in paired.items()},
+                                                "load": os.getloadavg()[0]}  # fmt: skip
             if "floor" in rates:
                 floor_ms = 1000 * tokens / rates["floor"]
                 layer_gflop = tokens * layer_flops_per_token(args.cell, units, args.embed, mode == "train") / 1e9
@@ -250,7 +268,7 @@ def main():
                     parts.append(f"{name} {layer_ms:.1f} ms ({layer_gflop / layer_ms * 1000:.0f} GFLOP/s)")
                 print(f"           floor {floor_ms:.1f} ms/step; the recurrent layer's own {layer_gflop:.2f} GFLOP: "
                       + ", ".join(parts))  # fmt: skip
-    print(f"loadavg after: {os.getloadavg()[0]:.1f}")
+    print(f"load after: {_load()}")
     if args.results_json:
         with open(args.results_json, "w") as f:
             json.dump(results, f)

@@ -25,11 +25,17 @@ class FusedRNN(keras.layers.RNN):
     equations and weights.
     """
 
-    def __init__(self, cell, fused=True, jit_compile=True, **kwargs):
+    def __init__(self, cell, fused=True, jit_compile=True, use_cudnn=None, **kwargs):
         super().__init__(cell, **kwargs)
         self.input_spec = keras.layers.InputSpec(ndim=3)
         self.fused = bool(fused)
         self.jit_compile = bool(jit_compile)
+        if use_cudnn is not None:
+            # Only the layers whose built-in has it (LSTM, GRU) pass it: like Keras, the attribute exists for them
+            # alone, and like Keras it is not part of the config.
+            if use_cudnn not in ("auto", True, False):
+                raise ValueError(f"`use_cudnn` must be 'auto', True or False, got use_cudnn={use_cudnn!r}.")
+            self.use_cudnn = use_cudnn
 
     def _fused_backend_ok(self):
         return self.fused and not self.unroll and keras.backend.backend() == "tensorflow"
@@ -77,7 +83,16 @@ class FusedRNN(keras.layers.RNN):
             return_all_outputs=all_outputs,
         )
 
+    def _check_use_cudnn(self):
+        if getattr(self, "use_cudnn", None) is True:
+            # What the built-in does when it cannot use cuDNN; these layers never can.
+            raise ValueError(
+                f"use_cudnn=True: {type(self).__name__} has no cuDNN kernel; pass use_cudnn='auto' or False "
+                "(the fused kernel when `can_fuse`, else the cell loop)."
+            )
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        self._check_use_cudnn()
         return self._recurrence(sequences, initial_state, mask, training, all_outputs=self.return_sequences)
 
     def _as_compute_dtype(self, sequences):
@@ -121,6 +136,7 @@ class FusedRNN(keras.layers.RNN):
         if mask is not None:
             mask = ops.cast(mask, "bool")
         training = bool(training)
+        self._check_use_cudnn()
         # Draw the per-sequence dropout masks before the loop and clear them after it, as keras.layers.RNN does
         # (the JAX backend's loop must not create state).
         self.cell.get_dropout_mask(sequences[:, 0, :])
@@ -136,9 +152,7 @@ class FusedRNN(keras.layers.RNN):
         config = super().get_config()
         del config["cell"]
         cell_config = {
-            key: value
-            for key, value in self.cell.get_config().items()
-            if key not in ("name", "trainable", "dtype")
+            key: value for key, value in self.cell.get_config().items() if key not in ("name", "trainable", "dtype")
         }
         return {
             **config,

@@ -48,3 +48,10 @@ def set_weight_arguments(cell, **arguments) -> None:
 
 def weight_arguments_config(cell) -> dict:
     return {name: module.serialize(getattr(cell, name)) for name, module in WEIGHT_ARGUMENTS.items()}
+
+
+def check_implementation(implementation):
+    # Keras' cells take 1 or 2 (0 from configs of older releases) and ignore anything else silently.
+    if isinstance(implementation, bool) or implementation not in (0, 1, 2):
+        raise ValueError(f"`implementation` must be 0, 1 or 2, got implementation={implementation!r}.")
+    return int(implementation)

@@ -12,7 +12,7 @@ from custom_layers.lstm_cell import LSTMCell
     "kernel_initializer", "recurrent_initializer", "bias_initializer",
     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
     "kernel_constraint", "recurrent_constraint", "bias_constraint",
-    "dropout", "recurrent_dropout", "seed", "peephole", "layer_norm",
+    "dropout", "recurrent_dropout", "seed", "peephole", "layer_norm", "implementation",
 )  # fmt: skip
 class LSTM(FusedRNN):
     """Long short-term memory layer: `LSTMCell` applied over the time axis.
@@ -46,11 +46,19 @@ class LSTM(FusedRNN):
         stateful: carry the final states of a batch into the next call; `reset_state()` zeroes them.
         unroll: unroll the time loop in Python (short sequences only; never fused).
         zero_output_for_mask: output zeros at masked timesteps instead of repeating the last output.
+        use_cudnn: accepted for `keras.layers.LSTM` compatibility: "auto" (default) or False run this layer's own
+            kernels (the fused one when `can_fuse`, else the cell loop); there is no cuDNN kernel here, so True
+            raises ValueError when the layer is called, as the built-in does where cuDNN cannot be used. Like the
+            built-in's, it is an attribute, not part of the config.
         fused: allow the fused sequence kernel (default True).
+        jit_compile: run the fused kernel's loops XLA-compiled (default True); False keeps plain TensorFlow ops,
+            e.g. for a SavedModel served without XLA.
+        implementation: as in `LSTMCell`: accepted, changes nothing.
         **kwargs: base layer arguments (name, dtype, ...).
 
     Call arguments:
-        sequences: (batch, time, features) tensor.
+        sequences: (batch, time, features) tensor (integer inputs are cast to the layer's dtype, as the built-in's
+            matmul promotes them).
         initial_state: optional [h_0, c_0].
         mask: optional (batch, time) boolean mask (also taken from `Embedding(mask_zero=True)` or `Masking`).
         training: whether dropout is applied.
@@ -90,8 +98,10 @@ class LSTM(FusedRNN):
         unroll=False,
         peephole=False,
         layer_norm=False,
+        use_cudnn="auto",
         fused=True,
         jit_compile=True,
+        implementation=2,
         **kwargs,
     ):
         cell = LSTMCell(
@@ -114,6 +124,7 @@ class LSTM(FusedRNN):
             seed=seed,
             peephole=peephole,
             layer_norm=layer_norm,
+            implementation=implementation,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
             name="lstm_cell",
@@ -122,6 +133,7 @@ class LSTM(FusedRNN):
             cell,
             fused=fused,
             jit_compile=jit_compile,
+            use_cudnn=use_cudnn,
             return_sequences=return_sequences,
             return_state=return_state,
             go_backwards=go_backwards,

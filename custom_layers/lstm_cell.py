@@ -5,6 +5,7 @@ from keras import initializers, ops
 
 from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (
+    check_implementation,
     check_rate,
     check_units,
     get_activation,
@@ -67,6 +68,9 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         seed: random seed for the dropout masks.
         peephole: add peephole connections.
         layer_norm: layer-normalize the gate pre-activations.
+        implementation: accepted for `keras.layers.LSTMCell` compatibility, 1 or 2; the arithmetic is the same
+            either way (Keras' 1 splits the matmuls per gate and draws a dropout mask per gate; here there is one
+            product and one mask per sequence).
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
@@ -105,6 +109,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         seed=None,
         peephole=False,
         layer_norm=False,
+        implementation=2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -131,6 +136,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.peephole = bool(peephole)
         self.layer_norm = bool(layer_norm)
+        self.implementation = check_implementation(implementation)
         self.state_size = [self.units, self.units]
         self.output_size = self.units
 

@@ -34,7 +34,7 @@ class SimpleRNN(FusedRNN):
         recurrent_regularizer, bias_regularizer, kernel_constraint, recurrent_constraint, bias_constraint, dropout,
         recurrent_dropout, seed: as in `SimpleRNNCell`.
         activity_regularizer: regularizer on the layer output.
-        return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask, fused:
+        return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask, fused, jit_compile:
             as in `custom_layers.LSTM`.
         **kwargs: base layer arguments (name, dtype, ...).
 

@@ -1,7 +1,7 @@
 """The vanilla (Elman) recurrent cell."""
 
 import keras
-from keras import initializers, ops
+from keras import ops
 
 from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (

@@ -19,6 +19,8 @@ VOCAB, STEPS = 30, 9
 OURS = {
     "lstm": lambda **kw: custom_layers.LSTM(6, jit_compile=False, **kw),
     "simple_rnn": lambda **kw: custom_layers.SimpleRNN(6, jit_compile=False, **kw),
+    "gru": lambda **kw: custom_layers.GRU(6, jit_compile=False, **kw),
+    "gru_reset_before": lambda **kw: custom_layers.GRU(6, reset_after=False, jit_compile=False, **kw),
 }
 KERAS = {"lstm": lambda **kw: keras.layers.LSTM(6, **kw), "simple_rnn": lambda **kw: keras.layers.SimpleRNN(6, **kw)}
 MODELS = {

@@ -52,8 +52,9 @@ def test_layer_matches_numpy_equations(options):
     layer(x.astype("float32"))
     randomize(layer)
     outputs, h, c = (np.asarray(t) for t in layer(x.astype("float32")))
-    expected = numpy_lstm(x, [w.astype("float64") for w in layer.get_weights()], 4,
-                          peephole=options.get("peephole", False), layer_norm_=options.get("layer_norm", False))  # fmt: skip
+    weights = [w.astype("float64") for w in layer.get_weights()]
+    peephole, layer_norm_ = options.get("peephole", False), options.get("layer_norm", False)
+    expected = numpy_lstm(x, weights, 4, peephole=peephole, layer_norm_=layer_norm_)
     for got, want in zip((outputs, h, c), expected):
         np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
 
@@ -115,3 +116,23 @@ def test_bad_arguments_raise_value_error_naming_the_value(cls, kwargs, named):
 def test_unknown_recurrent_activation_is_named():
     with pytest.raises(ValueError, match="recurrent_activation='bogus'"):
         custom_layers.LSTM(4, recurrent_activation="bogus")
+
+
+def test_use_cudnn_and_implementation_are_accepted_as_by_the_built_in():
+    for value in ("auto", False, True):
+        assert custom_layers.LSTM(2, use_cudnn=value).use_cudnn == value
+    with pytest.raises(ValueError, match="use_cudnn='maybe'"):
+        custom_layers.LSTM(2, use_cudnn="maybe")
+    with pytest.raises(ValueError, match="no cuDNN kernel"):
+        custom_layers.LSTM(2, use_cudnn=True)(sequences())
+    assert "use_cudnn" not in custom_layers.LSTM(2).get_config()
+    x = sequences()
+    reference = custom_layers.LSTM(3)
+    reference(x)
+    for implementation in (0, 1, 2):
+        layer = custom_layers.LSTM(3, implementation=implementation)
+        layer(x)
+        layer.set_weights(reference.get_weights())
+        np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(reference(x)))
+    with pytest.raises(ValueError, match="implementation=5"):
+        custom_layers.LSTMCell(2, implementation=5)

@@ -43,6 +43,8 @@ MODELS = {
     "bidirectional_simple_rnn": lambda: [keras.layers.Bidirectional(custom_layers.SimpleRNN(4))],
     "peephole_layer_norm": lambda: [custom_layers.LSTM(4, peephole=True, layer_norm=True, dropout=0.1)],
     "cell_path": lambda: [custom_layers.LSTM(4, fused=False)],
+    "gru_stack": lambda: [custom_layers.GRU(5, return_sequences=True), custom_layers.GRU(4, reset_after=False)],
+    "bidirectional_gru_cell_path": lambda: [keras.layers.Bidirectional(custom_layers.GRU(4, fused=False, dropout=0.1))],
 }
 TOKENS = np.array([[3, 5, 7, 0, 0], [1, 2, 3, 4, 5], [9, 0, 0, 0, 0]], dtype="int32")
 
@@ -68,7 +70,7 @@ def test_layer_config_round_trip():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["lstm_stack", "bidirectional_simple_rnn", "peephole_layer_norm"])
+@pytest.mark.parametrize("name", ["lstm_stack", "bidirectional_simple_rnn", "peephole_layer_norm", "gru_stack"])
 def test_saved_model_loads_without_our_code(name, tmp_path):
     model = model_with(MODELS[name]())
     export_dir = tmp_path / "export"
