@@ -13,7 +13,9 @@ from pipeline.errors import ConfigError, DataError
 
 
 def sentiment(tmp_path, **data):
-    return config_from_dict({"task": "sentiment", "seed": 3, "data": {"validation_fraction": 0.25, **data}})
+    """No test split held out unless asked for: these tests look at train and validation."""
+    return config_from_dict({"task": "sentiment", "seed": 3, "data": {"validation_fraction": 0.25, "test_fraction": 0.0,
+                                                                      **data}})  # fmt: skip
 
 
 def load_splits(config):

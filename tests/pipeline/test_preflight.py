@@ -12,11 +12,15 @@ from tests.pipeline.helpers import plain_text
 
 
 def test_shakespeare_config_switched_to_local_files_fails_before_any_work(tmp_path, monkeypatch):
-    """The shipped config reads TFDS's test split; pointed at a local file it has none, which evaluate needs."""
+    """The shipped config reads TFDS's test split. Pointed at a local file, it holds out the task's default test
+    share of it; told to hold out none, it stops before any work, since evaluate needs a test split."""
     monkeypatch.chdir(tmp_path)
     corpus = plain_text(tmp_path / "input.txt")
-    result = CliRunner().invoke(main, ["run", str(REPO / "configs" / "shakespeare_char_lstm.toml"), "--set",
-                                       "data.source=files", "--set", f"data.train={corpus}"])  # fmt: skip
+    switched = ["--set", "data.source=files", "--set", f"data.train={corpus}"]
+    shown = CliRunner().invoke(main, ["config", str(REPO / "configs" / "shakespeare_char_lstm.toml"), *switched])
+    assert shown.exit_code == 0 and "test_fraction = 0.1" in shown.output
+    result = CliRunner().invoke(main, ["run", str(REPO / "configs" / "shakespeare_char_lstm.toml"), *switched,
+                                       "--set", "data.test_fraction=0"])  # fmt: skip
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == ("error: evaluate.split: 'test', but the data has no test split; set data.test or "
                              "data.test_fraction, or evaluate.split = 'validation'\n")  # fmt: skip
