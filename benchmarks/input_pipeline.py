@@ -37,7 +37,7 @@ def synthetic_reviews(n, mean_words, seed=0):
 
 def examples_per_second(dataset, limit=None):
     start, count = time.perf_counter(), 0
-    for i, (ids, labels) in enumerate(dataset):
+    for i, (_, labels) in enumerate(dataset):
         count += int(labels.shape[0])
         if limit and i + 1 >= limit:
             break

@@ -10,7 +10,6 @@ directories given. Latencies are medians over `--rounds` rounds, each round timi
 """
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -104,7 +103,10 @@ def sentiment(config, rd, saved_model, paths, args):
     saved = tf.saved_model.load(str(saved_model))
     serve = saved.signatures["serving_default"]
     clients = {name: litert_client.LiteRTModel(path, num_threads=args.threads) for name, path in paths.items()}
-    test = [(x["text"].numpy().decode("utf-8"), x["label"].numpy().decode("utf-8")) for x in tasks.get(config.task).load_splits(config).test]
+    test = [
+        (x["text"].numpy().decode("utf-8"), x["label"].numpy().decode("utf-8"))
+        for x in tasks.get(config.task).load_splits(config).test
+    ]
     texts, truth = [t for t, _ in test], [label for _, label in test]
     served = serve(text=tf.constant(texts))
     probabilities = {"SavedModel": served["probabilities"].numpy()}
@@ -142,7 +144,9 @@ def sentiment(config, rd, saved_model, paths, args):
 def next_char(config, rd, saved_model, paths, args):
     saved = tf.saved_model.load(str(saved_model))
     clients = {name: litert_client.LiteRTModel(path, num_threads=args.threads) for name, path in paths.items()}
-    held_out = "".join(x.numpy().decode("utf-8") for x in tasks.get(config.task).load_splits(config).test)[: args.held_out_chars]
+    held_out = "".join(x.numpy().decode("utf-8") for x in tasks.get(config.task).load_splits(config).test)[
+        : args.held_out_chars
+    ]
     model = keras.saving.load_model(rd.best_model)
 
     streams = 8
@@ -189,7 +193,7 @@ def next_char(config, rd, saved_model, paths, args):
         generate = f"LiteRT {name} generate, 200 chars, per char (Python sampling)"
         candidates[generate] = lambda c=client: c.generate("ROMEO:", 200, 1.0, seed=1)
         per_char.add(generate)
-        candidates[f"LiteRT {name} step (invoke)"] = lambda r=runner, s=state: r(char_id=char, state=s)
+        candidates[f"LiteRT {name} step (invoke)"] = lambda r=runner, s=state, c=char: r(char_id=c, state=s)
         candidates[f"LiteRT {name} read_prompt, 100-char prompt"] = lambda c=client: c.read_prompt([prompt])
     latency = median_ms(candidates, args.rounds, max(1, args.calls // 10))
     rows = [(k, f"{(v / 200 if k in per_char else v):.3f} ms") for k, v in latency.items()]

@@ -18,6 +18,10 @@ import click
 from pipeline import __version__
 from pipeline.errors import PipelineError, shorten
 
+# Plain tuples, for click's choices: importing them keeps `rnnpipe --help` free of TensorFlow.
+from pipeline.init import FORMATS as _INIT_FORMATS
+from pipeline.tasks import NAMES as _TASK_NAMES
+
 logger = logging.getLogger("pipeline")
 
 
@@ -342,23 +346,26 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
             click.echo(shown + text)
 
 
-# Both lists are plain tuples: importing them keeps `rnnpipe --help` free of TensorFlow.
-from pipeline.init import FORMATS as _INIT_FORMATS
-from pipeline.tasks import NAMES as _TASK_NAMES
-
-
 @main.command("init")
 @click.argument("data", nargs=-1, required=True, metavar="DATA")
-@click.option("--task", type=click.Choice(_TASK_NAMES),
-              help="The task.  [default: sentiment for labelled data, next_char for one plain text]")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the config to this new file (never replaced).  [default: print it]")
+@click.option(
+    "--task",
+    type=click.Choice(_TASK_NAMES),
+    help="The task.  [default: sentiment for labelled data, next_char for one plain text]",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config to this new file (never replaced).  [default: print it]",
+)
 @click.option("--text-column", metavar="NAME", help="CSV/TSV: the column holding the text.")
 @click.option("--label-column", metavar="NAME", help="CSV/TSV: the column holding the class.")
 @click.option("--format", "fmt", type=click.Choice(_INIT_FORMATS), help="Read DATA in this format instead of "
               "telling it from the path.")  # fmt: skip
-@click.option("--encoding", metavar="NAME",
-              help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16.")
+@click.option(
+    "--encoding", metavar="NAME", help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16."
+)
 @click.option("--validation", metavar="PATH", help="Validation data in DATA's format.  [default: held out]")
 @click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
 def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, validation,

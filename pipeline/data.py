@@ -35,9 +35,9 @@ import glob
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -384,8 +384,8 @@ def _resolve_format(data: DataConfig) -> str:
     if suffix in (".csv", ".tsv"):
         return suffix[1:]
     raise ConfigError(
-        f"data.format: cannot tell the format of {spec!r} for labelled examples; set data.format to csv, tsv, class_dirs "
-        f"or class_files"
+        f"data.format: cannot tell the format of {spec!r} for labelled examples; set data.format to csv, tsv, "
+        f"class_dirs or class_files"
     )
 
 

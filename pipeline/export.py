@@ -1,8 +1,9 @@
 """Stage 4: a SavedModel for TensorFlow Serving, taking raw strings, at <run_dir>/export/<name>/<version>/, and with
 `export.formats` including "litert", a LiteRT model for devices in <version>/litert/ (pipeline.litert).
 
-The task provides the SavedModel's module and signatures, and the LiteRT signatures (pipeline/tasks/). The model is rebuilt without XLA in the
-recurrent kernels (TF Serving's CPU build does not compile XLA clusters by default) and given the trained weights.
+The task provides the SavedModel's module and signatures, and the LiteRT signatures (pipeline/tasks/). The model
+is rebuilt without XLA in the recurrent kernels (TF Serving's CPU build does not compile XLA clusters by default)
+and given the trained weights.
 `assets.extra/tf_serving_warmup_requests` holds a few requests for TF Serving's warm-up. The export is written to a
 temporary folder and renamed, so TF Serving, which polls the model folder, never sees half a version; an existing
 version is never replaced, and an export that is up to date (pipeline.stages) is not written again.
@@ -84,8 +85,15 @@ def _write_litert(model, config: Config, vocab, labels, folder: Path) -> None:
     from pipeline import litert  # TensorFlow Lite's converter loads only when asked for
 
     try:
-        litert.export_litert(model, config.task, vocab, labels, folder, quantize=config.export.litert_quantize,
-                             max_length=config.export.max_length)
+        litert.export_litert(
+            model,
+            config.task,
+            vocab,
+            labels,
+            folder,
+            quantize=config.export.litert_quantize,
+            max_length=config.export.max_length,
+        )
     except ImportError as error:
         raise PipelineError(f"export.formats: {error}") from None
     except (litert.LiteRTConversionError, NotImplementedError) as error:

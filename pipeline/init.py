@@ -40,10 +40,11 @@ import io
 import json
 import math
 import os
-import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+
+import tomllib
 
 from pipeline.config import config_from_dict
 from pipeline.errors import ConfigError, DataError, PipelineError, shorten

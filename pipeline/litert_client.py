@@ -40,8 +40,8 @@ import bisect
 import json
 import math
 import re
-from pathlib import Path
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 

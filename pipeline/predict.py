@@ -9,8 +9,9 @@ first `tokenize.sequence_length` words anyway).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO
 
 import tensorflow as tf
 
@@ -74,7 +75,7 @@ def read_texts(file: BinaryIO, name: str) -> Iterator[str]:
         except UnicodeDecodeError as error:
             raise DataError(f"--input {name}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at "
                             f"column {error.start + 1}); convert the file, e.g. iconv -f windows-1252 -t "
-                            f"utf-8")  # fmt: skip
+                            f"utf-8") from None  # fmt: skip
         yield text.rstrip("\r\n")
     if number == 0:
         raise DataError(f"--input {name} is empty: nothing to classify (one text per line)")

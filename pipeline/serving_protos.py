@@ -11,7 +11,7 @@ numbers of tensorflow_serving/apis/{prediction_log,predict,model}.proto, so the 
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf

@@ -15,8 +15,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -53,7 +53,7 @@ class Vocabulary:
         artifacts.write_json(path, dataclasses.asdict(self) | {"tokens": list(self.tokens)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocabulary":
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
         data = artifacts.read_json(path)
         return cls(**{**data, "tokens": tuple(data["tokens"])})
 

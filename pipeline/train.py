@@ -231,8 +231,9 @@ def _join_ensemble(context: _Context, rd: RunDir, members, seconds) -> TrainResu
         value,
         round(seconds, 1),
         rd.relative(rd.best_model),
-        members=tuple({"status": m.status, "epochs": m.epochs, "best": m.best, "seconds": m.seconds}
-                      for m in members),  # fmt: skip
+        members=tuple(
+            {"status": m.status, "epochs": m.epochs, "best": m.best, "seconds": m.seconds} for m in members
+        ),  # fmt: skip
     )
     artifacts.write_json(rd.train_state, {**result.state(), "inputs": context.inputs, "ensemble_curve": curve})
     return result

@@ -36,8 +36,15 @@ def write_config(path: Path, task: str, data: dict, **sections) -> Path:
     off: these runs test the pipeline's mechanics on a few hundred examples, which must learn in an epoch or two."""
     base = {
         "model": {"embedding_dim": 8, "units": 8, "dropout": 0.0, "output_dropout": 0.0},
-        "train": {"epochs": 2, "batch_size": 16, "sequence_length": 20, "backup_every_steps": 5,
-                  "adversarial_epsilon": 0.0, "virtual_adversarial_epsilon": 0.0, "word_dropout": 0.0},
+        "train": {
+            "epochs": 2,
+            "batch_size": 16,
+            "sequence_length": 20,
+            "backup_every_steps": 5,
+            "adversarial_epsilon": 0.0,
+            "virtual_adversarial_epsilon": 0.0,
+            "word_dropout": 0.0,
+        },
         "tokenize": {"max_tokens": 200, "sequence_length": 16},
     }
     for name, values in sections.items():

@@ -1,14 +1,14 @@
 """Adversarial training: one step checked against the formula computed another way, the virtual adversarial
 direction against random ones, and the pipeline path."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 
 import custom_layers
 from pipeline import evaluate, tokenize, train
-from pipeline.adversarial import AdversarialModel, _forward, _embedding_chain, _kl, _unit
+from pipeline.adversarial import AdversarialModel, _embedding_chain, _forward, _kl, _unit
 from pipeline.config import ConfigError, ModelConfig, load_config
 from pipeline.model import build_classifier
 from tests.pipeline.helpers import sentiment_csv, write_config

@@ -43,7 +43,9 @@ def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
                  "metrics.json", "confusion_matrix.png", "checkpoints/best.keras", "train_state.json"):  # fmt: skip
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "split", "examples", "seconds"} <= set(metrics)
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "roc_auc", "split", "examples", "seconds"} <= set(
+        metrics
+    )
     again = invoke("train", sentiment_config, "--run-dir", run_dir)
     assert "train: up to date" in again.output, "a finished stage is kept"
     changed = CliRunner().invoke(main, ["train", str(sentiment_config), "--run-dir", str(run_dir), "--set",
@@ -97,7 +99,7 @@ def bad_inputs(tmp_path):
     columns = data_file("columns.csv", "review,stars\nnice,5\nbad,1\n")
     one_class = data_file("one.csv", "text,label\na,x\nb,x\nc,x\n")
     latin = data_file("latin.csv", raw="text,label\ncaf\xe9,x\nok,y\nfine,x\nyes,y\n".encode("latin-1"))
-    no_label = data_file("nolabel.csv", "text,label\ngood,pos\nbad,neg\n\"no label\",\nfine,pos\n")
+    no_label = data_file("nolabel.csv", 'text,label\ngood,pos\nbad,neg\n"no label",\nfine,pos\n')
     scores = data_file("scores.csv", "text,label\n" + "".join(f"text {i},{i * 0.37 + 0.5:.2f}\n" for i in range(300)))
     toml = 'task = "sentiment"\n[data]\ntrain = "x.csv"\ntest_fraction = 0.2\n'
     not_utf8 = data_file("latin.txt", raw=b"great film\nna\xefve plot\n")

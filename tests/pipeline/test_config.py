@@ -1,8 +1,8 @@
 import dataclasses
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from pipeline.config import Config, config_from_dict, config_to_dict, flatten, load_config, replace, to_toml
 from pipeline.errors import ConfigError

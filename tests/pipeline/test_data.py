@@ -1,13 +1,11 @@
 """Every data source: local formats, encodings, held-out splits, TFDS (mocked and offline), and their errors."""
 
 import csv
-from pathlib import Path
 
 import pytest
-import tensorflow as tf
 
-from pipeline.config import config_from_dict
 from pipeline import tasks
+from pipeline.config import config_from_dict
 from pipeline.data import check_labels
 from pipeline.errors import ConfigError, DataError
 
@@ -38,7 +36,7 @@ def write_csv(path, rows, header=("text", "label"), delimiter=","):
     return path
 
 
-ROWS = [(f"review number {i}, \"quoted\"", "good" if i % 3 else "bad") for i in range(20)]
+ROWS = [(f'review number {i}, "quoted"', "good" if i % 3 else "bad") for i in range(20)]
 
 
 def test_csv_held_out_validation_is_seeded_and_disjoint(tmp_path):
@@ -58,7 +56,7 @@ def test_tsv_is_unquoted_like_glue(tmp_path):
     path.write_text('sentence\tlabel\nit\'s "great"\t1\nbad " movie\t0\nok\t1\nmeh\t0\n', encoding="utf-8")
     splits = load_splits(sentiment(tmp_path, train=str(path), text_column="sentence", validation_fraction=0.5))
     texts = {t for t, _ in examples(splits.train) + examples(splits.validation)}
-    assert texts == {"it's \"great\"", 'bad " movie', "ok", "meh"}
+    assert texts == {'it\'s "great"', 'bad " movie', "ok", "meh"}
 
 
 def test_class_dirs_like_aclimdb_skip_unsup(tmp_path):
@@ -174,8 +172,16 @@ def test_tiny_shakespeare_offline_from_manual_dir(tmp_path, shared_data):
 
 @pytest.mark.slow
 def test_mr_files_windows_1252(shared_data):
-    config = config_from_dict({"task": "sentiment", "data": {
-        "train": str(shared_data / "mr" / "rt-polarity.*"), "encoding": "windows-1252", "test_fraction": 0.1}})
+    config = config_from_dict(
+        {
+            "task": "sentiment",
+            "data": {
+                "train": str(shared_data / "mr" / "rt-polarity.*"),
+                "encoding": "windows-1252",
+                "test_fraction": 0.1,
+            },
+        }
+    )
     splits = load_splits(config)
     sizes = [int(s.cardinality()) for s in (splits.train, splits.validation, splits.test)]
     assert sum(sizes) == 10_662 and sizes[2] == 1066
@@ -234,14 +240,21 @@ def test_labels_missing_from_training_are_blamed_on_the_key_that_made_the_split(
     assert held_out, "no seed holds the rare example out"
     config = config_from_dict({"task": "sentiment", "seed": held_out[0],
                                "data": {"train": str(train), "validation_fraction": 0.25}})  # fmt: skip
-    with pytest.raises(DataError, match=r"^data.validation_fraction: the validation examples held out of data.train "
-                                        r"include 1 label\(s\) left without a training example \('rare'\)"):
+    with pytest.raises(
+        DataError,
+        match=r"^data.validation_fraction: the validation examples held out of data.train "
+        r"include 1 label\(s\) left without a training example \('rare'\)",
+    ):
         load_splits(config)
     other = write_csv(tmp_path / "val.csv", [("x", "a"), ("y", "unseen"), ("z", "b")])
-    config = sentiment(tmp_path, train=str(write_csv(tmp_path / "t.csv", rows + [("more", "rare")])),
-                       validation=str(other))
-    with pytest.raises(DataError, match=rf"^data.validation: 1 label\(s\) of {other} do not occur in the training "
-                                        r"data \('unseen'\)"):
+    config = sentiment(
+        tmp_path, train=str(write_csv(tmp_path / "t.csv", rows + [("more", "rare")])), validation=str(other)
+    )
+    with pytest.raises(
+        DataError,
+        match=rf"^data.validation: 1 label\(s\) of {other} do not occur in the training "
+        r"data \('unseen'\)",
+    ):
         load_splits(config)
 
 

@@ -37,8 +37,11 @@ def test_multi_worker_mirrored_two_local_workers(tmp_path):
     workers = [f"localhost:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "",
-               "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+        env = {
+            **os.environ,
+            "CUDA_VISIBLE_DEVICES": "",
+            "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+        }
         processes.append(subprocess.Popen([rnnpipe, "train", str(config), "--run-dir", str(run_dir)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))  # fmt: skip
     outputs = [p.communicate(timeout=600) for p in processes]

@@ -3,10 +3,10 @@ rejects as one line on stderr."""
 
 import json
 import random
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from click.testing import CliRunner
 
 from pipeline import init, tasks
@@ -232,7 +232,8 @@ def test_task_and_data_that_do_not_fit(tmp_path):
     csv_path = sentiment_csv(tmp_path / "train.csv")
     text_path = plain_text(tmp_path / "corpus.txt")
     assert "--format text reads the file as one plain text" in one_error_line(
-        invoke("init", csv_path, "--task", "next_char"))
+        invoke("init", csv_path, "--task", "next_char")
+    )
     assert "sentiment needs labelled data" in one_error_line(invoke("init", text_path, "--task", "sentiment"))
     assert "does not exist" in one_error_line(invoke("init", tmp_path / "missing.csv"))
     assert "no file matches" in one_error_line(invoke("init", str(tmp_path / "nothing.*")))

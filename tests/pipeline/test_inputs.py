@@ -52,7 +52,9 @@ def test_pipelines_run_without_tf_data_autotuning():
         "sentiment": _dataset(0.0),
         "sentiment, bucketing": sentiment_dataset(
             tf.data.Dataset.from_tensor_slices({"text": ["w1 w2", "w3"], "label": ["neg", "pos"]}),
-            Vocabulary("word", (PAD, OOV) + WORDS, "lower_and_strip_punctuation", 64), ("neg", "pos"), 2,
+            Vocabulary("word", (PAD, OOV) + WORDS, "lower_and_strip_punctuation", 64),
+            ("neg", "pos"),
+            2,
             bucketing=True,
         ),
         "next_char": next_char_dataset(chunks, vocab, 2, 9, shuffle_buffer=10, seed=0),

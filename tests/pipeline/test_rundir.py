@@ -174,6 +174,8 @@ def test_a_read_only_run_directory_is_one_clean_line(tmp_path):
     with read_only(run_dir):
         result = CliRunner().invoke(main, ["train", str(config), "--run-dir", str(run_dir)])
     assert result.exit_code == 1 and result.stdout == ""
-    assert result.stderr == (f"error: run directory {run_dir} is read-only for this user; every stage records its "
-                             f"state there (choose another --run-dir, or copy the folder somewhere writable)\n")
+    assert result.stderr == (
+        f"error: run directory {run_dir} is read-only for this user; every stage records its "
+        f"state there (choose another --run-dir, or copy the folder somewhere writable)\n"
+    )
     assert sorted(p.name for p in run_dir.iterdir()) == before

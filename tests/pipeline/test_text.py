@@ -10,7 +10,9 @@ def batches(*texts):
 
 def test_word_vocabulary_is_ranked_by_count_then_token_and_capped():
     vocab = text.build_word_vocabulary(
-        batches("b a c a", "B, c! d<br />e", "a"), max_tokens=5, standardize_mode="lower_and_strip_punctuation",
+        batches("b a c a", "B, c! d<br />e", "a"),
+        max_tokens=5,
+        standardize_mode="lower_and_strip_punctuation",
         sequence_length=3,
     )
     # counts: a 3, b 2, c 2, d 1, e 1 -> ties alphabetical; 5 = pad + OOV + 3 words

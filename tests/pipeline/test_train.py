@@ -201,8 +201,9 @@ def test_time_budget_counts_across_a_resume_after_ctrl_c(tmp_path, monkeypatch):
 
     budgets = []
     stopper_init = train._Stopper.__init__
-    monkeypatch.setattr(train._Stopper, "__init__", lambda self, seconds: (budgets.append(seconds),
-                                                                           stopper_init(self, seconds))[1])
+    monkeypatch.setattr(
+        train._Stopper, "__init__", lambda self, seconds: (budgets.append(seconds), stopper_init(self, seconds))[1]
+    )
     started = time.monotonic()
     result = train.run(config, run_dir)
     took = time.monotonic() - started
