@@ -98,10 +98,9 @@ def _prefetched(ds: tf.data.Dataset) -> tf.data.Dataset:
 
     With autotuning on, deleting an iterator waits for its optimization thread, which can sit in a timed wait
     for tens of seconds (TF 2.21; seen in a native stack dump). Keras deletes the previous epoch's validation
-    iterator at the start of every evaluation, so `fit` stalled there at 0% CPU: with a 330 s budget the
-    shakespeare run was idle 108 s and trained six epochs, eight without autotuning. The maps here are light and
-    the sentiment examples are cached, so the untuned defaults lose nothing measurable (134-137 ms per training
-    step either way).
+    iterator at the start of every evaluation, so `fit` stalled there at 0% CPU, for up to a third of a
+    time-budgeted run. The maps here are light and the sentiment examples are cached, so the untuned defaults lose
+    nothing measurable per training step.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

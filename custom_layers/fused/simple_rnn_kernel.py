@@ -51,7 +51,7 @@ def _forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mas
     # outputs are made in one pass. Each change alone was slower: XLA's CPU runtime goes on from whichever thread
     # completes an asynchronous operation, and with the one-pass outputs alone both halves' loops ran on the
     # calling threads, where each per-step h U (YNNPACK) handed parts to the intra-op threads and waited for them
-    # (the record: benchmarks/THROUGHPUT_NOTES.md, 748b769). `layout.plan` already leaves one_pass False without
+    # (benchmarks/THROUGHPUT_NOTES.md, "Which thread runs a loop"). `layout.plan` already leaves one_pass False without
     # XLA; without the barrier the initial product could not have the weights on the left, so neither change is
     # made.
     one_pass = one_pass and optimization_barrier is not None
