@@ -46,6 +46,7 @@ from pathlib import Path
 
 import tomllib
 
+from pipeline import tasks
 from pipeline.config import config_from_dict
 from pipeline.errors import ConfigError, DataError, PipelineError, shorten
 
@@ -357,13 +358,13 @@ def _task(task: str | None, fmt: str, shown: str) -> tuple[str, str]:
     if task is None:
         return ("sentiment", "labelled data; --task to change") if labelled else \
                ("next_char", "one plain text; --task to change")  # fmt: skip
-    if task == "sentiment" and not labelled:
-        raise DataError(f"{shown}: plain text, without labels; sentiment needs labelled data: a CSV/TSV with a label "
+    if tasks.get(task).labelled and not labelled:
+        raise DataError(f"{shown}: plain text, without labels; {task} needs labelled data: a CSV/TSV with a label "
                         f"column, one folder per class, or one file per class (e.g. 'data/*.txt'); --format if it "
                         f"is one of those")  # fmt: skip
-    if task == "next_char" and labelled:
+    if labelled and not tasks.get(task).labelled:
         hint = "; --format text reads the file as one plain text" if fmt in ("csv", "tsv") else ""
-        raise DataError(f"{shown}: {_FORMAT_NAMES[fmt]}; next_char learns from one plain text file{hint}")
+        raise DataError(f"{shown}: {_FORMAT_NAMES[fmt]}; {task} learns from one plain text file{hint}")
     return task, "--task"
 
 

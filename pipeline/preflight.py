@@ -51,9 +51,6 @@ def _check_validation_split(config: Config) -> None:
         if "[" in data.train_split:
             raise ConfigError("data.validation_split: required when data.train_split is already sliced (the "
                               "validation share is cut from an unsliced train_split)")  # fmt: skip
-        if config.task == "next_char":
-            raise ConfigError(f"data.validation_split: required for task 'next_char' (a held-out share of "
-                              f"{shorten(data.name, 60)!r}'s records would not be one contiguous text)")  # fmt: skip
         if data.validation_fraction == 0:
             raise ConfigError("data.validation_fraction: 0 and no data.validation_split: training needs "
                               "validation data; set one of them")  # fmt: skip

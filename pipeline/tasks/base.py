@@ -34,6 +34,8 @@ class Task(abc.ABC):
     # {dotted config key: value} over the code defaults of pipeline.config: the best recipe the project knows for
     # the task (each value's reason is beside it in the task's module).
     DEFAULTS: Mapping[str, Any] = {}
+    # Whether the task learns from labelled examples (csv, tsv, class_dirs, class_files) or from plain text.
+    labelled: bool
 
     def check_config(self, config: Config) -> None:  # noqa: B027 (an optional hook: most tasks check something)
         """Raise ConfigError for settings that make no sense for this task (checked before any work)."""

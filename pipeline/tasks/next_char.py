@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline import data, inputs
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ConfigError, DataError, shorten
 from pipeline.generation import NextCharServing
 from pipeline.model import build_language_model
 from pipeline.tasks.base import Serving, Task
@@ -50,6 +50,7 @@ DEFAULTS = {
 
 class NextCharTask(Task):
     name = "next_char"
+    labelled = False
     DEFAULTS = DEFAULTS
 
     def check_config(self, config) -> None:
@@ -58,6 +59,10 @@ class NextCharTask(Task):
             raise ConfigError("model.bidirectional: a next-character model cannot look ahead; set it to false")
         if config.data.source == "files" and config.data.format not in ("auto", "text"):
             raise ConfigError(f"data.format: next_char reads plain text, not {config.data.format!r}")
+        d = config.data
+        if d.source == "tfds" and not d.validation_split and "[" not in d.train_split:
+            raise ConfigError(f"data.validation_split: required for task 'next_char' (a held-out share of "
+                              f"{shorten(d.name, 60)!r}'s records would not be one contiguous text)")  # fmt: skip
         if m.pooling != "last":
             raise ConfigError("model.pooling: only sentiment models pool over time; next_char predicts every step")
         if m.ensemble > 1:

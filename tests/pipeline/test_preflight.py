@@ -39,17 +39,21 @@ def config(**data):
         ({"source": "tfds", "name": "imdb_reviews", "test_split": ""},
          "evaluate.split: 'test', but the data has no test split; set data.test_split, or evaluate.split"),
         ({"validation_fraction": 0.0}, "data.validation_fraction: 0 and no data.validation"),
-        ({"task": "next_char", "source": "tfds", "name": "tiny_shakespeare"},
-         "data.validation_split: required for task 'next_char'"),
         ({"source": "tfds", "name": "imdb_reviews", "train_split": "train[:50%]"},
          "data.validation_split: required when data.train_split is already sliced"),
     ],
-    ids=["files_no_test", "tfds_no_test", "no_validation", "next_char_tfds_no_validation", "tfds_sliced_train"],
+    ids=["files_no_test", "tfds_no_test", "no_validation", "tfds_sliced_train"],
 )  # fmt: skip
 def test_contradicting_keys_are_config_errors(settings, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         preflight.check(config(**settings), "tokenize")
     preflight.check(config(**settings), "export")  # export reads only the run directory
+
+
+def test_next_char_from_tfds_needs_a_validation_split():
+    # A task's own rule: checked with the config, whatever the stage.
+    with pytest.raises(ConfigError, match="data.validation_split: required for task 'next_char'"):
+        config(task="next_char", source="tfds", name="tiny_shakespeare")
 
 
 def test_a_test_split_is_not_needed_to_evaluate_on_validation(tmp_path):

@@ -90,6 +90,11 @@ def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path)
     _, single_dir, _ = tiny_run(tmp_path, "single", train={"epochs": 2})
     single = keras.saving.load_model(single_dir / "checkpoints" / "best.keras")
     np.testing.assert_allclose(members[0](tokens), single(tokens), atol=1e-6)
+    # evaluate scores the members alone beside the ensemble: member 0 alone is that single run.
+    scored = evaluate.run(config, run_dir)
+    assert len(scored.metrics["members"]) == 3 and "its 3 members alone: accuracy" in scored.summary()
+    alone = evaluate.run(load_config(single_dir.with_suffix(".toml"), []), single_dir).metrics
+    assert scored.metrics["members"][0] == {"accuracy": alone["accuracy"], "macro_f1": alone["macro_f1"]}
 
     # An ensemble interrupted in its last member: the rerun keeps members 0 and 1 byte for byte.
     kept = [(run_dir / "members" / str(k) / "checkpoints" / "best.keras").read_bytes() for k in range(2)]
