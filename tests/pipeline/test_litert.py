@@ -83,8 +83,10 @@ def randomize(model, seed=0):
 
 
 SENTIMENT_MODELS = {
-    "bilstm_last": {"bidirectional": True},  # configs/imdb_lstm.toml
-    "bilstm_max_ensemble": dict(bidirectional=True, pooling="max", dropout=0.5, output_dropout=0.5, ensemble=2),  # mr
+    # The sentiment defaults, which configs/mr_lstm.toml, cr_lstm.toml and imdb_lstm.toml use unchanged.
+    "bilstm_max": dict(bidirectional=True, pooling="max", dropout=0.5, output_dropout=0.5),
+    "bilstm_max_ensemble": dict(bidirectional=True, pooling="max", dropout=0.5, output_dropout=0.5, ensemble=2),
+    "bilstm_last": {"bidirectional": True},
     "stacked_simple_rnn_mean": {"cell": "simple_rnn", "layers": 2, "pooling": "mean", "recurrent_dropout": 0.2},
     "stacked_bilstm_last": {"layers": 2, "bidirectional": True},
 }
