@@ -5,7 +5,8 @@ z, r = sigmoid(x_{z,r} + u_{z,r}), g = tanh(x_h + r * u_h), h' = z * h + (1 - z)
 product needs the reset gate first: z, r from h U_{z,r}, then g = tanh(x_h + (r * h) U_h), two dependent products.
 
 Training records [z, r, g] per step (under XLA in place of the input projection, once a step has read it), and
-u_h with reset_after (the reset gate's derivative needs it). The backward loop forms
+u_h with reset_after (the reset gate's derivative needs it). From `layout.WEIGHTS_LEFT_FROM["gru"]["inference"]`,
+inference keeps its state feature-major and records nothing (`_infer_feature_major`). The backward loop forms
 
     dz = dh (h_prev - g) z (1 - z)        dg = dh (1 - z) (1 - g^2)
     reset_after:  dr = dg u_h r (1 - r);  the input projection gets [dz, dr, dg], the recurrent product
@@ -38,7 +39,15 @@ from custom_layers.fused._shared import (
     with_initial,
     with_zero_last,
     write,
+    xla_function,
 )
+
+
+def _sigmoid(a):
+    # sigmoid(a) = (1 + tanh(a / 2)) / 2, as in the LSTM kernels: XLA compiles tanh as a rational approximation,
+    # sigmoid as an exp and a division. Plain TensorFlow (and LiteRT) has sigmoid as one op, so the XLA kernels
+    # only use this form.
+    return tf.tanh(a * 0.5) * 0.5 + 0.5
 
 
 def _forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, reset_after, keep_gates=True,
@@ -59,17 +68,18 @@ def _forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mas
         recurrent_zr = recurrent_product(recurrent_kernel[:, : 2 * units], weights_left)
         recurrent_h = recurrent_product(recurrent_kernel[:, 2 * units :], weights_left)
     reuse_z = in_place and keep_gates
+    sigmoid = _sigmoid if in_place else tf.sigmoid
 
     def step(t, h, gates_buf, u_h_buf, h_buf):
         x_t = (gates_buf if reuse_z else z_x)[t] + input_bias
         if reset_after:
             u = recurrent(h) + recurrent_bias
-            zr = tf.sigmoid(x_t[:, : 2 * units] + u[:, : 2 * units])
+            zr = sigmoid(x_t[:, : 2 * units] + u[:, : 2 * units])
             u_h = u[:, 2 * units :]
             z, r = tf.split(zr, 2, axis=1)
             g = tf.tanh(x_t[:, 2 * units :] + r * u_h)
         else:
-            zr = tf.sigmoid(x_t[:, : 2 * units] + recurrent_zr(h))
+            zr = sigmoid(x_t[:, : 2 * units] + recurrent_zr(h))
             z, r = tf.split(zr, 2, axis=1)
             g = tf.tanh(x_t[:, 2 * units :] + recurrent_h(r * h))
         h_new = g + z * (h - g)
@@ -95,6 +105,47 @@ def _forward(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mas
     if not keep_gates:
         return outputs, h_last
     return outputs, h_last, stacked(gates_buf), stacked(u_h_buf) if reset_after else placeholder, h_ext
+
+
+def _infer_feature_major(x, h0, kernel, recurrent_kernel, bias, mask_tm, zero_output_for_mask, reset_after):
+    """Inference forward (XLA only) with the state kept feature-major, (units, batch).
+
+    The per-step products are then W^T x_t and U^T h^T with the weights as the left operand, which the CPU matmul
+    does not repack at every step (it does repack a right-hand operand), and each gate is a contiguous block of
+    rows: z and r, the first 2 units rows, take one `_sigmoid`.
+    """
+    x_fm = tf.transpose(x, [1, 2, 0])  # (time, input_dim, batch)
+    kernel_t, recurrent_kernel_t = tf.transpose(kernel), tf.transpose(recurrent_kernel)
+    steps, batch, units = tf.shape(x_fm)[0], tf.shape(x_fm)[2], tf.shape(h0)[1]
+    mask_fm = None if mask_tm is None else tf.transpose(mask_tm, [0, 2, 1])  # (time, 1, batch)
+    if reset_after:
+        input_bias, recurrent_bias = bias[0][:, tf.newaxis], bias[1][:, tf.newaxis]
+    else:
+        input_bias = bias[:, tf.newaxis]
+        recurrent_zr_t, recurrent_h_t = recurrent_kernel_t[: 2 * units], recurrent_kernel_t[2 * units :]
+
+    def step(t, h, h_buf):
+        x_t = tf.matmul(kernel_t, x_fm[t]) + input_bias
+        if reset_after:
+            u = tf.matmul(recurrent_kernel_t, h) + recurrent_bias
+            zr = _sigmoid(x_t[: 2 * units] + u[: 2 * units])
+            z, r = tf.split(zr, 2, axis=0)
+            g = tf.tanh(x_t[2 * units :] + r * u[2 * units :])
+        else:
+            zr = _sigmoid(x_t[: 2 * units] + tf.matmul(recurrent_zr_t, h))
+            z, r = tf.split(zr, 2, axis=0)
+            g = tf.tanh(x_t[2 * units :] + tf.matmul(recurrent_h_t, r * h))
+        h_new = g + z * (h - g)
+        if mask_fm is not None:
+            h_new = tf.where(mask_fm[t], h_new, h)
+        return t + 1, h_new, write(h_buf, t, h_new)
+
+    h_buf = tf.zeros([steps, units, batch], x.dtype)
+    _, h_last, h_buf = tf.while_loop(lambda t, *_: t < steps, step, (tf.constant(0), tf.transpose(h0), h_buf))
+    outputs = tf.transpose(h_buf, [2, 0, 1])
+    if mask_tm is not None and zero_output_for_mask:
+        outputs = tf.where(tf.transpose(mask_tm, [1, 0, 2]), outputs, tf.zeros_like(outputs))
+    return outputs, tf.transpose(h_last)
 
 
 def _backward(d_outputs, dh_last, recurrent_kernel, gates_tm, u_h_tm, h_ext, mask_tm, zero_output_for_mask,
@@ -145,6 +196,7 @@ def _backward(d_outputs, dh_last, recurrent_kernel, gates_tm, u_h_tm, h_ext, mas
 
 
 _KERNELS = kernels(_forward, _backward)
+_INFER_FEATURE_MAJOR = xla_function(_infer_feature_major)
 
 
 def gru(
@@ -160,8 +212,8 @@ def gru(
             reset_after, (3 units,) without, or None.
         reset_after: the variant (see `GRUCell`).
         mask, zero_output_for_mask, jit_compile, training, batch_parts: as in `custom_layers.fused.lstm`.
-        feature_major: under XLA, compute the per-step products of both loops as U^T h^T; None chooses per loop
-            (`layout`).
+        feature_major: under XLA, compute the per-step products of both loops as U^T h^T, with the state kept as
+            (units, batch) throughout for inference (`_infer_feature_major`); None chooses per loop (`layout`).
 
     Returns:
         (outputs (batch, time, units), h_T).
@@ -194,13 +246,14 @@ def _gru(x, h0, kernel, recurrent_kernel, bias, reset_after, mask, zero_output_f
             outputs, h_last, *saved = forward_fn(
                 *inputs, mask_tm, zero_output_for_mask, **options, weights_left=loops["forward"]
             )
+        elif loops["inference"]:
+            outputs, h_last = _INFER_FEATURE_MAJOR(*inputs, mask_tm, zero_output_for_mask, reset_after)
         else:
-            # Under XLA inference records the gates too and drops them: without those writes XLA recomputes the
-            # gate activations in each fusion that reads them, which made the loop slower than the recording one
-            # (benchmarks/THROUGHPUT_NOTES.md, GRU).
+            # Batch-major inference under XLA records the gates too and drops them: without those writes XLA
+            # recomputes the gate activations in each fusion that reads them, which made the loop slower than the
+            # recording one (benchmarks/THROUGHPUT_NOTES.md, GRU). The feature-major loop has one fusion per step.
             outputs, h_last = forward_fn(
-                *inputs, mask_tm, zero_output_for_mask, **options, keep_gates=bool(jit_compile),
-                weights_left=loops["inference"],
+                *inputs, mask_tm, zero_output_for_mask, **options, keep_gates=bool(jit_compile)
             )[:2]  # fmt: skip
 
         def backward(d_outputs, dh_last):

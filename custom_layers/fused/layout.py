@@ -19,11 +19,11 @@ outputs and gradients as every other, and as Keras):
    |------------|------------------------------|-----------------------------------|------------|
    | lstm       | 2**18 (1 MiB; feature-major) | 2**20 (4 MiB)                     | 2**18      |
    | simple_rnn | (its forward loop)           | 2**20                             | 2**18      |
-   | gru        | 2**18                        | 2**20                             | 2**18      |
+   | gru        | 2**18 (1 MiB; feature-major) | 2**20                             | 2**18      |
 
-   LSTM inference has its own kernel, feature-major throughout (states (units, batch)); GRU inference runs its
-   forward loop (with its own threshold); SimpleRNN's inference is its training forward loop, which also makes its
-   outputs in one pass from the backward threshold on (see `simple_rnn_kernel._forward`).
+   LSTM and GRU inference have their own kernels, feature-major throughout (states (units, batch)); below the
+   threshold they run the training forward loop with h U. SimpleRNN's inference is its training forward loop,
+   which also makes its outputs in one pass from the backward threshold on (see `simple_rnn_kernel._forward`).
 
 Every threshold comes from A/B runs inside the benchmark model (`benchmarks/rnn_throughput.py`) on 2-core hosts;
 the figures, per host, and what was tried are in benchmarks/THROUGHPUT_NOTES.md. A caller may override either

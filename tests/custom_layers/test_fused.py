@@ -316,9 +316,11 @@ def test_layer_training_with_weights_on_the_left_matches_keras(make_layers, unit
 
 
 @pytest.mark.parametrize("kernel_name", ["gru", "gru_reset_before"])
-@pytest.mark.parametrize("masked", [None, "zeros"])
-def test_gru_inference_with_weights_on_the_left_matches(kernel_name, masked):
-    # GRU inference runs its forward loop with its own threshold (layout.WEIGHTS_LEFT_FROM["gru"]["inference"]).
+@pytest.mark.parametrize("masked", [None, "repeat", "zeros"])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_gru_feature_major_inference_matches_batch_major(kernel_name, masked, parts):
+    # From layout.WEIGHTS_LEFT_FROM["gru"]["inference"] on, GRU inference keeps its state (units, batch); the
+    # gradients rerun the batch-major training forward pass.
     batch = 5
     x = sequences(batch=batch, steps=STEPS, features=FEATURES)
     states = initial_states(kernel_name, batch)
@@ -326,7 +328,41 @@ def test_gru_inference_with_weights_on_the_left_matches(kernel_name, masked):
     if masked:
         mask = tf.constant(right_padding_mask(np.random.default_rng(2).integers(1, STEPS + 1, size=batch), STEPS))
     options = {"mask": mask, "zero_output_for_mask": masked == "zeros", "training": False}
-    left = run(kernel_name, x, states, 2, feature_major=True, **options)
+    left = run(kernel_name, x, states, parts, feature_major=True, **options)
     right = run(kernel_name, x, states, 1, feature_major=False, **options)
     for ours, reference in zip([*left[0], *left[1]], [*right[0], *right[1]]):
         np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+    if masked == "zeros":
+        assert np.all(left[0][0][~np.asarray(mask)] == 0)
+
+
+@pytest.mark.parametrize("kernel_name", ["gru", "gru_reset_before"])
+def test_gru_feature_major_inference_with_an_empty_batch_slice(kernel_name):
+    # A batch of one, size unknown when traced, split in two: one slice has no rows.
+    x = sequences(batch=1, steps=STEPS, features=FEATURES)
+    states = initial_states(kernel_name, 1)
+    signature = [tf.TensorSpec((None, STEPS, FEATURES)), tf.TensorSpec((None, UNITS))]
+    split = run(kernel_name, x, states, 2, signature=signature, training=False, feature_major=True)
+    whole = run(kernel_name, x, states, 1, training=False, feature_major=False)
+    for ours, reference in zip([*split[0], *split[1]], [*whole[0], *whole[1]]):
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+@pytest.mark.parametrize("reset_after", [True, False], ids=["reset_after", "reset_before"])
+def test_layer_gru_inference_with_feature_major_state_matches_keras(reset_after):
+    # The smallest GRU that reaches the feature-major threshold; Bidirectional covers go_backwards, the mask padding.
+    units = int(np.ceil(np.sqrt(layout.WEIGHTS_LEFT_FROM["gru"]["inference"] / 3)))
+    batch, steps, features = 4, 5, 8
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(batch, steps, features)).astype("float32")
+    mask = tf.constant(right_padding_mask([5, 3, 1, 4], steps))
+    options = {"return_sequences": True, "return_state": True, "reset_after": reset_after}
+    ours = keras.layers.Bidirectional(custom_layers.GRU(units, **options))
+    theirs = keras.layers.Bidirectional(keras.layers.GRU(units, **options))
+    ours(x), theirs(x)
+    assert layout.weights_left("gru", ours.forward_layer.cell.recurrent_kernel, "inference")
+    weights_ = [rng.normal(scale=0.05, size=w.shape).astype("float32") for w in ours.get_weights()]
+    ours.set_weights(weights_)
+    theirs.set_weights(weights_)
+    for a, b in zip(ours(x, mask=mask, training=False), theirs(x, mask=mask, training=False), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=TOLERANCE, rtol=TOLERANCE)
