@@ -6,12 +6,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import keras
-
-import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from pipeline import artifacts, preflight, rundir, stages, tasks
 from pipeline.config import Config
 from pipeline.errors import DataError
+from pipeline.model import load_checkpoint
 from pipeline.text import Vocabulary
 
 
@@ -34,7 +32,7 @@ def run(config: Config, run_dir, overwrite: bool = False) -> EvaluateResult:
             metrics = artifacts.read_json(rd.metrics)
             return EvaluateResult(metrics, task.summary(metrics), skipped=True)
         vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
-        model = keras.saving.load_model(rd.require(rd.best_model, "train"))
+        model = load_checkpoint(rd.require(rd.best_model, "train"))
         splits = task.load_splits(config)
         split = config.evaluate.split
         data = {"train": splits.train, "validation": splits.validation, "test": splits.test}[split]

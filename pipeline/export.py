@@ -16,13 +16,12 @@ import logging
 import shutil
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
-import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from pipeline import artifacts, rundir, serving_protos, stages, tasks
 from pipeline.config import Config
 from pipeline.errors import PipelineError, RunDirError, shorten
+from pipeline.model import load_checkpoint
 from pipeline.text import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def run(config: Config, run_dir) -> ExportResult:
         task = tasks.get(config.task)
         vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
         labels = rd.read_labels()
-        trained = keras.saving.load_model(rd.best_model)
+        trained = load_checkpoint(rd.best_model)
         model = task.build_model(config.model, vocab, labels, seed=config.seed, jit_compile=False)
         model.set_weights(trained.get_weights())
         formats = config.export.formats

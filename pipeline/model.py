@@ -20,6 +20,7 @@ import math
 import keras
 
 import custom_layers
+from pipeline import adversarial  # noqa: F401  (registers AdversarialModel, for load_checkpoint)
 from pipeline.config import CELL_OPTIONS, ModelConfig
 
 
@@ -74,6 +75,13 @@ class EnsembleAverage(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
+
+
+def load_checkpoint(path) -> keras.Model:
+    """A `.keras` checkpoint of a run (best.keras, a member's, a backup). Importing this module registers every
+    class one can hold: our recurrent layers, the pooling and ensemble layers above, and `AdversarialModel`, which
+    is what a model trained with adversarial perturbations is saved as."""
+    return keras.saving.load_model(path)
 
 
 def build_classifier(

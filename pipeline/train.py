@@ -31,12 +31,12 @@ import warnings
 import keras
 import numpy as np
 
-import custom_layers  # noqa: F401  (registers our layers for loading checkpoints)
 from custom_layers import _keras_private
 from pipeline import artifacts, distribute, plots, preflight, rundir, stages, tasks
 from pipeline.adversarial import AdversarialModel
 from pipeline.config import Config
 from pipeline.errors import RunDirError
+from pipeline.model import load_checkpoint
 from pipeline.rundir import RunDir
 from pipeline.text import Vocabulary
 
@@ -213,7 +213,7 @@ def _join_ensemble(context: _Context, rd: RunDir, members, seconds) -> TrainResu
     with context.strategy.scope():
         model = context.task.build_model(config.model, context.vocab, context.labels, seed=config.seed)
         for k in range(len(members)):
-            trained = keras.saving.load_model(rd.member(k).best_model)
+            trained = load_checkpoint(rd.member(k).best_model)
             model.get_layer(f"member_{k}").set_weights(trained.get_weights())
     # Not compiled: it is never trained, and a saved optimizer without state only draws warnings on loading.
     curve = _ensemble_curve([model.get_layer(f"member_{k}") for k in range(len(members))], context.val_ds)

@@ -1,6 +1,10 @@
 """Adversarial training: one step checked against the formula computed another way, the virtual adversarial
 direction against random ones, and the pipeline path."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -181,3 +185,23 @@ def test_pipeline_setting_reaches_training(tmp_path):
     for key in ("train.adversarial_epsilon", "train.virtual_adversarial_epsilon"):
         with pytest.raises(ConfigError, match=key):
             load_config(path, [f"{key}=-0.5"])
+
+
+def test_a_checkpoint_of_adversarial_training_loads_in_a_fresh_process(tmp_path):
+    """best.keras of adversarial training is an AdversarialModel: `rnnpipe evaluate` in a process of its own loads
+    it, and so does `keras.saving.load_model` after `import pipeline.model` (what the README tells users)."""
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    path = write_config(tmp_path / "adv.toml", "sentiment", data, train={"epochs": 1, "adversarial_epsilon": 0.5})
+    config, run_dir = load_config(path), tmp_path / "run"
+    tokenize.run(config, run_dir)
+    train.run(config, run_dir)
+    rnnpipe = Path(sys.executable).with_name("rnnpipe")
+    evaluated = subprocess.run([str(rnnpipe), "evaluate", str(path), "--run-dir", str(run_dir)], capture_output=True,
+                               text=True, timeout=600)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "evaluate: test: accuracy" in evaluated.stdout
+    load = "import sys, keras, pipeline.model; print(type(keras.saving.load_model(sys.argv[1])).__name__)"
+    loaded = subprocess.run([sys.executable, "-c", load, str(run_dir / "checkpoints" / "best.keras")],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.split()[-1] == "AdversarialModel"
