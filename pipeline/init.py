@@ -411,7 +411,7 @@ def _file(spec: str, path: Path, fmt: str | None, task: str | None) -> _Source:
         suffix = path.suffix.lower()
         if suffix in (".csv", ".tsv"):
             source.fmt = suffix[1:]
-        elif task != "next_char" and _looks_tabular(path):
+        elif (task is None or tasks.get(task).labelled) and _looks_tabular(path):
             source.fmt = "tsv"
         else:
             source.fmt = "text"
