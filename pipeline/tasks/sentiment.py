@@ -94,18 +94,23 @@ class SentimentTask(Task):
     def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
         # Per example only the true and predicted class (and, for two classes, the positive class's probability)
         # are kept: memory grows with the examples, not with examples x classes.
-        # An ensemble's members are scored alone too, so that its report shows what averaging them bought.
+        # An ensemble's members are scored alone too, so that its report shows what averaging them bought; each
+        # member runs once and the model's own averaging layer joins their logits.
         members = [layer for layer in model.layers if layer.name.startswith("member_")]
         ds = inputs.sentiment_dataset(split, vocab, labels, config.evaluate.batch_size)
         truth, predicted, positive, member_predicted = [], [], [], [[] for _ in members]
         for ids, y in ds:
-            logits = model(ids, training=False)
+            if members:
+                member_logits = [member(ids, training=False) for member in members]
+                logits = model.get_layer("ensemble")(member_logits)
+                for member, out in zip(member_logits, member_predicted):
+                    out.append(tf.argmax(member, axis=-1).numpy())
+            else:
+                logits = model(ids, training=False)
             predicted.append(tf.argmax(logits, axis=-1).numpy())
             truth.append(y.numpy())
             if len(labels) == 2:
                 positive.append(tf.nn.softmax(logits)[:, 1].numpy())
-            for member, out in zip(members, member_predicted):
-                out.append(tf.argmax(member(ids, training=False), axis=-1).numpy())
         if not truth:
             raise DataError(f"evaluate.split: the {config.evaluate.split!r} split is empty")
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)

@@ -95,6 +95,14 @@ def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path)
     assert len(scored.metrics["members"]) == 3 and "its 3 members alone: accuracy" in scored.summary()
     alone = evaluate.run(load_config(single_dir.with_suffix(".toml"), []), single_dir).metrics
     assert scored.metrics["members"][0] == {"accuracy": alone["accuracy"], "macro_f1": alone["macro_f1"]}
+    # evaluate joins the members' logits itself: the same scores as the ensemble's own forward pass.
+    whole = keras.Sequential([keras.Input((None,), dtype="int32"), joined])  # no "member_" layers: one forward pass
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evaluate, "load_checkpoint", lambda path: whole)
+        direct = evaluate.run(config, run_dir, overwrite=True).metrics
+    assert scored.metrics["confusion_matrix"] == direct["confusion_matrix"]
+    for key in ("accuracy", "macro_f1", "roc_auc"):
+        assert scored.metrics[key] == pytest.approx(direct[key], abs=1e-6), key
 
     # An ensemble interrupted in its last member: the rerun keeps members 0 and 1 byte for byte.
     kept = [(run_dir / "members" / str(k) / "checkpoints" / "best.keras").read_bytes() for k in range(2)]
