@@ -127,6 +127,7 @@ class TrainConfig:
     learning_rate: float = _key(1e-3, "Adam's learning rate")
     clipnorm: float = _key(1.0, "clip each gradient to this L2 norm (0: no clipping)")
     patience: int = _key(3, "stop after this many epochs without improvement of monitor (0: never stop early)")
+    min_steps: int = _key(0, "early stopping counts no epoch against patience before this many training steps")
     max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes; the current epoch "
                               "stops, is validated and checkpointed")  # fmt: skip
     sequence_length: int = _key(100, "next_char: characters per training window")
@@ -427,7 +428,7 @@ def _validate(config: Config) -> None:
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
-    for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.steps_per_epoch",
+    for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps", "train.steps_per_epoch",
                 "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")

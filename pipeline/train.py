@@ -172,7 +172,8 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     best = _BestCheckpoint(monitor, path=place(rd.best_model), progress=progress, previous=previous)
     backup = _AtomicBackup(str(place(rd.backup)), save_freq=config.train.backup_every_steps or "epoch")
     mode = "max" if monitor == "val_accuracy" else "min"
-    early_stopping = keras.callbacks.EarlyStopping(monitor, patience=config.train.patience or 10**9, mode=mode)
+    early_stopping = _EarlyStopping(monitor, patience=config.train.patience or 10**9, mode=mode,
+                                    min_steps=config.train.min_steps)  # fmt: skip
     place(rd.history).parent.mkdir(parents=True, exist_ok=True)
     callbacks = [backup, stopper, best, progress, early_stopping,
                  keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
@@ -327,6 +328,22 @@ class _Stopper(keras.callbacks.Callback):
         elif self.max_seconds and time.monotonic() - self.start > self.max_seconds and not self.reason:
             self.reason = "time_budget"
             self.model.stop_training = True
+
+
+class _EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping, idle for the first `min_steps` training steps (like its `start_from_epoch`, but
+    counted in steps, which do not depend on the data set's size). A small data set spends its first hundred or
+    two steps learning only the class balance, with a flat or rising validation loss: counted in epochs, that
+    plateau exhausted the patience and left a model that predicts the majority class."""
+
+    def __init__(self, monitor: str, patience: int, mode: str, min_steps: int):
+        super().__init__(monitor, patience=patience, mode=mode)
+        self.min_steps = min_steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        if int(self.model.optimizer.iterations) < self.min_steps:
+            return  # neither a best value nor a waiting epoch is recorded yet
+        super().on_epoch_end(epoch, logs)
 
 
 class _Progress(keras.callbacks.Callback):

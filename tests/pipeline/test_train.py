@@ -55,6 +55,24 @@ def test_nan_loss_before_any_checkpoint_is_one_clear_error_and_keeps_the_old_che
     assert (run_dir / "checkpoints" / "best.keras").read_bytes() == good
 
 
+@pytest.mark.parametrize("min_steps, stopped_after", [(0, 3), (50, 7), (55, 8)])
+def test_early_stopping_waits_for_min_steps(min_steps, stopped_after):
+    """A validation loss that only rises (a small data set's class-balance plateau): patience 2 stops after the
+    third epoch, or, with 10 steps per epoch, two epochs after the first epoch ending at >= min_steps steps."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(optimizer=SimpleNamespace(iterations=0), stop_training=False)
+    stopper = train._EarlyStopping("val_loss", patience=2, mode="min", min_steps=min_steps)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    for epoch in range(20):
+        model.optimizer.iterations += 10
+        stopper.on_epoch_end(epoch, {"val_loss": 0.69 + 0.01 * epoch})
+        if model.stop_training:
+            break
+    assert epoch + 1 == stopped_after
+
+
 def test_time_budget_stops_mid_epoch(tmp_path):
     _, run_dir, result = tiny_run(tmp_path, "run", train={"epochs": 50, "max_seconds": 1.0})
     assert result.status == "time_budget" and result.epochs < 50
