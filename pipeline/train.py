@@ -341,7 +341,8 @@ class _EarlyStopping(keras.callbacks.EarlyStopping):
         self.min_steps = min_steps
 
     def on_epoch_end(self, epoch, logs=None):
-        if int(self.model.optimizer.iterations) < self.min_steps:
+        # convert_to_numpy, not int(): under a distribution strategy the counter is a MirroredVariable.
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) < self.min_steps:
             return  # neither a best value nor a waiting epoch is recorded yet
         super().on_epoch_end(epoch, logs)
 
