@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover (another backend without TensorFlow, or 
 __all__ = [
     "BackupAndRestore",
     "DropoutRNNCell",
+    "adam_moment_variables",
     "backend_rnn",
     "build_for_distributed_fit",
     "initial_epoch",
@@ -87,3 +88,12 @@ def build_for_distributed_fit(model: keras.Model, data_batch) -> None:
     which the collective strategy cannot do for a nested structure; building it here skips that step."""
     model._symbolic_build(data_batch=data_batch)
     model._distribute_strategy = None
+
+
+def adam_moment_variables(optimizer: keras.optimizers.Adam, variable):
+    """The TensorFlow variables of the first and second moment (m, v) that Keras' Adam keeps for `variable`. An
+    optimizer's `update_step` receives the backend's variable (a tf.Variable, or a replica's under tf.distribute),
+    and only the optimizer's private index maps it back to its slots; a compiled TensorFlow function that updates
+    them (pipeline.fused_adam) needs the tf.Variables, which Keras' variables keep in a private attribute."""
+    index = optimizer._get_variable_index(variable)
+    return optimizer._momentums[index]._value, optimizer._velocities[index]._value

@@ -33,6 +33,8 @@ from pipeline.tasks import NAMES as TASKS  # noqa: E402
 # run directory, the logs or an error message whole.
 MAX_CONFIG_BYTES = 1 << 20
 MAX_STRING_CHARS = 4096
+# The longest sub-word n-gram (tokenize.max_ngram): fastText uses 3 to 6; longer ones are whole words.
+MAX_NGRAM = 10
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -91,6 +93,11 @@ class TokenizeConfig:
     sequence_length: int = _key(256, "sentiment: words kept per text (the rest is cut)")
     standardize: str = _key("lower_and_strip_punctuation", "sentiment: lower_and_strip_punctuation, lower, "
                             "strip_punctuation or none")  # fmt: skip
+    max_ngram: int = _key(0, "sentiment: > 0 also reads each word as its character n-grams of min_ngram to "
+                          "max_ngram characters (sub-words, pipeline.text); 0: words only")  # fmt: skip
+    min_ngram: int = _key(3, "sentiment: the shortest sub-word n-gram")
+    max_ngrams: int = _key(100000, "sentiment: the most n-grams in the vocabulary (those in most training words)")
+    ngrams_per_word: int = _key(23, "sentiment: n-grams read per word, shortest first (a bound on the input)")
     min_char_count: int = _key(1, "next_char: a character enters the vocabulary once seen this many times")
 
 
@@ -421,6 +428,7 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be one of {', '.join(choices())}; got {shorten(repr(flat[key]))}")
     positive = [
         "tokenize.max_tokens", "tokenize.min_word_count", "tokenize.sequence_length", "tokenize.min_char_count",
+        "tokenize.min_ngram", "tokenize.max_ngrams", "tokenize.ngrams_per_word",
         "model.embedding_dim", "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
         "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
         "train.learning_rate", "export.max_length",
@@ -428,6 +436,10 @@ def _validate(config: Config) -> None:
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"{key}: must be > 0, got {flat[key]}")
+    low, high = flat["tokenize.min_ngram"], flat["tokenize.max_ngram"]
+    if high and not low <= high <= MAX_NGRAM:
+        raise ConfigError(f"tokenize.max_ngram: must be 0 (off) or from tokenize.min_ngram ({low}) to {MAX_NGRAM}, "
+                          f"got {high}")  # fmt: skip
     for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps", "train.steps_per_epoch",
                 "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):  # fmt: skip
         if flat[key] < 0:

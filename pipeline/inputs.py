@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.text import Vocabulary, encode_chars, encode_words, lookup_table
+from pipeline.text import Vocabulary, encode_chars, encode_words, lookup_table, ngram_table
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Upper edges of the length buckets (words); beyond the last, one bucket up to sequence_length.
@@ -31,13 +31,13 @@ def sentiment_dataset(
     bucketing: bool = False,
     word_dropout: float = 0.0,
 ) -> tf.data.Dataset:
-    words = lookup_table(vocab)
+    words, ngrams = lookup_table(vocab), ngram_table(vocab)
     classes = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(labels), tf.range(len(labels), dtype=tf.int64)), -1
     )
 
     def encode(example):
-        ids = encode_words(tf.expand_dims(example["text"], 0), vocab, words)[0]
+        ids = encode_words(tf.expand_dims(example["text"], 0), vocab, words, ngrams)[0]
         return ids, tf.cast(classes.lookup(example["label"]), tf.int32)
 
     ds = examples.map(encode, num_parallel_calls=AUTOTUNE).cache()
@@ -45,16 +45,17 @@ def sentiment_dataset(
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if word_dropout:
         ds = _drop_words(ds, word_dropout, seed)
+    shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
     if bucketing:
         boundaries = [b for b in BUCKET_BOUNDARIES if b < vocab.sequence_length]
         ds = ds.bucket_by_sequence_length(
             lambda ids, label: tf.shape(ids)[0],
             bucket_boundaries=[b + 1 for b in boundaries],
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padded_shapes=([None], []),
+            padded_shapes=(shape, []),
         )
     else:
-        ds = ds.padded_batch(batch_size, padded_shapes=([None], []))
+        ds = ds.padded_batch(batch_size, padded_shapes=(shape, []))
     return _prefetched(ds)
 
 
@@ -63,7 +64,7 @@ def _drop_words(ds: tf.data.Dataset, rate: float, seed: int) -> tf.data.Dataset:
     # different at every pass because the shuffle hands each position a different example.
     def drop(example, key):
         ids, label = example
-        keep = tf.random.stateless_uniform(tf.shape(ids), seed=tf.stack([key, tf.constant(seed, tf.int64)])) >= rate
+        keep = tf.random.stateless_uniform(tf.shape(ids)[:1], seed=tf.stack([key, tf.constant(seed, tf.int64)])) >= rate
         kept = tf.boolean_mask(ids, keep)
         return tf.cond(tf.size(kept) > 0, lambda: kept, lambda: ids[:1]), label
 

@@ -11,6 +11,7 @@ model, and `pipeline.litert_client` is the reference implementation of the token
 
 sentiment, "serving_default":
     tokens: int32 [batch, time] word ids, right-padded with 0 (masked)  ->  probabilities: float32 [batch, classes]
+            with sub-words, int32 [batch, time, ids per word]: each word's id, then its n-grams' (pipeline.text)
 next_char, the recurrent state packed as one float32 [batch, state_size] (each layer's states in order, laid out
 in litert.json; zeros to start):
     "step":         char_id: int32 [batch], state                         ->  logits, probabilities: [batch, vocab],
@@ -42,7 +43,7 @@ import tensorflow as tf
 
 from pipeline import artifacts, litert_client
 from pipeline.generation import StateLayout
-from pipeline.text import Vocabulary, standardize
+from pipeline.text import MAX_NGRAM_WORD_CHARS, WORD_END, WORD_START, Vocabulary, standardize
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +177,14 @@ class SentimentSignatures:
             raise ValueError("a classifier's LiteRT export needs its class names (labels)")
         self.model = model
         self.labels = list(labels)
+        self.word_width = vocab.word_width
 
     def description(self) -> dict:
         return {"class_names": self.labels}
 
     def endpoints(self) -> dict:
-        return {"serving_default": (self.serving_default, [tf.TensorSpec([None, None], tf.int32, name="tokens")])}
+        shape = [None, None] if self.word_width == 1 else [None, None, self.word_width]
+        return {"serving_default": (self.serving_default, [tf.TensorSpec(shape, tf.int32, name="tokens")])}
 
     def serving_default(self, tokens):
         return {"probabilities": tf.nn.softmax(self.model(tokens, training=False), axis=-1)}
@@ -193,6 +196,10 @@ class SentimentSignatures:
     def sample_inputs(self, vocab: Vocabulary) -> dict:
         rng = np.random.default_rng(0)
         tokens = rng.integers(1, vocab.size, size=(3, 7), dtype=np.int32)
+        if vocab.ngrams:  # each word's id, then n-gram ids with some empty slots
+            grams = rng.integers(vocab.size, vocab.embedding_rows, size=(3, 7, vocab.ngrams_per_word), dtype=np.int32)
+            grams[:, :, vocab.ngrams_per_word // 2 :] = 0
+            tokens = np.concatenate([tokens[..., np.newaxis], grams], axis=-1)
         tokens[1, 4:] = 0  # padding, masked
         tokens[2, 1:] = 0
         return {"serving_default": {"tokens": tokens}}
@@ -345,6 +352,10 @@ def tokenization_rules(vocab: Vocabulary) -> dict:
     if vocab.level == "word":
         rules.update(standardize=vocab.standardize, sequence_length=vocab.sequence_length,
                      split_on=" \t\n\v\f\r")  # fmt: skip
+        if vocab.ngrams:
+            rules["subwords"] = {"word_start": WORD_START, "word_end": WORD_END, "sizes": list(vocab.ngram_sizes),
+                                 "per_word": vocab.ngrams_per_word, "first_id": vocab.size,
+                                 "max_word_chars": MAX_NGRAM_WORD_CHARS}  # fmt: skip
         if vocab.standardize in ("lower", "lower_and_strip_punctuation"):
             rules["lowercase"] = _lowercase_table()
             rules["final_sigma"] = _final_sigma_tables()
@@ -395,7 +406,8 @@ def _ranges(codepoints: np.ndarray) -> list[list[int]]:
 
 
 _MEANINGS = {
-    "tokens": "word ids (vocabulary.json), right-padded with 0, which is masked",
+    "tokens": "word ids (vocabulary.json), right-padded with 0, which is masked; with sub-words each word's id, "
+    "then its known n-grams' ids (size + index in the vocabulary's ngrams), then 0s",
     "probabilities": "softmax of the logits",
     "logits": "unnormalized log-probabilities of the next character",
     "char_id": "the character just read (or sampled)",

@@ -6,7 +6,7 @@ nothing else of rnnpipe, so that it runs where the .tflite runs and can be read,
 what a device has to do around the model. The export folder it reads:
 
     model.tflite      built-in LiteRT ops only
-    vocabulary.json   {"level", "tokens" (index = id), "standardize", "sequence_length"}
+    vocabulary.json   {"level", "tokens" (index = id), "standardize", "sequence_length", "ngrams" (sub-words)}
     litert.json       task, class names, tokenization rules, signatures (inputs and outputs), the state layout
 
 Tokenization (pipeline.text, which runs TensorFlow string ops):
@@ -20,6 +20,10 @@ Tokenization (pipeline.text, which runs TensorFlow string ops):
   4. word level: split on runs of ASCII whitespace (space, \\t, \\n, \\v, \\f, \\r), keep the first
      `sequence_length` words, look each one up (unknown: id 1), right-pad a batch with 0 to its longest text
      (at least one column; 0 is masked).
+     With sub-words ("subwords" in litert.json's tokenization): each word becomes [its id, the ids of its
+     n-grams found in the vocabulary's "ngrams" (id = first_id + index), at most per_word of them, then 0s];
+     its n-grams are those of word_start + (the word's first max_word_chars characters) + word_end with the
+     given sizes, shortest first, left to right, counted in characters (code points). Padding words are all 0.
   5. char level: every character is looked up (unknown: id 0); ids decode back through the vocabulary, 0 as U+FFFD.
 
 Generation (next_char): the prompt ("\\n" if empty) is read by the "read_prompt" signature, then each character is
@@ -76,10 +80,13 @@ class Tokenizer:
         tokens: the vocabulary, index = id (word level: "" pads at 0, "[UNK]" at 1; char level: "[UNK]" at 0).
         standardize: word level: "none", "lower", "strip_punctuation" or "lower_and_strip_punctuation".
         sequence_length: word level: words kept per text.
-        rules: the "tokenization" section of litert.json (lowercase table, punctuation, HTML-break pattern).
+        rules: the "tokenization" section of litert.json (lowercase table, punctuation, HTML-break pattern,
+            sub-word settings).
+        ngrams: word level with sub-words: the vocabulary's n-grams (id = rules["subwords"]["first_id"] + index).
     """
 
-    def __init__(self, level: str, tokens: Sequence[str], standardize: str, sequence_length: int, rules: dict):
+    def __init__(self, level: str, tokens: Sequence[str], standardize: str, sequence_length: int, rules: dict,
+                 ngrams: Sequence[str] = ()):  # fmt: skip
         if level not in ("word", "char"):
             raise LiteRTExportError(f"level must be 'word' or 'char', got {level!r}")
         self.level = level
@@ -98,6 +105,10 @@ class Tokenizer:
         if self._strip:
             self._html_break = re.compile(rules["html_break"])
             self._punctuation = re.compile("[" + re.escape(rules["punctuation"]) + "]")
+        self._subwords = rules.get("subwords") if level == "word" else None
+        if self._subwords:
+            first = int(self._subwords["first_id"])
+            self._ngram_ids = {gram: first + i for i, gram in enumerate(ngrams)}
 
     def lower(self, text: str) -> str:
         text = text.split("\0", 1)[0]
@@ -130,11 +141,27 @@ class Tokenizer:
         return [word for word in _ASCII_WHITESPACE.split(self.standardize(text)) if word]
 
     def encode_words(self, texts: Iterable[str | bytes]) -> np.ndarray:
-        """[batch] texts -> [batch, 1 <= width <= sequence_length] int32 ids, right-padded with 0."""
-        rows = [[self._ids.get(w, self.oov_id) for w in self.words(t)[: self.sequence_length]] for t in texts]
-        ids = np.zeros((len(rows), max([1] + [len(row) for row in rows])), np.int32)
+        """[batch] texts -> [batch, 1 <= width <= sequence_length] int32 ids, right-padded with 0; with sub-words
+        [batch, width, 1 + per_word]: per word its id, then its known n-grams' ids, then 0s."""
+        rows = [[self._encode_word(w) for w in self.words(t)[: self.sequence_length]] for t in texts]
+        width = 1 + self._subwords["per_word"] if self._subwords else None
+        ids = np.zeros((len(rows), max([1] + [len(row) for row in rows])) + ((width,) if width else ()), np.int32)
         for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
+            for j, word in enumerate(row):
+                if width:
+                    ids[i, j, : len(word)] = word
+                else:
+                    ids[i, j] = word[0]
+        return ids
+
+    def _encode_word(self, word: str) -> list[int]:
+        ids = [self._ids.get(word, self.oov_id)]
+        if self._subwords:
+            head = word[: self._subwords["max_word_chars"]]
+            marked = self._subwords["word_start"] + head + self._subwords["word_end"]
+            grams = (marked[i : i + n] for n in self._subwords["sizes"] for i in range(len(marked) - n + 1))
+            known = [self._ngram_ids[gram] for gram in grams if gram in self._ngram_ids]
+            ids += known[: self._subwords["per_word"]]
         return ids
 
     def encode_chars(self, text: str | bytes) -> list[int]:
@@ -259,7 +286,8 @@ class LiteRTModel:
         self.task = description["task"]
         self.class_names = tuple(description.get("class_names", ()))
         self.tokenizer = Tokenizer(vocabulary["level"], vocabulary["tokens"], vocabulary.get("standardize", "none"),
-                                   vocabulary.get("sequence_length", 0), description["tokenization"])  # fmt: skip
+                                   vocabulary.get("sequence_length", 0), description["tokenization"],
+                                   vocabulary.get("ngrams", ()))  # fmt: skip
         try:
             self.interpreter = Interpreter(model_path=str(self.folder / description["model"]), num_threads=num_threads)
             self.signatures = {name: self.interpreter.get_signature_runner(name) for name in description["signatures"]}

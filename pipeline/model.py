@@ -1,6 +1,7 @@
 """The models the pipeline trains: embedding -> our recurrent layers -> dense head, built from `ModelConfig`.
 
     build_classifier(config, vocab_size, num_classes)  [batch, time] word ids (0 pads, masked) -> [batch, classes]
+        (with sub-words, `word_width` > 1: [batch, time, word_width] ids per word, pipeline.text.encode_words)
     build_language_model(config, vocab_size)           [batch, time] char ids -> [batch, time, vocab] next-char logits
 
 Both output logits. Layer names are part of the contract with export and evaluation: "embedding", "rnn_0" ...
@@ -20,7 +21,7 @@ import math
 import keras
 
 import custom_layers
-from pipeline import adversarial  # noqa: F401  (registers AdversarialModel, for load_checkpoint)
+from pipeline import adversarial, fused_adam  # noqa: F401  (register AdversarialModel and FusedAdam, for load_checkpoint)
 from pipeline.config import CELL_OPTIONS, ModelConfig
 
 
@@ -77,34 +78,88 @@ class EnsembleAverage(keras.layers.Layer):
         return input_shape[0]
 
 
+@keras.saving.register_keras_serializable(package="rnnpipe")
+class SubwordEmbedding(keras.layers.Embedding):
+    """A word's vector as the mean of the embeddings of its ids (Bojanowski et al. 2017): the word's own and those
+    of its character n-grams (`pipeline.text.encode_words` with sub-words).
+
+        v(word) = 1 / |S| * sum_{i in S} E[i],    S = the word's non-zero ids
+
+    0 is an empty slot; a word whose first id is 0 is padding and is masked. An out-of-vocabulary word (first id
+    the OOV id) is mostly its n-grams.
+
+    Args:
+        input_dim, output_dim and the rest: as for `keras.layers.Embedding` (`mask_zero` is always on).
+
+    Call arguments:
+        inputs: int [batch, time, ids per word].
+
+    Example:
+        x = SubwordEmbedding(vocab.embedding_rows, 200, name="embedding")(keras.Input((None, vocab.word_width)))
+    """
+
+    def __init__(self, input_dim, output_dim, **kwargs):
+        kwargs["mask_zero"] = True
+        super().__init__(input_dim, output_dim, **kwargs)
+
+    def call(self, inputs):
+        ops = keras.ops
+        inputs = ops.cast(inputs, "int32")
+        vectors = ops.take(self.embeddings, inputs, axis=0)
+        present = ops.cast(ops.expand_dims(ops.not_equal(inputs, 0), -1), vectors.dtype)
+        mean = ops.sum(vectors * present, axis=2) / ops.maximum(ops.sum(present, axis=2), 1.0)
+        return ops.cast(mean, self.compute_dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        return keras.ops.not_equal(inputs[..., 0], 0)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.output_dim)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+
+
 def load_checkpoint(path) -> keras.Model:
     """A `.keras` checkpoint of a run (best.keras, a member's, a backup). Importing this module registers every
-    class one can hold: our recurrent layers, the pooling and ensemble layers above, and `AdversarialModel`, which
-    is what a model trained with adversarial perturbations is saved as."""
+    class one can hold: our recurrent layers, the pooling, sub-word and ensemble layers above, `AdversarialModel`,
+    which is what a model trained with adversarial perturbations is saved as, and the optimizer `FusedAdam`."""
     return keras.saving.load_model(path)
 
 
 def build_classifier(
-    config: ModelConfig, vocab_size: int, num_classes: int, seed: int = 0, jit_compile: bool = True, name: str = ""
+    config: ModelConfig,
+    vocab_size: int,
+    num_classes: int,
+    seed: int = 0,
+    jit_compile: bool = True,
+    name: str = "",
+    word_width: int = 1,
 ) -> keras.Model:
-    """[batch, time] word ids (0 pads and is masked) -> [batch, num_classes] logits.
+    """[batch, time] word ids (0 pads and is masked) -> [batch, num_classes] logits; with `word_width` > 1,
+    [batch, time, word_width] ids per word (a word and its n-grams, `SubwordEmbedding`), `vocab_size` then
+    counting the n-grams' rows too.
 
     The text vector is the last layer's final state (`pooling = "last"`) or the masked max / mean of its outputs.
     `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
     (which does not compile XLA clusters by default); the weights are the same either way. With `config.ensemble`
     = K > 1 the model holds K members built with seeds seed, seed + 1, ..., named "member_k", and outputs their
     `EnsembleAverage`."""
+    shape = (None,) if word_width == 1 else (None, word_width)
     if config.ensemble > 1:
-        tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+        tokens = keras.Input(shape=shape, dtype="int32", name="tokens")
         single = dataclasses.replace(config, ensemble=1)
         members = [
-            build_classifier(single, vocab_size, num_classes, seed + k, jit_compile, name=f"member_{k}")
+            build_classifier(single, vocab_size, num_classes, seed + k, jit_compile, f"member_{k}", word_width)
             for k in range(config.ensemble)
         ]
         logits = EnsembleAverage(name="ensemble")([member(tokens) for member in members])
         return keras.Model(tokens, logits, name=name or "sentiment")
-    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    tokens = keras.Input(shape=shape, dtype="int32", name="tokens")
+    if word_width == 1:
+        x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
+    else:
+        x = SubwordEmbedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
     pooled = config.pooling != "last"
     x = _recurrent_stack(x, config, sequences_out=pooled, seed=seed, jit_compile=jit_compile)
     if pooled:

@@ -21,8 +21,9 @@ class TokenizeResult:
 
     def summary(self) -> str:
         classes = f", {len(self.labels)} classes" if self.labels else ""
+        ngrams = f", {len(self.vocabulary.ngrams):,} sub-word n-grams" if self.vocabulary.ngrams else ""
         done = "up to date, kept" if self.skipped else "built"
-        return f"tokenize: {done}: {self.vocabulary.size:,} {self.vocabulary.level}s{classes} -> {self.path}"
+        return f"tokenize: {done}: {self.vocabulary.size:,} {self.vocabulary.level}s{ngrams}{classes} -> {self.path}"
 
 
 def run(config: Config, run_dir, overwrite: bool = False) -> TokenizeResult:

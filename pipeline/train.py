@@ -36,6 +36,7 @@ from pipeline import artifacts, distribute, plots, preflight, rundir, stages, ta
 from pipeline.adversarial import AdversarialModel
 from pipeline.config import Config
 from pipeline.errors import RunDirError
+from pipeline.fused_adam import FusedAdam
 from pipeline.model import load_checkpoint
 from pipeline.rundir import RunDir
 from pipeline.text import Vocabulary
@@ -158,7 +159,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
                                      virtual_epsilon=config.train.virtual_adversarial_epsilon)  # fmt: skip
-        _compile(model, config)
+        _compile(model, config, context.vocab)
     is_chief = distribute.is_chief(strategy)
 
     def place(path):
@@ -262,9 +263,13 @@ def _ensemble_curve(members, val_ds) -> list[dict]:
     return curve
 
 
-def _compile(model: keras.Model, config: Config) -> None:
+def _compile(model: keras.Model, config: Config, vocab: Vocabulary) -> None:
+    # A sub-word table (tens of thousands of rows) takes Adam's step in one fused kernel: Keras' element-wise passes
+    # over the whole table cost about as much as the rest of the step (pipeline.fused_adam). A words-only model
+    # keeps Keras' Adam, bit for bit the runs docs/recipes.md records.
+    optimizer = FusedAdam if vocab.ngrams else keras.optimizers.Adam
     model.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
+        optimizer=optimizer(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )

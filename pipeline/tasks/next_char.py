@@ -70,6 +70,9 @@ class NextCharTask(Task):
                               f"'next_char' (got {m.ensemble})")  # fmt: skip
         if t.word_dropout:
             raise ConfigError("train.word_dropout: only sentiment training drops words; set it to 0 for next_char")
+        if config.tokenize.max_ngram:
+            raise ConfigError("tokenize.max_ngram: only sentiment reads words as sub-words; set it to 0 for "
+                              "next_char")  # fmt: skip
 
     def load_splits(self, config) -> data.Splits:
         if config.data.source == "tfds":

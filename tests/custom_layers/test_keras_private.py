@@ -151,3 +151,12 @@ def test_build_for_distributed_fit_builds_and_detaches_the_strategy():
     assert model.built and model.optimizer.built
     assert model._distribute_strategy is None
     model.fit(np.ones((4, 3), "float32"), np.ones((4, 1), "float32"), epochs=1, verbose=0)
+
+
+def test_adam_moment_variables_are_the_slots_adam_updates():
+    variable = keras.Variable(np.zeros((2, 3), "float32"))
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.apply([keras.ops.ones((2, 3))], [variable])
+    m, v = _keras_private.adam_moment_variables(optimizer, variable)
+    np.testing.assert_allclose(m.numpy(), 0.1, rtol=1e-6)  # (1 - beta_1) * g
+    np.testing.assert_allclose(v.numpy(), 0.001, rtol=1e-5)  # (1 - beta_2) * g^2

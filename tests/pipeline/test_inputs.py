@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.inputs import next_char_dataset, sentiment_dataset
-from pipeline.text import OOV, PAD, Vocabulary
+from pipeline.text import OOV, PAD, Vocabulary, build_word_vocabulary, encode_words, lookup_table, ngram_table
 
 WORDS = tuple(f"w{i}" for i in range(40))
 
@@ -64,3 +64,17 @@ def test_pipelines_run_without_tf_data_autotuning():
     x, y = next(iter(datasets["next_char"]))
     assert x.shape == (2, 9) and np.array_equal(x.numpy()[:, 1:], y.numpy()[:, :-1])
     assert sum(len(row) for row in _epoch(datasets["sentiment"])) == 50 * 40 + 10
+
+
+def test_subword_batches_keep_each_word_with_its_ngrams_through_word_dropout_and_bucketing():
+    vocab = build_word_vocabulary([tf.constant(["rate rated rates rat"])], 20, "none", 64, 1, (3,), 100, 4)
+    table, grams = lookup_table(vocab), ngram_table(vocab)
+    texts = ["rate rated rates rat " * 5] * 20 + ["rat"] * 4
+    words = encode_words(tf.constant(["rate rated rates rat"]), vocab, table, grams).numpy()[0]
+    examples = tf.data.Dataset.from_tensor_slices({"text": texts, "label": ["pos"] * 24})
+    for options in ({"word_dropout": 0.3, "shuffle_buffer": 30}, {"bucketing": True}):
+        batches = list(sentiment_dataset(examples, vocab, ("neg", "pos"), 8, **options).as_numpy_iterator())
+        ids = [row[row[:, 0] > 0] for x, _ in batches for row in x]
+        assert all(x.shape[2] == vocab.word_width for x, _ in batches), options
+        # Every word kept arrives whole: its id and its n-grams' ids, as encode_words gives them.
+        assert all(any((word == w).all() for w in words) for row in ids for word in row), options

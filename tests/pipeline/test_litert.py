@@ -18,7 +18,7 @@ from pipeline import litert, litert_client
 from pipeline.config import ModelConfig
 from pipeline.model import build_classifier, build_language_model
 from pipeline.rundir import RunDir
-from pipeline.text import Vocabulary, build_word_vocabulary, encode_chars, encode_words, lookup_table
+from pipeline.text import Vocabulary, build_word_vocabulary, encode_chars, encode_words, lookup_table, ngram_table
 from tests.isolation import BLOCK_OUR_CODE
 from tests.pipeline.helpers import FILLER, NEGATIVE, POSITIVE
 
@@ -153,6 +153,22 @@ def test_every_sentiment_model_matches_keras_through_the_litert_interpreter(sent
         expected = tf.nn.softmax(sentiment_exports[name][0](ids, training=False)).numpy()
         assert expected.std() > 0.05, "the outputs spread out, so that the comparison means something"
         np.testing.assert_allclose(np.array(got), expected, atol=TOLERANCE, rtol=0, err_msg=name)
+
+
+def test_a_subword_model_matches_keras_through_the_litert_interpreter(tmp_path):
+    words = POSITIVE + NEGATIVE + FILLER
+    vocab = build_word_vocabulary([tf.constant(words)], 100, "lower_and_strip_punctuation", 12, 1, (3, 4, 5), 500, 6)
+    assert vocab.ngrams, "the fixture's words share n-grams"
+    config = ModelConfig(embedding_dim=6, units=5, **SENTIMENT_MODELS["bilstm_max"])
+    model = build_classifier(config, vocab.embedding_rows, 3, seed=3, word_width=vocab.word_width)
+    randomize(model, 3)
+    path = litert.export_litert(model, "sentiment", vocab, ("neg", "neu", "pos"), tmp_path / "litert")
+    texts = sentiment_texts() + [b"wonderfully dullest unknowable", b"x" * 5000]
+    (got,) = run_client([{"export": str(path), "op": "probabilities", "texts_hex": [t.hex() for t in texts]}])
+    ids = encode_words(tf.constant(texts), vocab, lookup_table(vocab), ngram_table(vocab))
+    expected = tf.nn.softmax(model(ids, training=False)).numpy()
+    assert expected.std() > 0.05, "the outputs spread out, so that the comparison means something"
+    np.testing.assert_allclose(np.array(got), expected, atol=TOLERANCE, rtol=0)
 
 
 def test_every_next_char_model_matches_keras_through_the_litert_interpreter(next_char_exports, char_vocab):

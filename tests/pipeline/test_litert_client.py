@@ -14,6 +14,7 @@ from pipeline.text import (
     encode_chars,
     encode_words,
     lookup_table,
+    ngram_table,
     standardize,
 )
 
@@ -88,3 +89,30 @@ def test_seeded_sampler_equals_tensorflow_stateless_categorical():
 def test_a_folder_without_an_export_is_refused(tmp_path):
     with pytest.raises(LiteRTExportError, match="not a LiteRT export"):
         export_folder(tmp_path)
+
+
+def test_subword_tokenization_equals_tensorflow():
+    texts = varied_texts()
+    data = tf.constant(as_bytes(texts))
+    # Few n-gram slots, so that long words are cut as training cuts them.
+    vocab = build_word_vocabulary(
+        [data[:100]],
+        max_tokens=200,
+        standardize_mode="lower_and_strip_punctuation",
+        sequence_length=12,
+        ngram_sizes=(2, 3, 4),
+        max_ngrams=300,
+        ngrams_per_word=5,
+    )
+    assert len(vocab.ngrams) == 300
+    tokenizer = Tokenizer(
+        vocab.level, vocab.tokens, vocab.standardize, vocab.sequence_length, tokenization_rules(vocab), vocab.ngrams
+    )
+    expected = encode_words(data, vocab, lookup_table(vocab), ngram_table(vocab)).numpy()
+    assert expected.shape[2] == 6 and (expected[..., 5] > 0).any() and (expected[:, :, 0] == 1).any()
+    np.testing.assert_array_equal(tokenizer.encode_words(texts), expected)
+    for start in (0, 7, 100):
+        batch = tf.constant(as_bytes(texts[start : start + 5]))
+        expected = encode_words(batch, vocab, lookup_table(vocab), ngram_table(vocab)).numpy()
+        np.testing.assert_array_equal(tokenizer.encode_words(texts[start : start + 5]), expected)
+    assert tokenizer.encode_words([]).shape == (0, 1, 6)

@@ -1,11 +1,19 @@
 """The pipeline's model: padding never changes a prediction, pooling, stateful copies, serialization."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 from pipeline.config import ModelConfig
-from pipeline.model import EnsembleAverage, MaskedGlobalPooling1D, build_classifier, build_language_model
+from pipeline.model import (
+    EnsembleAverage,
+    MaskedGlobalPooling1D,
+    SubwordEmbedding,
+    build_classifier,
+    build_language_model,
+)
 
 
 @pytest.mark.parametrize("pooling", ["last", "max", "mean"])
@@ -67,3 +75,25 @@ def test_ensemble_model_holds_independent_members(tmp_path):
     np.testing.assert_allclose(np.asarray(keras.ops.softmax(model(tokens))), mean_probability, rtol=1e-5)
     model.save(tmp_path / "e.keras")
     np.testing.assert_allclose(keras.saving.load_model(tmp_path / "e.keras")(tokens), model(tokens), rtol=1e-6)
+
+
+def test_subword_embedding_is_the_mean_of_a_words_ids_and_masks_padding():
+    layer = SubwordEmbedding(6, 2)
+    ids = np.array([[[2, 4, 5], [1, 3, 0], [0, 0, 0]]])
+    out = np.asarray(layer(ids))
+    table = np.asarray(layer.embeddings)
+    np.testing.assert_allclose(out[0, 0], table[[2, 4, 5]].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1], table[[1, 3]].mean(0), rtol=1e-6)  # empty slots do not count
+    np.testing.assert_array_equal(np.asarray(layer.compute_mask(ids)), [[True, True, False]])
+
+
+def test_subword_classifier_ignores_padding_and_round_trips_through_keras_file(tmp_path):
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True)
+    model = build_classifier(config, vocab_size=12, num_classes=2, seed=1, word_width=3)
+    words = np.array([[[2, 7, 8], [1, 9, 0], [3, 0, 0]]])
+    padded = np.concatenate([words, np.zeros((1, 2, 3), np.int64)], axis=1)
+    np.testing.assert_allclose(np.asarray(model(padded)), np.asarray(model(words)), atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(padded), model(padded))
+    ensemble = build_classifier(dataclasses.replace(config, ensemble=2), 12, 2, seed=1, word_width=3)
+    assert ensemble(padded).shape == (1, 2)
