@@ -48,12 +48,13 @@ def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     )
     again = invoke("train", sentiment_config, "--run-dir", run_dir)
     assert "train: up to date" in again.output, "a finished stage is kept"
+    # Eight epochs: the tiny model's sub-word vectors (means over n-grams) need them to separate the classes below.
     changed = CliRunner().invoke(main, ["train", str(sentiment_config), "--run-dir", str(run_dir), "--set",
-                                        "train.epochs=3"])  # fmt: skip
-    assert changed.exit_code == 1 and "train.epochs: 1 -> 3" in changed.stderr and "--overwrite" in changed.stderr
-    redo = invoke("train", sentiment_config, "--run-dir", run_dir, "--overwrite", "--set", "train.epochs=3")
-    assert "completed after 3 epoch(s)" in redo.output
-    assert "exported: " in invoke("export", sentiment_config, "--run-dir", run_dir, "--set", "train.epochs=3").output
+                                        "train.epochs=8"])  # fmt: skip
+    assert changed.exit_code == 1 and "train.epochs: 1 -> 8" in changed.stderr and "--overwrite" in changed.stderr
+    redo = invoke("train", sentiment_config, "--run-dir", run_dir, "--overwrite", "--set", "train.epochs=8")
+    assert "completed after 8 epoch(s)" in redo.output
+    assert "exported: " in invoke("export", sentiment_config, "--run-dir", run_dir, "--set", "train.epochs=8").output
     assert (run_dir / "export" / "model" / "2").is_dir(), "the retrained model is a new version"
 
     predictions = invoke("predict", run_dir / "export" / "model", "superb brilliant film", "awful dull plot")

@@ -134,7 +134,7 @@ def test_ensemble_export_serves_the_mean_of_its_members(tmp_path):
 
     from pipeline import tokenize, train
     from pipeline.config import load_config
-    from pipeline.text import Vocabulary, encode_words, lookup_table
+    from pipeline.text import Vocabulary, encode_words, lookup_table, ngram_table
     from tests.pipeline.helpers import sentiment_csv, write_config
 
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
@@ -145,7 +145,7 @@ def test_ensemble_export_serves_the_mean_of_its_members(tmp_path):
     texts = ["superb film", "dull boring plot", "the acting was fine"]
     out = run_without_our_code(export.run(config, tmp_path / "run").path, texts)
     vocab = Vocabulary.load(tmp_path / "run" / "vocabulary.json")
-    ids = encode_words(tf.constant(texts), vocab, lookup_table(vocab))
+    ids = encode_words(tf.constant(texts), vocab, lookup_table(vocab), ngram_table(vocab))
     members = [keras.saving.load_model(tmp_path / "run" / "members" / str(k) / "checkpoints" / "best.keras")
                for k in range(2)]  # fmt: skip
     expected = np.mean([tf.nn.softmax(m(ids, training=False)).numpy() for m in members], axis=0)

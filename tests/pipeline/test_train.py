@@ -84,6 +84,9 @@ def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path)
     (checked against the members' own checkpoints); a rerun keeps finished members and trains only missing ones."""
     import keras
     import numpy as np
+    import tensorflow as tf
+
+    from pipeline.text import Vocabulary, encode_words, lookup_table, ngram_table
 
     config, run_dir, result = tiny_run(tmp_path, "run", model={"ensemble": 3}, train={"epochs": 2})
     assert len(result.members) == 3 and result.epochs == sum(m["epochs"] for m in result.members)
@@ -93,7 +96,9 @@ def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path)
         assert (run_dir / "members" / str(k) / "history.csv").exists()
     assert not np.allclose(members[0].get_weights()[0], members[1].get_weights()[0])  # different training seeds
     joined = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
-    tokens = np.array([[3, 5, 7, 0], [2, 9, 0, 0]])
+    vocab = Vocabulary.load(run_dir / "vocabulary.json")
+    tokens = encode_words(tf.constant(["superb film", "dull boring plot"]), vocab, lookup_table(vocab),
+                          ngram_table(vocab)).numpy()  # fmt: skip
     mean_probability = np.mean([np.asarray(keras.ops.softmax(m(tokens))) for m in members], axis=0)
     np.testing.assert_allclose(np.asarray(keras.ops.softmax(joined(tokens))), mean_probability, rtol=1e-5)
     state = json.loads((run_dir / "train_state.json").read_text())
