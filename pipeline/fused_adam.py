@@ -57,6 +57,8 @@ class FusedAdam(keras.optimizers.Adam):
     def _compiled_step(self, variable):
         """The table's step as one XLA-compiled function over its variables, made once per table: it holds them
         (a function given variables as arguments would keep the first table's after it was deleted)."""
+        # Kept outside Keras' attribute tracking, which would try to track the functions' variables as the
+        # optimizer's own.
         steps = self.__dict__.setdefault("_compiled_steps", {})
         if id(variable) not in steps:
             m, v = _keras_private.adam_moment_variables(self, variable)
