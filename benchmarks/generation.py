@@ -1,4 +1,4 @@
-"""Characters/s of in-graph generation (the next_char export's signatures, pipeline/generation.py).
+"""Characters/s of in-graph generation (the next_char export's signatures, pipeline/tasks/next_char/serving.py).
 
 1. Sampling controls: `sample` with top-k, top-p and both against plain temperature sampling (top_k = 0,
    top_p = 1), at batch 1 and 32. Aim: under 20% overhead.
@@ -25,11 +25,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline import generation  # noqa: E402
 from pipeline.config import ModelConfig  # noqa: E402
-from pipeline.generation import UNSEEDED, NextCharServing  # noqa: E402
-from pipeline.model import build_language_model  # noqa: E402
-from pipeline.text import Vocabulary  # noqa: E402
+from pipeline.data.text import Vocabulary  # noqa: E402
+from pipeline.sampling import UNSEEDED  # noqa: E402
+from pipeline.tasks.next_char import serving as generation  # noqa: E402
+from pipeline.tasks.next_char.serving import NextCharServing  # noqa: E402
+from pipeline.training.model import build_language_model  # noqa: E402
 
 CHARS = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 

@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pipeline.config import load_config  # noqa: E402
-from pipeline.inputs import sentiment_dataset  # noqa: E402
-from pipeline.model import build_classifier  # noqa: E402
-from pipeline.text import build_word_vocabulary  # noqa: E402
+from pipeline.data.inputs import sentiment_dataset  # noqa: E402
+from pipeline.data.text import build_word_vocabulary  # noqa: E402
+from pipeline.training.model import build_classifier  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "imdb_lstm.toml")
 

@@ -21,10 +21,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pipeline import export, litert, litert_client, tasks, tokenize, train  # noqa: E402
+from pipeline import tasks
+from pipeline.clients import litert_client
 from pipeline.config import load_config  # noqa: E402
-from pipeline.rundir import RunDir  # noqa: E402
-from pipeline.text import Vocabulary  # noqa: E402
+from pipeline.data.text import Vocabulary  # noqa: E402
+from pipeline.export import litert
+from pipeline.run.rundir import RunDir  # noqa: E402
+from pipeline.stages import export, tokenize, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RNNPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -1,5 +1,6 @@
-"""Training-step time of the sentiment classifier with sub-words: Keras' Adam against `pipeline.fused_adam.FusedAdam`
-(the same numbers, the table's step in one compiled pass), and the words-only model for scale.
+"""Training-step time of the sentiment classifier with sub-words: Keras' Adam against
+`pipeline.training.fused_adam.FusedAdam` (the same numbers, the table's step in one compiled pass), and the
+words-only model for scale.
 
 The model is the sentiment default (embedding 200, BiLSTM(150), max pooling, dropout 0.5, adversarial training) at
 MR's sizes: 9,012 words and 36,414 n-grams, 24 ids per word of which 3-23 are used, batch 32 x 24 words. The three
@@ -17,10 +18,10 @@ import time
 import keras
 import numpy as np
 
-from pipeline.adversarial import AdversarialModel
 from pipeline.config import ModelConfig
-from pipeline.fused_adam import FusedAdam
-from pipeline.model import build_classifier
+from pipeline.training.adversarial import AdversarialModel
+from pipeline.training.fused_adam import FusedAdam
+from pipeline.training.model import build_classifier
 
 WORDS, NGRAMS, WIDTH, BATCH, TIME = 9012, 36414, 24, 32, 24
 

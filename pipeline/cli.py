@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 
 from pipeline import __version__
-from pipeline.errors import PipelineError, shorten
 
 # Plain tuples, for click's choices: importing them keeps `rnnpipe --help` free of TensorFlow.
-from pipeline.init import FORMATS as _INIT_FORMATS
-from pipeline.tasks import NAMES as _TASK_NAMES
+from pipeline.data.detect import FORMATS as _INIT_FORMATS
+from pipeline.errors import PipelineError, shorten
+from pipeline.recipes import TASKS as _TASK_NAMES
 
 logger = logging.getLogger("pipeline")
 
@@ -98,11 +98,12 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     # DataTypeUnsupportedWarning: logged once per process when oneDNN meets a data type this CPU has no
     # instructions for; nothing is wrong). Every failure of ours reaches the user as a Python exception, printed by
     # _Group above; --debug shows TensorFlow's log in full.
+    # TensorFlow itself is imported by the commands that need it (_import_tensorflow_quietly): printing a config,
+    # writing one with init, and --help stay fast.
     if debug:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        _import_tensorflow_quietly()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -111,8 +112,8 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
 
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up banners (oneDNN, CPU features) ignore TF_CPP_MIN_LOG_LEVEL; they would bury the
-    one-line messages this CLI promises, so its native stderr is muted while it loads."""
-    if "tensorflow" in sys.modules:
+    one-line messages this CLI promises, so its native stderr is muted while it loads (with --debug, not)."""
+    if "tensorflow" in sys.modules or click.get_current_context().meta.get("rnnpipe.debug"):
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -142,8 +143,8 @@ def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
         @_set_option
         @functools.wraps(func)
         def wrapper(config_path: Path, run_dir: Path | None, overrides: tuple[str, ...], **kwargs):
-            from pipeline import preflight, rundir
             from pipeline.config import load_config
+            from pipeline.run import preflight, rundir
 
             for option, key in (keys or {}).items():
                 value = kwargs.pop(option)
@@ -151,6 +152,7 @@ def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
                     overrides += (f"{key}={','.join(value) if isinstance(value, tuple) else value}",)
             config = load_config(config_path, overrides)
             preflight.check(config, func.__name__)  # before the run directory is created or locked
+            _import_tensorflow_quietly()
             with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
                 return func(config=config, run_dir=rd, **kwargs)
 
@@ -179,7 +181,7 @@ _set_option = click.option(
 @_config_options()
 def tokenize(config, run_dir, overwrite):
     """Build the vocabulary (and class names) from the training split."""
-    from pipeline import tokenize as stage
+    from pipeline.stages import tokenize as stage
 
     click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
@@ -191,7 +193,7 @@ def train(config, run_dir, overwrite):
 
     With model.ensemble = K > 1 the K members are trained one after the other (in <run_dir>/members/) and then
     joined into one checkpoint that averages their probabilities."""
-    from pipeline import train as stage
+    from pipeline.stages import train as stage
 
     click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
@@ -200,7 +202,7 @@ def train(config, run_dir, overwrite):
 @_config_options()
 def evaluate(config, run_dir, overwrite):
     """Evaluate the best checkpoint on `evaluate.split`; writes metrics.json."""
-    from pipeline import evaluate as stage
+    from pipeline.stages import evaluate as stage
 
     click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
 
@@ -220,7 +222,7 @@ def export(config, run_dir):
 
     A new version is written when the model or the export settings changed since the last one; versions are never
     replaced."""
-    from pipeline import export as stage
+    from pipeline.stages import export as stage
 
     click.echo(stage.run(config, run_dir).summary())
 
@@ -229,7 +231,7 @@ def export(config, run_dir):
 @_config_options()
 def run(config, run_dir, overwrite):
     """Run every stage: tokenize -> train -> evaluate -> export (each skipped while up to date)."""
-    from pipeline import evaluate, export, tokenize, train
+    from pipeline.stages import evaluate, export, tokenize, train
 
     click.echo(tokenize.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
@@ -267,7 +269,8 @@ def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
     import itertools
     import json
 
-    from pipeline import predict as stage
+    _import_tensorflow_quietly()
+    from pipeline.clients import predict as stage
 
     if not texts and input_file is None:
         raise click.UsageError("give TEXT arguments or --input FILE")
@@ -308,7 +311,8 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
     export (its litert/ folder or model.tflite), run by the LiteRT interpreter."""
     import json
 
-    from pipeline import generate as stage
+    _import_tensorflow_quietly()
+    from pipeline.clients import generate as stage
 
     if (prompt is None) == (input_file is None):
         raise click.UsageError("give --prompt TEXT or --input FILE (one of the two)")
@@ -382,11 +386,12 @@ def init(data: tuple[str, ...], task, output: Path | None, text_column, label_co
     data section; every other setting is the task's default (`rnnpipe config FILE` shows them all). What the data
     cannot tell, such as which of several columns is the label, is an error naming the option that settles it.
     """
-    from pipeline import init as stage
+    from pipeline.data import detect
+    from pipeline.stages import init as stage
 
     if output is not None:
         stage.check_new(output)
-    findings = stage.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
+    findings = detect.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
                              encoding=encoding, validation=validation, test=test)  # fmt: skip
     text = stage.starter_config(findings, output)
     summary = "\n".join(findings.summary())

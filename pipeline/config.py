@@ -1,7 +1,7 @@
 """Pipeline configuration: frozen dataclasses, one per stage, under one `Config`.
 
-Precedence, lowest first: the code defaults below, the task's defaults (`pipeline.tasks.<task>.DEFAULTS`: the best
-recipe the project knows for that task), a TOML file (see configs/), then `--set key=value` overrides. Unknown keys,
+Precedence, lowest first: the code defaults below, the task's defaults (`pipeline.recipes`: the best recipe the project
+knows for that task), a TOML file (see configs/), then `--set key=value` overrides. Unknown keys,
 wrong types, non-finite numbers and invalid choices are `ConfigError`s naming the key's dotted path, e.g.
 `model.units`. `rnnpipe config CONFIG` prints the fully resolved result.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import json
 import math
 import os
@@ -26,8 +25,10 @@ from typing import Any
 
 import tomllib
 
+from pipeline import recipes
 from pipeline.errors import ConfigError, shorten
-from pipeline.tasks import NAMES as TASKS  # noqa: E402
+from pipeline.recipes import TASKS
+from pipeline.sampling import DEFAULT_MAX_LENGTH, MAX_MAX_LENGTH
 
 # A config is a few hundred bytes of settings; these bounds keep a mistaken or hostile file from reaching the
 # run directory, the logs or an error message whole.
@@ -94,7 +95,7 @@ class TokenizeConfig:
     standardize: str = _key("lower_and_strip_punctuation", "sentiment: lower_and_strip_punctuation, lower, "
                             "strip_punctuation or none")  # fmt: skip
     max_ngram: int = _key(0, "sentiment: > 0 also reads each word as its character n-grams of min_ngram to "
-                          "max_ngram characters (sub-words, pipeline.text); 0: words only")  # fmt: skip
+                          "max_ngram characters (sub-words, pipeline.data.text); 0: words only")  # fmt: skip
     min_ngram: int = _key(3, "sentiment: the shortest sub-word n-gram")
     max_ngrams: int = _key(100000, "sentiment: the most n-grams in the vocabulary (those in most training words)")
     ngrams_per_word: int = _key(23, "sentiment: n-grams read per word, shortest first (a bound on the input)")
@@ -164,7 +165,9 @@ class ExportConfig:
 
     name: str = _key("model", "the model folder under <run_dir>/export/ (TF Serving's model name)")
     version: int = _key(0, "the version folder; 0 takes the next free integer")
-    max_length: int = _key(4096, "next_char: the most characters one generation request may ask for; longer ones fail")
+    max_length: int = _key(
+        DEFAULT_MAX_LENGTH, "next_char: the most characters one generation request may ask for; longer ones fail"
+    )
     warmup_requests: bool = _key(True, "write assets.extra/tf_serving_warmup_requests for TF Serving")
     formats: tuple[str, ...] = _key(("saved_model",), "what a version folder holds: saved_model (TF Serving) and/or "
                                     "litert (a .tflite for devices, in litert/)")  # fmt: skip
@@ -184,19 +187,13 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-def _cells() -> tuple[str, ...]:
-    import custom_layers
-
-    return tuple(custom_layers.LAYERS)
-
-
 _CHOICES = {
     "task": lambda: TASKS,
     "data.source": lambda: ("files", "tfds"),
     "data.format": lambda: ("auto", "csv", "tsv", "class_dirs", "class_files", "text"),
     "data.encoding_errors": lambda: ("strict", "replace", "ignore"),
     "tokenize.standardize": lambda: ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none"),
-    "model.cell": _cells,
+    "model.cell": lambda: CELLS,
     "model.pooling": lambda: ("last", "max", "mean"),
     "train.monitor": lambda: ("val_loss", "val_accuracy"),
     "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),
@@ -204,8 +201,11 @@ _CHOICES = {
 }
 _PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test")
 EXPORT_FORMATS = ("saved_model", "litert")
-# Model options that only some recurrent layers have; a cell whose constructor lacks one cannot turn it on.
-CELL_OPTIONS = ("peephole", "layer_norm")
+# The recurrent layers of custom_layers (custom_layers.LAYERS, which imports Keras; a test ties the two).
+CELLS = ("lstm", "simple_rnn", "gru")
+# Model options that only some recurrent layers have: {option: the cells whose constructor takes it} (tested against
+# the layers' signatures). A cell without an option cannot turn it on.
+CELL_OPTIONS = {"peephole": ("lstm",), "layer_norm": ("lstm",)}
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
@@ -233,9 +233,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
 
 def task_defaults(task: str) -> dict[str, Any]:
     """The task's defaults over the code defaults, as {dotted key: value}."""
-    from pipeline import tasks
-
-    return dict(tasks.get(task).DEFAULTS)
+    return dict(recipes.get(task).defaults)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -450,8 +448,10 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
     if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds
         raise ConfigError(f"seed: must be in [0, 2**31), got {config.seed}")
-    if flat["export.max_length"] > 2**24:  # generated positions are float32 in the exported state (pipeline.generation)
-        raise ConfigError(f"export.max_length: must be <= 2**24 (16,777,216), got {flat['export.max_length']:,}")
+    if flat["export.max_length"] > MAX_MAX_LENGTH:
+        raise ConfigError(
+            f"export.max_length: must be <= 2**24 ({MAX_MAX_LENGTH:,}), got {flat['export.max_length']:,}"
+        )
     if flat["data.validation_fraction"] + flat["data.test_fraction"] >= 1.0:
         raise ConfigError("data.validation_fraction + data.test_fraction must leave some training data")
     try:
@@ -470,21 +470,14 @@ def _validate(config: Config) -> None:
     name = config.export.name
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"export.name: must be a plain folder name, got {shorten(repr(name))}")
-    from pipeline import tasks
-
-    tasks.get(config.task).check_config(config)
+    recipes.get(config.task).check(config)
 
 
 def _check_cell_options(model: ModelConfig) -> None:
-    import custom_layers
-
-    def accepts(layer, option):
-        return option in inspect.signature(layer).parameters
-
-    for option in CELL_OPTIONS:
-        if getattr(model, option) and not accepts(custom_layers.LAYERS[model.cell], option):
-            having = ", ".join(name for name, layer in custom_layers.LAYERS.items() if accepts(layer, option))
-            raise ConfigError(f"model.{option}: cell {model.cell!r} has no such option (it exists for {having})")
+    for option, cells in CELL_OPTIONS.items():
+        if getattr(model, option) and model.cell not in cells:
+            raise ConfigError(f"model.{option}: cell {model.cell!r} has no such option (it exists for "
+                              f"{', '.join(cells)})")  # fmt: skip
 
 
 def _resolve_paths(config: Config) -> Config:

@@ -15,3 +15,14 @@ def shared_data() -> Path:
     if not (path / "README.md").exists() and not (path / "mr").exists():
         pytest.skip(f"shared data not found at {path} (set RNNPIPE_SHARED_DATA); CI provides it")
     return path
+
+
+# The trained tiny runs (tests/pipeline/conftest.py) cost minutes to build; a test that uses one belongs to the slow
+# tier, as do the tests that carry the marker themselves (real data, subprocesses).
+TRAINED_RUN_FIXTURES = frozenset({"sentiment_run", "next_char_run"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINED_RUN_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

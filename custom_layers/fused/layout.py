@@ -25,8 +25,8 @@ outputs and gradients as every other, and as Keras):
    threshold they run the training forward loop with h U. SimpleRNN's inference is its training forward loop,
    which also makes its outputs in one pass from the backward threshold on (see `simple_rnn_kernel._forward`).
 
-Every threshold comes from A/B runs inside the benchmark model (`benchmarks/rnn_throughput.py`) on 2-core hosts;
-the figures, per host, and what was tried are in benchmarks/THROUGHPUT_NOTES.md. A caller may override either
+Each threshold is where the two layouts cross in the benchmark model (`benchmarks/rnn_throughput.py`) on 2-core hosts;
+the measurements, per host, are in benchmarks/THROUGHPUT_NOTES.md. A caller may override either
 decision (`batch_parts`, `feature_major` arguments of the kernels), which the tests use to compare layouts.
 """
 

@@ -1,6 +1,6 @@
-"""What a task provides to the stages: its defaults and config checks, its data, vocabulary, model, metrics and
-serving module. A new task is a module in this package with a `TASK` instance of a `Task` subclass, and its name in
-`pipeline.tasks.NAMES`."""
+"""What a task provides to the stages: its data, vocabulary, model, metrics, serving module and LiteRT signatures.
+A new task is a package in pipeline/tasks/ whose `task` module holds a `TASK` instance of a `Task` subclass, and a
+recipe of the same name in `pipeline.recipes` (its defaults and config checks)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the stages import TensorFlow; the config, which reads DEFAULTS, does not need to
+if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
     from pipeline.config import Config, ModelConfig
-    from pipeline.data import Splits
-    from pipeline.rundir import RunDir
-    from pipeline.text import Vocabulary
+    from pipeline.data.splits import Splits
+    from pipeline.data.text import Vocabulary
+    from pipeline.run.rundir import RunDir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,15 +30,7 @@ class Serving:
 
 
 class Task(abc.ABC):
-    name: str
-    # {dotted config key: value} over the code defaults of pipeline.config: the best recipe the project knows for
-    # the task (each value's reason is beside it in the task's module).
-    DEFAULTS: Mapping[str, Any] = {}
-    # Whether the task learns from labelled examples (csv, tsv, class_dirs, class_files) or from plain text.
-    labelled: bool
-
-    def check_config(self, config: Config) -> None:  # noqa: B027 (an optional hook: most tasks check something)
-        """Raise ConfigError for settings that make no sense for this task (checked before any work)."""
+    name: str  # as in pipeline.recipes
 
     @abc.abstractmethod
     def load_splits(self, config: Config) -> Splits:
@@ -77,7 +69,8 @@ class Task(abc.ABC):
         """The metrics as one line for the terminal."""
 
     def litert_signatures(self, model: keras.Model, vocab: Vocabulary, labels: tuple[str, ...]):
-        """The signatures of a LiteRT export (pipeline.litert); `model` runs its recurrent kernels without XLA."""
+        """The signatures of a LiteRT export (pipeline.export.litert); `model` runs its recurrent kernels without
+        XLA."""
         raise NotImplementedError(f"task {self.name!r} has no LiteRT export")
 
     @abc.abstractmethod

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline import evaluate, export, tokenize, train
 from pipeline.config import load_config
+from pipeline.stages import evaluate, export, tokenize, train
 from tests.pipeline.helpers import plain_text, sentiment_csv, write_config
 
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from tests.conftest import REPO
 from tests.pipeline.helpers import plain_text, sentiment_csv, write_config
 
 
@@ -229,7 +230,7 @@ def test_a_file_system_error_is_one_line_naming_the_file(sentiment_config, tmp_p
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "run" / "vocabulary.json"))
 
-    monkeypatch.setattr("pipeline.tokenize.run", refuse)
+    monkeypatch.setattr("pipeline.stages.tokenize.run", refuse)
     result = CliRunner().invoke(main, ["tokenize", str(sentiment_config), "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 1
     assert result.stderr == (f"error: Permission denied: {tmp_path / 'run' / 'vocabulary.json'} (run with --debug for "
@@ -242,7 +243,34 @@ def test_a_long_error_is_cut_to_one_line(monkeypatch, sentiment_config):
     def fail(*args, **kwargs):
         raise DataError("first line\n" + "x" * 10_000)
 
-    monkeypatch.setattr("pipeline.tokenize.run", fail)
+    monkeypatch.setattr("pipeline.stages.tokenize.run", fail)
     result = CliRunner().invoke(main, ["tokenize", str(sentiment_config), "--run-dir", str(sentiment_config.parent)])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: first line xxx") and len(result.stderr) < 520
+
+
+# Each command as a user types it, run in a fresh interpreter; the script reports what got imported.
+_IMPORTS_SCRIPT = """
+import sys
+from pipeline.cli import main
+sys.argv = ["rnnpipe", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in ("tensorflow", "keras", "custom_layers", "tensorflow_datasets") if m in sys.modules)
+print("IMPORTED", ",".join(heavy), "EXIT", code, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+def test_config_init_and_help_import_no_tensorflow(tmp_path):
+    csv = sentiment_csv(tmp_path / "reviews.csv")
+    commands = [["--help"], ["config", str(REPO / "configs" / "mr_lstm.toml")],
+                ["init", str(csv), "-o", str(tmp_path / "reviews.toml")]]  # fmt: skip
+    commands += [[name, "--help"] for name in main.commands]
+    for command in commands:
+        result = subprocess.run([sys.executable, "-c", _IMPORTS_SCRIPT, *command], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)  # fmt: skip
+        report = result.stderr.strip().splitlines()[-1]
+        assert report == "IMPORTED  EXIT 0", (command, result.stderr[-2000:])

@@ -146,3 +146,16 @@ def test_bad_values_are_config_errors_of_one_short_line(tmp_path):
     big.write_text("# " + "x" * 2_000_000 + "\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="a config is at most"):
         load_config(big)
+
+
+def test_the_cell_names_and_options_are_those_of_custom_layers():
+    import inspect
+
+    import custom_layers
+    from pipeline.config import CELL_OPTIONS, CELLS
+
+    assert CELLS == tuple(custom_layers.LAYERS)
+    for option, cells in CELL_OPTIONS.items():
+        having = tuple(name for name, layer in custom_layers.LAYERS.items()
+                       if option in inspect.signature(layer).parameters)  # fmt: skip
+        assert cells == having, option

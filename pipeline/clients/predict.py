@@ -1,0 +1,91 @@
+"""Sentiment predictions from an exported SavedModel (its serving_default signature, as TF Serving runs it), or from a
+LiteRT export (its .tflite or litert/ folder) through the LiteRT interpreter.
+
+Texts are read and classified `batch_size` at a time, so memory does not grow with the length of the input: a text
+file of any number of lines streams through. One text is at most MAX_TEXT_BYTES of UTF-8 (the model reads only its
+first `tokenize.sequence_length` words anyway).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import tensorflow as tf
+
+from pipeline.clients import litert_client
+from pipeline.clients.saved_model import load_signature
+from pipeline.errors import DataError, PipelineError
+
+MAX_TEXT_BYTES = 1 << 20
+
+
+def predict(export_dir, texts: Iterable[str | bytes], batch_size: int = 256) -> Iterator[dict]:
+    """One {"text", "label", "probabilities": {class name: probability}} per text, in order, as each batch is
+    classified. A str text may carry surrogate escapes (undecodable bytes of a command-line argument): they reach
+    the model as the original bytes, which it reads as U+FFFD, as it would from a TF Serving client."""
+    batches = _batches(texts, batch_size)
+    first = next(batches, None)  # an input error (an empty or undecodable file) shows before the model loads
+    if first is None:
+        return
+    path = Path(export_dir)
+    if not (path / "saved_model.pb").exists() and litert_client.is_litert_export(path):
+        yield from _predict_litert(path, itertools.chain([first], batches))
+        return
+    loaded, serve = load_signature(export_dir, "serving_default", "text")
+    names = [n.decode("utf-8") for n in loaded.class_names.numpy()]
+    for batch in itertools.chain([first], batches):
+        out = serve(text=tf.constant(batch, tf.string))
+        for text, label, probabilities in zip(batch, out["label"].numpy(), out["probabilities"].numpy()):
+            yield {"text": text.decode("utf-8", "replace"), "label": label.decode("utf-8"),
+                   "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}  # fmt: skip
+
+
+def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[dict]:
+    """The same predictions from a LiteRT export, by its reference client (pipeline.clients.litert_client)."""
+    try:
+        model = litert_client.LiteRTModel(path)
+    except litert_client.LiteRTExportError as error:
+        raise PipelineError(str(error)) from None
+    if model.task != "sentiment":
+        raise PipelineError(f"{model.folder} is a {model.task} model, not a sentiment one")
+    for batch in batches:
+        for result in model.predict(batch, batch_size=len(batch)):
+            yield {**result, "text": result["text"].decode("utf-8", "replace")}
+
+
+def read_texts(file: BinaryIO, name: str) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one text each (line ends and a leading byte-order mark removed), read
+    lazily; a DataError names the line that is not UTF-8 or is too long, or says that the file is empty."""
+    number = 0
+    while True:
+        raw = file.readline(MAX_TEXT_BYTES + 1)
+        if not raw:
+            break
+        number += 1
+        if len(raw) > MAX_TEXT_BYTES and not raw.endswith(b"\n"):
+            raise DataError(f"--input {name}: line {number} is longer than {MAX_TEXT_BYTES:,} bytes; one text per "
+                            f"line, at most that long")  # fmt: skip
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"--input {name}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at "
+                            f"column {error.start + 1}); convert the file, e.g. iconv -f windows-1252 -t "
+                            f"utf-8") from None  # fmt: skip
+        yield text.rstrip("\r\n")
+    if number == 0:
+        raise DataError(f"--input {name} is empty: nothing to classify (one text per line)")
+
+
+def _batches(texts: Iterable[str | bytes], size: int) -> Iterator[list[bytes]]:
+    iterator = iter(texts)
+    while batch := [_utf8(text) for text in itertools.islice(iterator, size)]:
+        yield batch
+
+
+def _utf8(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")

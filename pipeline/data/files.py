@@ -1,0 +1,266 @@
+"""The readers of local files, in plain Python: what a file holds, as training and `rnnpipe init` both read it.
+
+    read_examples(data, key, spec, fmt)   -> [(text, label)]   CSV/TSV, one folder per class, one file per class
+    iter_text(path, encoding, errors)     -> decoded chunks      plain text, streamed
+    table_rows(text, fmt)                 -> (line, fields)      the CSV/TSV row reader
+    check_labels(labels, source)          -> class names         the rule for what a label column may hold
+
+Labels: every example has one (an empty label cell is an error naming the file and line, never a class named "");
+at least 2 and at most MAX_CLASSES distinct ones; a column of numbers with a fractional part in more than
+CONTINUOUS_DISTINCT distinct values is a continuous target, not classes, and is refused.
+
+Formats (see `DataConfig`): CSV (the csv module: quoted fields may hold commas and newlines); TSV, GLUE-style
+(unquoted: a quote is a character like any other); one folder per class (aclImdb: its unlabelled "unsup" folder is
+skipped); one file per class, one example per line (MR; empty lines are skipped); plain text for next_char.
+
+Decoding: files are read with `data.encoding`; a leading UTF-8 byte-order mark is dropped, CRLF and CR become LF.
+Undecodable bytes follow `data.encoding_errors`: "strict" stops with the file, line and byte offset; "replace"
+substitutes U+FFFD; "ignore" drops them. Plain text streams in CHUNK_CHARS chunks (a 200 MB corpus is never held as
+one Python string).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import io
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.config import DataConfig
+from pipeline.errors import ConfigError, DataError, shorten
+
+logger = logging.getLogger(__name__)
+
+CHUNK_CHARS = 1 << 20
+SKIPPED_CLASS_DIRS = frozenset({"unsup"})  # aclImdb's unlabelled reviews
+LABELLED_FORMATS = ("csv", "tsv", "class_dirs", "class_files")
+# The most classes a sentiment model is built for: the dense head, the per-class report and the serving output grow
+# with it (evaluation summarises beyond pipeline.training.metrics.MATRIX_CLASSES; see also
+# pipeline.training.plots.PLOT_CLASSES).
+MAX_CLASSES = 10_000
+# Numbers with a fraction in more distinct values than this are a continuous target (scores), not class names.
+CONTINUOUS_DISTINCT = 20
+
+
+def check_labels(labels, source: str = "the label column") -> tuple[str, ...]:
+    """Sorted distinct labels; a DataError unless they are 2 to MAX_CLASSES discrete class names. `source` says
+    where they come from, for the message."""
+    distinct = sorted(set(labels))
+    if "" in distinct:  # the readers refuse empty labels with their line; this keeps any other source honest
+        raise DataError(f"{source} holds an empty label; every example needs a class")
+    if len(distinct) < 2:
+        shown = [shorten(label, 40) for label in distinct]
+        raise DataError(f"{source} holds {len(distinct)} class(es) {shown}: sentiment needs at least two")
+    if len(distinct) > MAX_CLASSES:
+        raise DataError(f"{source} holds {len(distinct):,} classes; sentiment models take at most {MAX_CLASSES:,}")
+    fractions = _fractional_numbers(distinct)
+    if len(distinct) > CONTINUOUS_DISTINCT and fractions:
+        examples = ", ".join(shorten(label, 20) for label in fractions[:3])
+        raise DataError(f"{source} holds {len(distinct):,} distinct numbers, some with a fraction ({examples}): a "
+                        f"continuous target, not class names; sentiment needs discrete labels (bin the values into "
+                        f"classes first)")  # fmt: skip
+    return tuple(distinct)
+
+
+def _fractional_numbers(labels: list[str]) -> list[str]:
+    """The labels that are numbers with a fractional part, or [] when any label is not a number at all."""
+    fractions = []
+    for label in labels:
+        try:
+            value = float(label)
+        except ValueError:
+            return []
+        if not value.is_integer():
+            fractions.append(label)
+    return fractions
+
+
+def label_source(data: DataConfig, fmt: str) -> str:
+    if fmt in ("csv", "tsv"):
+        return f"data.label_column: column {shorten(data.label_column, 40)!r} of {data.train}"
+    return f"data.train: {data.train}"
+
+
+def read_examples(data: DataConfig, key: str, spec: str, fmt: str) -> list[tuple[str, str]]:
+    if fmt in ("csv", "tsv"):
+        examples = _read_table(data, key, existing_file(key, spec), fmt)
+    elif fmt == "class_dirs":
+        examples = _read_class_dirs(data, key, spec)
+    elif fmt == "class_files":
+        examples = _read_class_files(data, key, spec)
+    else:
+        raise ConfigError(f"data.format: sentiment reads csv, tsv, class_dirs or class_files, not {fmt!r}")
+    if not examples:
+        raise DataError(f"data.{key}: {spec} holds no examples")
+    return examples
+
+
+def _read_table(data: DataConfig, key: str, path: Path, fmt: str) -> list[tuple[str, str]]:
+    text = read_text(path, data.encoding, data.encoding_errors)
+    if not text.strip():
+        raise DataError(f"data.{key}: {path} is empty")
+    try:
+        return _table_examples(data, key, path, table_rows(text, fmt))
+    except csv.Error as error:
+        raise DataError(f"data.{key}: {path}: not readable as CSV ({error})") from None
+
+
+def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple[int, list[str]]]):
+    _, header = next(rows)
+    missing = [c for c in (data.text_column, data.label_column) if c not in header]
+    if missing:
+        raise DataError(
+            f"data.{key}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
+            f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} (set data.text_column "
+            f"/ data.label_column)"
+        )
+    text_at, label_at = header.index(data.text_column), header.index(data.label_column)
+    examples = []
+    for line_number, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"data.{key}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
+        label = row[label_at].strip()
+        if not label:
+            raise DataError(f"data.{key}: {path} line {line_number} has no label (column {data.label_column!r} is "
+                            f"empty); give every example a class, or remove the line")  # fmt: skip
+        examples.append((row[text_at], label))
+    return examples
+
+
+def table_rows(text: str, fmt: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row starts, fields) for each non-empty row of a CSV or TSV text: the one row reader
+    of training and `rnnpipe init`."""
+    return _csv_rows(text) if fmt == "csv" else _tsv_rows(text)
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the record starts, fields) per record; a quoted field may span lines."""
+    reader = csv.reader(io.StringIO(text))
+    start = 1
+    for row in reader:
+        if row:
+            yield start, row
+        start = reader.line_num + 1
+
+
+def _tsv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """GLUE-style TSV: no quoting, a quote character is just a character; empty lines are skipped."""
+    for line_number, line in enumerate(text.split("\n"), start=1):
+        if line:
+            yield line_number, line.split("\t")
+
+
+def _read_class_dirs(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
+    root = Path(spec)
+    if not root.is_dir():
+        raise DataError(f"data.{key}: {spec} is not a folder (format class_dirs wants one sub-folder per class)")
+    examples = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if class_dir.name in SKIPPED_CLASS_DIRS:
+            logger.info("skipping %s: unlabelled examples", class_dir)
+            continue
+        for file in sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
+            examples.append((read_text(file, data.encoding, data.encoding_errors).strip(), class_dir.name))
+    return examples
+
+
+def class_file_labels(files: list[Path]) -> dict[Path, str]:
+    """Each class file's label: its extension when all the files share one name (rt-polarity.pos, rt-polarity.neg),
+    otherwise its name without the extension (positive.txt, negative.txt)."""
+    same_stem = len({f.stem for f in files}) == 1 and all(f.suffix for f in files)
+    return {f: f.suffix[1:] if same_stem else f.stem for f in files}
+
+
+def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
+    files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
+    if not files:
+        raise DataError(f"data.{key}: no file matches {spec}")
+    labels = class_file_labels(files)
+    examples = []
+    for file in files:
+        label = labels[file]
+        text = read_text(file, data.encoding, data.encoding_errors)
+        if not text.strip():
+            raise DataError(f"data.{key}: {file} is empty")
+        examples.extend((line.strip(), label) for line in text.split("\n") if line.strip())
+    return examples
+
+
+def count_chars(path: Path, encoding: str, errors: str) -> int:
+    """Decoded length of a text file, streaming; also checks that it decodes under `errors`."""
+    return sum(len(chunk) for chunk in iter_text(path, encoding, errors))
+
+
+def iter_text(path: Path, encoding: str, errors: str) -> Iterator[str]:
+    """The decoded text of `path` in chunks of at most CHUNK_CHARS characters, newlines normalized to LF."""
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding=_codec(encoding), errors=errors, newline=None) as f:
+        while True:
+            try:
+                chunk = f.read(CHUNK_CHARS)
+            except UnicodeDecodeError as error:
+                raise DataError(_decode_error_message(path, encoding, error)) from None
+            if not chunk:
+                return
+            yield chunk
+
+
+def read_text(path: Path, encoding: str, errors: str) -> str:
+    return "".join(iter_text(path, encoding, errors))
+
+
+def _codec(encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ConfigError(f"data.encoding: unknown encoding {encoding!r}") from None
+    return "utf-8-sig" if name == "utf-8" else name  # drops a leading byte-order mark
+
+
+def _decode_error_message(path: Path, encoding: str, error: UnicodeDecodeError) -> str:
+    """Where the first undecodable byte is: line and byte offset, found by decoding the file line by line."""
+    decoder = codecs.getincrementaldecoder(_codec(encoding))()
+    offset = 0
+    with open(path, "rb") as f:
+        for line_number, line in enumerate(f, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as line_error:
+                bad = offset + line_error.start
+                return (f"{path}: line {line_number}, byte offset {bad}: byte 0x{line[line_error.start]:02x} is not "
+                        f"valid {encoding}; set data.encoding (e.g. 'windows-1252') or data.encoding_errors = "
+                        f"'replace'")  # fmt: skip
+            offset += len(line)
+    return f"{path}: not valid {encoding} ({error.reason}); set data.encoding or data.encoding_errors = 'replace'"
+
+
+def existing_file(key: str, spec: str) -> Path:
+    path = Path(spec)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DataError(f"data.{key}: {spec} {what}")
+    return path
+
+
+def resolve_format(data: DataConfig) -> str:
+    """The format of labelled files: `data.format`, or told from the path of `data.train`."""
+    if data.format != "auto":
+        if data.format not in LABELLED_FORMATS:
+            raise ConfigError(f"data.format: labelled examples come in {', '.join(LABELLED_FORMATS)}, "
+                              f"not {data.format!r}")  # fmt: skip
+        return data.format
+    spec = data.train
+    if any(ch in spec for ch in "*?["):
+        return "class_files"
+    if os.path.isdir(spec):
+        return "class_dirs"
+    suffix = Path(spec).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    raise ConfigError(
+        f"data.format: cannot tell the format of {spec!r} for labelled examples; set data.format to csv, tsv, "
+        f"class_dirs or class_files"
+    )

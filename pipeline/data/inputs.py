@@ -1,0 +1,108 @@
+"""tf.data input pipelines: raw text in, (token ids, targets) batches out, tokenized inside tf.data.
+
+sentiment: words -> ids with `pipeline.data.text.encode_words` (the function the SavedModel uses too) in a parallel map,
+cached after tokenization, shuffled with the run's seed, then padded batches; with `bucketing`, examples of similar
+length are batched together (less padding, fewer wasted recurrent steps). With `word_dropout` > 0 (training
+only) each word of an example is deleted with that probability, anew at every pass (an example keeps at least one
+word); the draws come from the seed, so a run is reproducible.
+next_char: the character ids of the split's text, streamed, cut into non-overlapping windows of
+`sequence_length + 1` characters; input = window[:-1], target = window[1:].
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from pipeline.data.text import Vocabulary, encode_chars, encode_words, lookup_table, ngram_table
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Upper edges of the length buckets (words); beyond the last, one bucket up to sequence_length.
+BUCKET_BOUNDARIES = (16, 32, 64, 96, 128, 192, 256, 384)
+
+
+def sentiment_dataset(
+    examples: tf.data.Dataset,
+    vocab: Vocabulary,
+    labels: tuple[str, ...],
+    batch_size: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    bucketing: bool = False,
+    word_dropout: float = 0.0,
+) -> tf.data.Dataset:
+    words, ngrams = lookup_table(vocab), ngram_table(vocab)
+    classes = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(labels), tf.range(len(labels), dtype=tf.int64)), -1
+    )
+
+    def encode(example):
+        ids = encode_words(tf.expand_dims(example["text"], 0), vocab, words, ngrams)[0]
+        return ids, tf.cast(classes.lookup(example["label"]), tf.int32)
+
+    ds = examples.map(encode, num_parallel_calls=AUTOTUNE).cache()
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if word_dropout:
+        ds = _drop_words(ds, word_dropout, seed)
+    shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
+    if bucketing:
+        boundaries = [b for b in BUCKET_BOUNDARIES if b < vocab.sequence_length]
+        ds = ds.bucket_by_sequence_length(
+            lambda ids, label: tf.shape(ids)[0],
+            bucket_boundaries=[b + 1 for b in boundaries],
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            padded_shapes=(shape, []),
+        )
+    else:
+        ds = ds.padded_batch(batch_size, padded_shapes=(shape, []))
+    return _prefetched(ds)
+
+
+def _drop_words(ds: tf.data.Dataset, rate: float, seed: int) -> tf.data.Dataset:
+    # One stateless draw per example, keyed by a seeded random stream: reproducible under a parallel map, and
+    # different at every pass because the shuffle hands each position a different example.
+    def drop(example, key):
+        ids, label = example
+        keep = tf.random.stateless_uniform(tf.shape(ids)[:1], seed=tf.stack([key, tf.constant(seed, tf.int64)])) >= rate
+        kept = tf.boolean_mask(ids, keep)
+        return tf.cond(tf.size(kept) > 0, lambda: kept, lambda: ids[:1]), label
+
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed))).map(drop, num_parallel_calls=AUTOTUNE)
+
+
+def char_ids(chunks: tf.data.Dataset, vocab: Vocabulary) -> tf.data.Dataset:
+    """A split's text (string chunks) -> a stream of int32 character ids."""
+    table = lookup_table(vocab)
+    return chunks.map(lambda chunk: encode_chars(tf.expand_dims(chunk, 0), table)[0]).unbatch()
+
+
+def next_char_dataset(
+    chunks: tf.data.Dataset,
+    vocab: Vocabulary,
+    batch_size: int,
+    sequence_length: int,
+    *,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    windows = char_ids(chunks, vocab).batch(sequence_length + 1, drop_remainder=True)
+    ds = windows.map(lambda w: (w[:-1], w[1:]), num_parallel_calls=AUTOTUNE)
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return _prefetched(ds.batch(batch_size, drop_remainder=drop_remainder))
+
+
+def _prefetched(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """The batches, prefetched, with tf.data's autotuning off.
+
+    With autotuning on, deleting an iterator waits for its optimization thread, which can sit in a timed wait
+    for tens of seconds (TF 2.21; seen in a native stack dump). Keras deletes the previous epoch's validation
+    iterator at the start of every evaluation, so `fit` stalled there at 0% CPU, for up to a third of a
+    time-budgeted run. The maps here are light and the sentiment examples are cached, so the untuned defaults lose
+    nothing measurable per training step.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(AUTOTUNE).with_options(options)

@@ -1,0 +1,220 @@
+"""Every data source the pipeline reads, as `tf.data` datasets of raw text. The tasks choose what they read:
+
+    labelled_file_splits(data, seed)  -> Splits(train, validation, test, labels)  local files, sentiment
+    text_file_splits(data)            -> Splits(train, validation, test)          local plain text, next_char
+    tfds_splits(data, labelled=...)   -> Splits                                   TensorFlow Datasets
+
+Labelled elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
+class id): the dataset's own order for TFDS ClassLabel features, sorted otherwise. Every label of a validation or
+test split must occur in the training split.
+Text elements: tf.string chunks of one text, in order; a split's text is the concatenation of its chunks.
+
+The files are read by `pipeline.data.files` (formats, decoding, the label rule). Labelled files are read into memory
+once (IMDB-sized corpora are tens of MB) so that the seeded held-out split is exact and errors surface before
+training starts; plain text streams from disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.config import DataConfig
+from pipeline.data import files
+from pipeline.errors import ConfigError, DataError, shorten
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset | None
+    labels: tuple[str, ...] = ()
+
+
+# --- local files: sentiment -------------------------------------------------------------------------------------
+
+
+def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
+    """Labelled examples from local files; the held-out splits are a seeded permutation of train."""
+    fmt = files.resolve_format(data)
+    train = files.read_examples(data, "train", data.train, fmt)
+    # Before any split: a continuous or one-class column is the column's problem, not a held-out split's.
+    files.check_labels((label for _, label in train), files.label_source(data, fmt))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train))
+    train = [train[i] for i in order]
+    test = files.read_examples(data, "test", data.test, fmt) if data.test else None
+    if test is None and data.test_fraction > 0:
+        count = round(len(train) * data.test_fraction)
+        if count == 0:
+            raise DataError(f"data.test_fraction: {data.test_fraction} of {len(train)} examples holds none out; "
+                            f"raise it or give data.test")  # fmt: skip
+        test, train = train[:count], train[count:]
+    if data.validation:
+        validation = files.read_examples(data, "validation", data.validation, fmt)
+    else:
+        count = round(len(train) * data.validation_fraction)
+        validation, train = train[:count], train[count:]
+    if not train or not validation:
+        raise DataError(f"data.train: {len(train)} training and {len(validation)} validation examples; need both")
+    labels = files.check_labels((label for _, label in train), "the training split")
+    for name, split in (("validation", validation), ("test", test or [])):
+        unknown = sorted({label for _, label in split} - set(labels))
+        if not unknown:
+            continue
+        examples = ", ".join(repr(shorten(label, 40)) for label in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+        if getattr(data, name):
+            raise DataError(f"data.{name}: {len(unknown)} label(s) of {getattr(data, name)} do not occur in the "
+                            f"training data ({examples})")  # fmt: skip
+        raise DataError(f"data.{name}_fraction: the {name} examples held out of data.train include "
+                        f"{len(unknown)} label(s) left without a training example ({examples}); give data.{name} "
+                        f"or more examples of those classes")  # fmt: skip
+    return Splits(_examples_dataset(train), _examples_dataset(validation),
+                  None if test is None else _examples_dataset(test), labels)  # fmt: skip
+
+
+def _examples_dataset(examples: list[tuple[str, str]]) -> tf.data.Dataset:
+    texts = [text for text, _ in examples]
+    labels = [label for _, label in examples]
+    return tf.data.Dataset.from_tensor_slices({"text": tf.constant(texts, tf.string),
+                                               "label": tf.constant(labels, tf.string)})  # fmt: skip
+
+
+# --- local files: next_char --------------------------------------------------------------------------------------
+
+
+def text_file_splits(data: DataConfig) -> Splits:
+    """One plain text; held-out parts are contiguous stretches at its end (not random samples), so that no
+    training window straddles two splits."""
+    if data.format not in ("auto", "text"):
+        raise ConfigError(f"data.format: a plain-text task reads 'text', not {data.format!r}")
+    train_path = files.existing_file("train", data.train)
+    total = files.count_chars(train_path, data.encoding, data.encoding_errors)
+    if total == 0:
+        raise DataError(f"data.train: {train_path} is empty")
+    n_test = 0 if data.test else round(total * data.test_fraction)
+    n_validation = 0 if data.validation else round(total * data.validation_fraction)
+    for name, count in (("test", n_test), ("validation", n_validation)):
+        if count == 0 and not getattr(data, name) and getattr(data, f"{name}_fraction") > 0:
+            raise DataError(f"data.{name}_fraction: {getattr(data, f'{name}_fraction')} of the {total} characters "
+                            f"of {train_path} holds none out; raise it or give data.{name}")  # fmt: skip
+    n_train = total - n_test - n_validation
+    if n_train <= 1:
+        raise DataError(f"data.train: {train_path} has {total} characters, too few to hold out validation/test")
+
+    def stretch(path: Path, start: int, stop: int) -> tf.data.Dataset:
+        return _chunks_dataset(path, data.encoding, data.encoding_errors, start, stop)
+
+    validation = (
+        _text_file_dataset("validation", data.validation, data)
+        if data.validation
+        else stretch(train_path, n_train, n_train + n_validation)
+    )
+    if data.test:
+        test = _text_file_dataset("test", data.test, data)
+    else:
+        test = stretch(train_path, n_train + n_validation, total) if n_test else None
+    return Splits(stretch(train_path, 0, n_train), validation, test)
+
+
+def _text_file_dataset(key: str, spec: str, data: DataConfig) -> tf.data.Dataset:
+    path = files.existing_file(key, spec)
+    total = files.count_chars(path, data.encoding, data.encoding_errors)
+    if total == 0:
+        raise DataError(f"data.{key}: {path} is empty")
+    return _chunks_dataset(path, data.encoding, data.encoding_errors, 0, total)
+
+
+def _chunks_dataset(path: Path, encoding: str, errors: str, start: int, stop: int) -> tf.data.Dataset:
+    """Characters [start, stop) of the decoded file as 1 MiB string chunks, streamed (re-iterable)."""
+
+    def generate():
+        position = 0
+        for chunk in files.iter_text(path, encoding, errors):
+            end = position + len(chunk)
+            if end > start and position < stop:
+                yield chunk[max(start - position, 0) : min(stop, end) - position]
+            position = end
+            if position >= stop:
+                return
+
+    return tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec((), tf.string))
+
+
+# --- TensorFlow Datasets -----------------------------------------------------------------------------------------
+
+
+def tfds_splits(data: DataConfig, labelled: bool) -> Splits:
+    """A TFDS dataset's splits: {"text", "label"} examples if `labelled`, else the text feature alone (which then
+    needs an explicit `validation_split`: a held-out share of shuffled records would not be a contiguous text)."""
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(data)
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir or None))
+    except Exception as error:  # TFDS raises many types (network, missing manual files, checksums)
+        hint = (f"check that {data.manual_dir} holds the dataset's files" if data.manual_dir
+                else "offline? set data.manual_dir to a folder holding the downloaded files")  # fmt: skip
+        raise DataError(f"cannot download/prepare TFDS dataset {data.name!r} ({_first_line(error)}); {hint}") from None
+
+    features = builder.info.features
+    if data.text_feature not in features:
+        raise DataError(f"TFDS {data.name!r} has no feature {data.text_feature!r}; it has {sorted(features)} "
+                        f"(set data.text_feature)")  # fmt: skip
+    train_split, validation_split = data.train_split, data.validation_split
+    if not validation_split:
+        if "[" in train_split:
+            raise ConfigError("data.validation_split: required when data.train_split is already sliced")
+        if not labelled:
+            raise ConfigError(f"data.validation_split: {data.name!r} needs an explicit validation split")
+        kept = 100 - round(100 * data.validation_fraction)
+        train_split, validation_split = f"{train_split}[:{kept}%]", f"{train_split}[{kept}%:]"
+
+    def load(split: str) -> tf.data.Dataset:
+        try:
+            return builder.as_dataset(split=split, shuffle_files=False)
+        except (ValueError, KeyError) as error:
+            raise DataError(f"TFDS {data.name!r}: bad split {split!r} ({_first_line(error)}); it has "
+                            f"{sorted(builder.info.splits)}") from None  # fmt: skip
+
+    splits = [load(train_split), load(validation_split), load(data.test_split) if data.test_split else None]
+    text_feature = data.text_feature
+    if not labelled:
+        return Splits(*[None if s is None else s.map(lambda x: x[text_feature]) for s in splits])
+
+    if data.label_feature not in features:
+        raise DataError(f"TFDS {data.name!r} has no label feature {data.label_feature!r}; it has {sorted(features)}")
+    label_feature = features[data.label_feature]
+    names = tuple(getattr(label_feature, "names", None) or ())
+    if len(names) < 2:
+        raise DataError(f"TFDS {data.name!r}: feature {data.label_feature!r} is not a class label with 2+ classes")
+    if len(names) > files.MAX_CLASSES:
+        raise DataError(f"TFDS {data.name!r}: feature {data.label_feature!r} has {len(names):,} classes; sentiment "
+                        f"models take at most {files.MAX_CLASSES:,}")  # fmt: skip
+    name_table = tf.constant(names)
+
+    def to_example(x):
+        return {"text": x[text_feature], "label": tf.gather(name_table, tf.cast(x[data.label_feature], tf.int32))}
+
+    return Splits(*[None if s is None else s.map(to_example) for s in splits], labels=names)
+
+
+def _tfds_builder(data: DataConfig):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(data.name, data_dir=data.data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+        close = difflib.get_close_matches(data.name, sorted(set(tfds.list_builders())), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DataError(f"data.name: no TFDS dataset named {data.name!r}{hint}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__

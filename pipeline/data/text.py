@@ -1,0 +1,216 @@
+"""Text to token ids and back, with TensorFlow ops only.
+
+The same functions run in the tf.data input pipeline and inside the exported SavedModel, so serving tokenizes exactly
+as training did and needs no Python. Input bytes that are not valid UTF-8 are replaced by U+FFFD first: a SavedModel
+must not fail on whatever a client sends.
+
+Vocabularies (index = id):
+  word level: ["", "[UNK]", most frequent word, ...]: 0 pads, 1 is any word not in the vocabulary.
+  char level: ["[UNK]", most frequent character, ...]: 0 is any character not in the vocabulary.
+Ties in frequency are broken by the token itself, so a vocabulary depends only on the data and the settings.
+
+Sub-words (word level, `ngram_sizes` not empty; Bojanowski et al. 2017, "Enriching Word Vectors with Subword
+Information"): each word is also read as the character n-grams of "<" + word + ">" of the given sizes, shortest
+first, left to right (of a word's first MAX_NGRAM_WORD_CHARS characters). The vocabulary keeps the n-grams found
+in at least MIN_NGRAM_WORDS distinct training words (one found in a single word says nothing that word's own
+vector cannot), most widespread first; n-gram k has id len(tokens) + k. A word is encoded as [word id, ids of its
+known n-grams, 0 ...] with `ngrams_per_word` n-gram slots, so an out-of-vocabulary word still has a vector made of
+the n-grams it shares with training words.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.run import artifacts
+
+PAD = ""
+OOV = "[UNK]"
+# Keras' TextVectorization default punctuation set; HTML line breaks (IMDB is full of them) become spaces first.
+_PUNCTUATION = r'[!"#$%&()\*\+,\-\./:;<=>?@\[\\\]^_`{|}~\']'
+_HTML_BREAK = r"<br\s*/?>"
+# Around a word before its n-grams are taken, so that prefixes and suffixes differ from the inside of words.
+WORD_START, WORD_END = "<", ">"
+MIN_NGRAM_WORDS = 2
+# n-grams are taken from a word's first 64 characters: a bound on the work one word (a client's 1 MB "word")
+# costs the SavedModel; real words are far shorter, and only ngrams_per_word of their n-grams are read.
+MAX_NGRAM_WORD_CHARS = 64
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    level: str  # "word" or "char"
+    tokens: tuple[str, ...]
+    standardize: str = "none"
+    sequence_length: int = 0  # word level: words kept per text (the rest is cut)
+    ngrams: tuple[str, ...] = ()  # word level: character n-grams (module docstring), id = size + index
+    ngram_sizes: tuple[int, ...] = ()
+    ngrams_per_word: int = 0
+
+    def __post_init__(self):
+        if self.level not in ("word", "char"):
+            raise ValueError(f"level must be 'word' or 'char', got {self.level!r}")
+        if self.ngrams and (self.level != "word" or not self.ngram_sizes or self.ngrams_per_word < 1):
+            raise ValueError("n-grams need a word-level vocabulary with ngram_sizes and ngrams_per_word >= 1")
+
+    @property
+    def size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def embedding_rows(self) -> int:
+        """Rows of the embedding table: the tokens, then the n-grams."""
+        return len(self.tokens) + len(self.ngrams)
+
+    @property
+    def word_width(self) -> int:
+        """Ids per word in an encoded text: 1 (the word), or 1 + ngrams_per_word with sub-words."""
+        return 1 + self.ngrams_per_word if self.ngrams else 1
+
+    @property
+    def oov_id(self) -> int:
+        return 1 if self.level == "word" else 0
+
+    def save(self, path: str | os.PathLike) -> None:
+        fields = dataclasses.asdict(self)
+        artifacts.write_json(path, fields | {key: list(fields[key]) for key in ("tokens", "ngrams", "ngram_sizes")})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
+        data = artifacts.read_json(path)
+        return cls(**data | {key: tuple(data.get(key, ())) for key in ("tokens", "ngrams", "ngram_sizes")})
+
+
+def clean_utf8(texts: tf.Tensor) -> tf.Tensor:
+    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+
+
+def standardize(texts: tf.Tensor, mode: str) -> tf.Tensor:
+    texts = clean_utf8(texts)
+    if mode in ("lower_and_strip_punctuation", "lower"):
+        texts = tf.strings.lower(texts, encoding="utf-8")
+    if mode in ("lower_and_strip_punctuation", "strip_punctuation"):
+        texts = tf.strings.regex_replace(texts, _HTML_BREAK, " ")
+        texts = tf.strings.regex_replace(texts, _PUNCTUATION, "")
+    return texts
+
+
+def split_words(texts: tf.Tensor, mode: str) -> tf.RaggedTensor:
+    return tf.strings.split(standardize(texts, mode))
+
+
+def split_chars(texts: tf.Tensor) -> tf.RaggedTensor:
+    return tf.strings.unicode_split(clean_utf8(texts), "UTF-8")
+
+
+def build_word_vocabulary(
+    batches: Iterable[tf.Tensor],
+    max_tokens: int,
+    standardize_mode: str,
+    sequence_length: int,
+    min_count: int = 1,
+    ngram_sizes: Sequence[int] = (),
+    max_ngrams: int = 0,
+    ngrams_per_word: int = 0,
+) -> Vocabulary:
+    """The most frequent words in `batches` (string tensors) seen at least `min_count` times, at most
+    `max_tokens - 2` of them, after PAD and OOV; with `ngram_sizes`, also at most `max_ngrams` character n-grams
+    of those sizes (module docstring) taken from every training word, rare ones included."""
+    counts: collections.Counter[bytes] = collections.Counter()
+    for texts in batches:
+        counts.update(split_words(texts, standardize_mode).flat_values.numpy().tolist())
+    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    words = tuple(word.decode("utf-8") for word, _ in ranked[: max(max_tokens - 2, 0)])
+    if not ngram_sizes:
+        return Vocabulary("word", (PAD, OOV) + words, standardize_mode, sequence_length)
+    spread: collections.Counter[str] = collections.Counter()
+    for word in counts:
+        spread.update(set(word_ngrams(word.decode("utf-8"), ngram_sizes)))
+    common = sorted((item for item in spread.items() if item[1] >= MIN_NGRAM_WORDS), key=lambda i: (-i[1], i[0]))
+    ngrams = tuple(gram for gram, _ in common[:max_ngrams])
+    return Vocabulary("word", (PAD, OOV) + words, standardize_mode, sequence_length, ngrams, tuple(ngram_sizes),
+                      ngrams_per_word)  # fmt: skip
+
+
+def word_ngrams(word: str, sizes: Sequence[int]) -> list[str]:
+    """The character n-grams of WORD_START + word (its first MAX_NGRAM_WORD_CHARS characters) + WORD_END,
+    shortest first, then left to right: the order of `tf.strings.ngrams` with several widths, which
+    `encode_words` uses."""
+    marked = WORD_START + word[:MAX_NGRAM_WORD_CHARS] + WORD_END
+    return [marked[i : i + n] for n in sizes for i in range(len(marked) - n + 1)]
+
+
+def build_char_vocabulary(batches: Iterable[tf.Tensor], min_count: int = 1) -> Vocabulary:
+    """Every character seen at least `min_count` times in `batches` (string tensors), after OOV."""
+    counts = np.zeros(0x110000, dtype=np.int64)
+    for texts in batches:
+        codepoints = tf.strings.unicode_decode(clean_utf8(texts), "UTF-8").flat_values.numpy()
+        counts += np.bincount(codepoints, minlength=counts.size)
+    seen = np.flatnonzero(counts >= min_count)
+    ranked = sorted(seen.tolist(), key=lambda cp: (-counts[cp], cp))
+    return Vocabulary("char", (OOV,) + tuple(chr(cp) for cp in ranked))
+
+
+def lookup_table(vocab: Vocabulary) -> tf.lookup.StaticHashTable:
+    """token -> id; unknown tokens map to the vocabulary's OOV id."""
+    first_token = vocab.oov_id + 1
+    keys = tf.constant(vocab.tokens[first_token:], dtype=tf.string)
+    values = tf.range(first_token, vocab.size, dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=vocab.oov_id)
+
+
+def ngram_table(vocab: Vocabulary) -> tf.lookup.StaticHashTable | None:
+    """n-gram -> id (len(tokens) + index); unknown n-grams map to 0. None for a vocabulary without n-grams."""
+    if not vocab.ngrams:
+        return None
+    keys = tf.constant(vocab.ngrams, dtype=tf.string)
+    values = tf.range(vocab.size, vocab.embedding_rows, dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=0)
+
+
+def encode_words(
+    texts: tf.Tensor, vocab: Vocabulary, table: tf.lookup.StaticHashTable, ngrams: tf.lookup.StaticHashTable = None
+) -> tf.Tensor:
+    """[batch] strings -> [batch, 1 <= width <= sequence_length] int32 ids, right-padded with 0; with sub-words
+    (`ngrams`, the vocabulary's `ngram_table`) [batch, width, vocab.word_width]: per word its id, then the ids of
+    its known n-grams (the first ngrams_per_word of them), then 0s.
+
+    At least one column, so that a batch of empty texts is still a (fully masked) sequence."""
+    words = split_words(texts, vocab.standardize)[:, : vocab.sequence_length]
+    ids = tf.ragged.map_flat_values(table.lookup, words)
+    if not vocab.ngrams:
+        ids = tf.cast(ids.to_tensor(default_value=0), tf.int32)
+        return tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
+    if ngrams is None:
+        raise ValueError("this vocabulary has n-grams: pass its ngram_table")
+    heads = tf.strings.substr(words.flat_values, 0, MAX_NGRAM_WORD_CHARS, unit="UTF8_CHAR")
+    marked = tf.strings.unicode_split(tf.strings.join([WORD_START, heads, WORD_END]), "UTF-8")
+    gram_ids = tf.ragged.map_flat_values(ngrams.lookup, tf.strings.ngrams(marked, list(vocab.ngram_sizes), ""))
+    known = tf.ragged.boolean_mask(gram_ids, gram_ids > 0)[:, : vocab.ngrams_per_word]
+    per_word = tf.concat([tf.expand_dims(ids.flat_values, 1), known], axis=1)  # [words, (1 + n-grams)]
+    per_word = per_word.to_tensor(default_value=0, shape=[None, vocab.word_width])
+    out = tf.RaggedTensor.from_row_splits(tf.cast(per_word, tf.int32), ids.row_splits).to_tensor(default_value=0)
+    return tf.pad(out, [[0, 0], [0, tf.maximum(1 - tf.shape(out)[1], 0)], [0, 0]])
+
+
+def encode_chars(texts: tf.Tensor, table: tf.lookup.StaticHashTable) -> tf.RaggedTensor:
+    """[batch] strings -> ragged [batch, (chars)] int32 ids."""
+    return tf.cast(tf.ragged.map_flat_values(table.lookup, split_chars(texts)), tf.int32)
+
+
+def decode_chars(ids: tf.Tensor | tf.RaggedTensor, vocab: Vocabulary) -> tf.Tensor:
+    """[batch, (length)] ids, dense or ragged -> [batch] strings (OOV decodes to U+FFFD)."""
+    chars = tf.constant(("\ufffd",) + vocab.tokens[1:])
+    return tf.strings.reduce_join(tf.gather(chars, ids), axis=-1)
+
+
+def check_vocabulary_level(vocab: Vocabulary, level: str, what: str) -> None:
+    if vocab.level != level:
+        raise ValueError(f"a {what} needs a {level}-level vocabulary, got a {vocab.level}-level one")

@@ -1,0 +1,184 @@
+"""When a stage is up to date: one rule for tokenize, train, evaluate and export.
+
+Each stage's results depend on some config keys, on the stage before it and (tokenize) on the data files. When a
+stage finishes, stages.json records those inputs and their digest. Before a stage runs:
+
+- same inputs and its results still there: the stage is skipped, with a line saying so;
+- no results yet: it runs;
+- different inputs (a config key, a data file, or an earlier stage that was redone): with `overwrite` it runs
+  again, replacing its results, and so do the stages after it, whose inputs include its digest; without, it stops
+  with an error naming the difference. Results are never reused for inputs they were not made from.
+
+A stage also needs the stage it reads from to be up to date for the same config: evaluating or exporting a
+checkpoint trained with other settings stops with an error saying which stage to run first.
+
+Export writes a new version instead of replacing one, so it needs no `overwrite`: it is skipped while the latest
+version it wrote is up to date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import glob
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config, config_to_dict, flatten
+from pipeline.errors import RunDirError, shorten
+from pipeline.run import artifacts
+from pipeline.run.rundir import RunDir
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("tokenize", "train", "evaluate", "export")
+# Per stage: the stage whose results it reads, and the config sections / keys its results depend on.
+_DEPENDS = {
+    "tokenize": (None, ("task", "seed", "data", "tokenize")),
+    "train": ("tokenize", ("model", "train")),
+    "evaluate": ("train", ("evaluate",)),
+    "export": ("train", ("export",)),
+}
+# Keys that change how a stage runs, not what it produces.
+_IGNORED = frozenset({"train.strategy", "train.backup_every_steps", "evaluate.batch_size", "export.version"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    run: bool
+    reason: str  # one line for the user: why the stage runs again, or why it is skipped
+
+
+def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
+    """What `stage`'s results depend on, as {name: value}: config keys, data files' digests, the digest of the
+    stage before it."""
+    before, sections = _DEPENDS[stage]
+    flat = flatten(config_to_dict(config))
+    found = {key: value for key, value in flat.items()
+             if key.split(".")[0] in sections and key not in _IGNORED}  # fmt: skip
+    if stage == "tokenize":
+        found.update({f"file {path}": digest for path, digest in _data_files(config).items()})
+    if before is not None:
+        found[f"stage {before}"] = digest(inputs(rd, before, config))
+    return found
+
+
+def digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def decide(rd: RunDir, stage: str, config: Config, has_results: bool, overwrite: bool) -> Decision:
+    """Whether `stage` must run (see the module docstring); raises RunDirError when its results exist, were made
+    from other inputs and `overwrite` is not given."""
+    require_up_to_date(rd, _DEPENDS[stage][0], config)
+    record = _records(rd).get(stage)
+    current = inputs(rd, stage, config)
+    if record and record["digest"] == digest(current) and has_results:
+        return Decision(False, f"{stage}: up to date, kept")
+    if not has_results:
+        return Decision(True, "")
+    changed = describe_changes(record["inputs"], current) if record else "results of unknown origin"
+    if not overwrite:
+        raise RunDirError(f"{stage}: {changed} since its results in {rd.path} were made; use --overwrite to "
+                          f"redo {stage} and the stages after it, or choose another --run-dir")  # fmt: skip
+    return Decision(True, f"{stage}: {changed}; redoing it")
+
+
+def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
+    """A RunDirError unless `stage` (None: nothing) has finished with the inputs `config` gives it."""
+    if stage is None:
+        return
+    # The earliest outdated stage is the one to name: it is where the difference is, and what to run first.
+    require_up_to_date(rd, _DEPENDS[stage][0], config)
+    record = _records(rd).get(stage)
+    current = inputs(rd, stage, config)
+    if record is None:
+        raise RunDirError(f"{stage} has not finished in {rd.path}: run `rnnpipe {stage}` first")
+    if record["digest"] != digest(current):
+        raise RunDirError(f"{stage} in {rd.path} is not up to date with this config "
+                          f"({describe_changes(record['inputs'], current)}): run `rnnpipe {stage}` first")  # fmt: skip
+
+
+def check_resumable(rd: RunDir, stage: str, config: Config, recorded: dict | None, overwrite: bool) -> bool:
+    """For a stage that resumes (train): whether the unfinished attempt whose inputs were `recorded` may be resumed;
+    False means start over (`overwrite` given). Raises RunDirError for different inputs without `overwrite`."""
+    require_up_to_date(rd, _DEPENDS[stage][0], config)
+    if not recorded:
+        return False
+    current = inputs(rd, stage, config)
+    if digest(current) == digest(recorded):
+        return True
+    if not overwrite:
+        raise RunDirError(f"{stage}: an unfinished {stage} in {rd.path} was started with other inputs "
+                          f"({describe_changes(recorded, current)}); use --overwrite to start it over, or choose "
+                          f"another --run-dir")  # fmt: skip
+    return False
+
+
+def record(rd: RunDir, stage: str, config: Config, **extra: Any) -> None:
+    """`stage` finished with the current inputs; a stage after it that recorded other inputs is now outdated."""
+    records = _records(rd)
+    values = inputs(rd, stage, config)
+    finished = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    records[stage] = {"digest": digest(values), "inputs": values, "finished": finished, **extra}
+    artifacts.write_json(rd.stages, records)
+
+
+def recorded(rd: RunDir, stage: str) -> dict | None:
+    return _records(rd).get(stage)
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        if key.startswith("stage "):
+            changes.append(f"the inputs of {key.removeprefix('stage ')} changed")
+        elif key.startswith("file "):
+            path = key.removeprefix("file ")
+            what = "is new" if key not in old else "is gone" if key not in new else "changed"
+            changes.append(f"data file {shorten(path, 80)} {what}")
+        else:
+            changes.append(f"{key}: {shorten(repr(old.get(key)), 60)} -> {shorten(repr(new.get(key)), 60)}")
+    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    return "; ".join(changes[:limit]) + more if changes else "inputs changed"
+
+
+def _records(rd: RunDir) -> dict:
+    return artifacts.read_json(rd.stages) if rd.stages.exists() else {}
+
+
+def _data_files(config: Config) -> dict[str, str]:
+    """{path: "size:sha256"} of every local file the data section reads (a TFDS dataset: its manual_dir)."""
+    data = config.data
+    specs = [data.manual_dir] if data.source == "tfds" else [data.train, data.validation, data.test]
+    files = []
+    for spec in filter(None, specs):
+        path = Path(spec)
+        if path.is_dir():
+            files += [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+        elif path.is_file():
+            files.append(path)
+        else:
+            files += [Path(p) for p in sorted(glob.glob(spec)) if Path(p).is_file()]
+    return {str(path): _file_digest(path) for path in files}
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _content_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Cached by size and modification time: one stage asks for the same files' digests several times."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"{size}:{h.hexdigest()}"

@@ -1,0 +1,1 @@
+"""The pipeline's stages, each a library function the command line calls: init, tokenize, train, evaluate, export."""

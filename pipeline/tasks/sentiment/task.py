@@ -1,0 +1,140 @@
+"""The sentiment task: text classification, binary or multi-class.
+
+Data: labelled examples ({"text", "label"}) from local files (CSV/TSV, one folder per class, one file per class) or
+a TFDS dataset with a ClassLabel feature. Vocabulary: words, and with `tokenize.max_ngram` > 0 their character n-grams
+(sub-words, pipeline.data.text). Model: `pipeline.training.model.build_classifier`.
+Metrics: accuracy, macro F1, per-class precision / recall / F1 / support, the confusion matrix (rows = true class,
+columns = predicted; up to pipeline.training.metrics.MATRIX_CLASSES classes, the most frequent mistakes beyond) with its
+figure confusion_matrix.png (at most pipeline.training.plots.PLOT_CLASSES classes: the most confused ones), and, for two
+classes, ROC AUC (rank-based, ties averaged). At most pipeline.data.files.MAX_CLASSES classes.
+
+Serving, signature "serving_default":
+    text: tf.string [None]  ->  probabilities: float32 [None, num_classes], label: tf.string [None]
+Tokenization runs in the graph with the functions training used, so serving needs no Python; the class names are
+in the variable `class_names`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.data import inputs
+from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits
+from pipeline.data.text import Vocabulary, build_word_vocabulary, encode_words, lookup_table, ngram_table
+from pipeline.errors import DataError
+from pipeline.tasks.base import Serving, Task
+from pipeline.training import metrics, plots
+from pipeline.training.model import build_classifier
+
+
+class SentimentTask(Task):
+    name = "sentiment"
+
+    def load_splits(self, config) -> Splits:
+        if config.data.source == "tfds":
+            return tfds_splits(config.data, labelled=True)
+        return labelled_file_splits(config.data, config.seed)
+
+    def build_vocabulary(self, config, splits) -> Vocabulary:
+        t = config.tokenize
+        texts = splits.train.map(lambda x: x["text"]).batch(1024)
+        sizes = tuple(range(t.min_ngram, t.max_ngram + 1)) if t.max_ngram else ()
+        return build_word_vocabulary(texts, t.max_tokens, t.standardize, t.sequence_length, t.min_word_count,
+                                     sizes, t.max_ngrams, t.ngrams_per_word)  # fmt: skip
+
+    def labels(self, splits) -> tuple[str, ...]:
+        return splits.labels
+
+    def training_dataset(self, config, splits, vocab, labels, seed):
+        t = config.train
+        return inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
+                                        seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
+
+    def validation_dataset(self, config, splits, vocab, labels):
+        t = config.train
+        return inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
+
+    def build_model(self, config, vocab, labels, seed=0, jit_compile=True) -> keras.Model:
+        return build_classifier(config, vocab.embedding_rows, len(labels), seed=seed, jit_compile=jit_compile,
+                                word_width=vocab.word_width)  # fmt: skip
+
+    def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
+        # Per example only the true and predicted class (and, for two classes, the positive class's probability)
+        # are kept: memory grows with the examples, not with examples x classes.
+        # An ensemble's members are scored alone too, so that its report shows what averaging them bought; each
+        # member runs once and the model's own averaging layer joins their logits.
+        members = [layer for layer in model.layers if layer.name.startswith("member_")]
+        ds = inputs.sentiment_dataset(split, vocab, labels, config.evaluate.batch_size)
+        truth, predicted, positive, member_predicted = [], [], [], [[] for _ in members]
+        for ids, y in ds:
+            if members:
+                member_logits = [member(ids, training=False) for member in members]
+                logits = model.get_layer("ensemble")(member_logits)
+                for member, out in zip(member_logits, member_predicted):
+                    out.append(tf.argmax(member, axis=-1).numpy())
+            else:
+                logits = model(ids, training=False)
+            predicted.append(tf.argmax(logits, axis=-1).numpy())
+            truth.append(y.numpy())
+            if len(labels) == 2:
+                positive.append(tf.nn.softmax(logits)[:, 1].numpy())
+        if not truth:
+            raise DataError(f"evaluate.split: the {config.evaluate.split!r} split is empty")
+        truth, predicted = np.concatenate(truth), np.concatenate(predicted)
+        scores = np.concatenate(positive) if positive else None
+        result = metrics.classification_metrics(truth, predicted, labels, positive_scores=scores)
+        if members:
+            scored = (metrics.classification_metrics(truth, np.concatenate(out), labels) for out in member_predicted)
+            result["members"] = [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for m in scored]
+        plots.confusion_matrix(truth, predicted, labels, run_dir.confusion_matrix)
+        return result
+
+    def summary(self, result) -> str:
+        auc = f", ROC AUC {result['roc_auc']:.4f}" if "roc_auc" in result else ""
+        line = (f"{result['split']}: accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}{auc} "
+                f"({result['examples']:,} examples)")  # fmt: skip
+        if "members" in result:
+            alone = [m["accuracy"] for m in result["members"]]
+            line += (f"; its {len(alone)} members alone: accuracy {np.mean(alone):.4f} "
+                     f"[{min(alone):.4f}-{max(alone):.4f}]")  # fmt: skip
+        return line
+
+    def litert_signatures(self, model, vocab, labels):
+        from pipeline.tasks.sentiment import litert
+
+        return litert.SentimentSignatures(model, vocab, labels)
+
+    def serving(self, model, config, vocab, labels) -> Serving:
+        module = SentimentServing(model, vocab, labels)
+        return Serving(
+            module,
+            {"serving_default": module.serve},
+            (("serving_default", {"text": ["a wonderful film", "", "dull and far too long " * 20]}),),
+        )
+
+
+class SentimentServing(tf.Module):
+    """raw strings -> class probabilities and the most probable class name."""
+
+    def __init__(self, model: keras.Model, vocab: Vocabulary, labels: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        # Keras 3 layers do not expose every variable they read (e.g. the dropout seed-generator state recurrent
+        # layers read even in inference) as a trackable attribute; tf.saved_model.save needs them all.
+        self.model_variables = list(model.variables)
+        self.vocab = vocab
+        self.table = lookup_table(vocab)
+        self.ngram_table = ngram_table(vocab)
+        self.class_names = tf.Variable(list(labels), trainable=False, name="class_names")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        ids = encode_words(text, self.vocab, self.table, self.ngram_table)
+        probabilities = tf.nn.softmax(self.model(ids, training=False), axis=-1)
+        label = tf.gather(self.class_names, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
+        return {"probabilities": probabilities, "label": label}
+
+
+TASK = SentimentTask()

@@ -1,0 +1,73 @@
+"""Keras' Adam, with the step of an embedding table compiled into one pass over it.
+
+Adam moves every row of a table every step (its m and v decay everywhere, and each row moves along its m), so an
+embedding's sparse gradient (`tf.IndexedSlices`) updates the table whole. Keras' Adam does that with about a dozen
+element-wise operations, each a pass over the table; here the gradient is summed into the table's shape and the
+step's arithmetic is one XLA-compiled pass, for step t and table-shaped G:
+
+    m <- m + (1 - beta_1) (G - m),    v <- v + (1 - beta_2) (G2 - v),
+    w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon).
+
+G sums the gradient rows of each table row. G2 sums their squares, as Keras' Adam does when it squares an
+`IndexedSlices` before summing its repeated rows (a row looked up k times in a batch gets the sum of k squares,
+not the square of the sum): the same numbers as Keras' Adam, to float rounding, so a model trains as it would
+with it. For a sub-word table of ~45,000 rows x 200, Keras' passes were about as long as the rest of the step
+(docs/recipes.md). Dense gradients take Keras' own step.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from pipeline.training import _keras_private
+
+
+@keras.saving.register_keras_serializable(package="rnnpipe")
+class FusedAdam(keras.optimizers.Adam):
+    """`keras.optimizers.Adam` (Kingma & Ba 2015) whose steps on sparse gradients are one compiled pass (module
+    docstring). TensorFlow backend only, as the pipeline is.
+
+    Args:
+        learning_rate, **kwargs: as for `keras.optimizers.Adam` (amsgrad is not supported).
+
+    Example:
+        model.compile(optimizer=FusedAdam(5e-4, clipnorm=1.0), loss=...)
+    """
+
+    def __init__(self, learning_rate=0.001, name="fused_adam", **kwargs):
+        if kwargs.get("amsgrad"):
+            raise ValueError("FusedAdam does not support amsgrad=True")
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        lr = tf.cast(learning_rate, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+        values = tf.cast(gradient.values, dtype)
+        rows = tf.shape(variable, out_type=gradient.indices.dtype)[0]
+        g = tf.math.unsorted_segment_sum(values, gradient.indices, rows)
+        g2 = tf.math.unsorted_segment_sum(tf.square(values), gradient.indices, rows)
+        self._compiled_step(variable)(g, g2, alpha, beta_1, beta_2, tf.cast(self.epsilon, dtype))
+
+    def _compiled_step(self, variable):
+        """The table's step as one XLA-compiled function over its variables, made once per table: it holds them
+        (a function given variables as arguments would keep the first table's after it was deleted)."""
+        # Kept outside Keras' attribute tracking, which would try to track the functions' variables as the
+        # optimizer's own.
+        steps = self.__dict__.setdefault("_compiled_steps", {})
+        if id(variable) not in steps:
+            m, v = _keras_private.adam_moment_variables(self, variable)
+
+            @tf.function(jit_compile=True)
+            def step(g, g2, alpha, beta_1, beta_2, epsilon):
+                m.assign(m + (g - m) * (1 - beta_1))
+                v.assign(v + (g2 - v) * (1 - beta_2))
+                variable.assign_sub(m * alpha / (tf.sqrt(v) + epsilon))
+
+            steps[id(variable)] = step
+        return steps[id(variable)]

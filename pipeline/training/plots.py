@@ -1,0 +1,93 @@
+"""Training curves and confusion matrices as PNG files (matplotlib, headless), of a bounded size whatever the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from pipeline.run import artifacts  # noqa: E402
+
+# A confusion-matrix figure shows at most this many classes (900 cells, about 2,000 x 2,000 pixels).
+PLOT_CLASSES = 30
+LABEL_CHARS = 24
+
+
+def training_curves(rows: list[dict], path: Path) -> None:
+    """rows: history.csv rows (epoch, loss, val_loss, accuracy, val_accuracy)."""
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            key = prefix + metric
+            if key in rows[0]:
+                ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def confusion_matrix(truth, predicted, labels, path: Path) -> None:
+    """The confusion matrix (rows = true class, columns = predicted, each cell's count written in it) of at most
+    PLOT_CLASSES classes: all of them, or with more classes the PLOT_CLASSES most confused ones (most mistakes made
+    or received, then most examples), counting only the examples between those. The figure's size is bounded
+    whatever the number of classes; class names are cut to LABEL_CHARS characters."""
+    truth, predicted = np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
+    n = len(labels)
+    shown = most_confused(truth, predicted, n, PLOT_CLASSES)
+    title = ""
+    if n > PLOT_CLASSES:
+        title = f"the {PLOT_CLASSES} most confused of {n:,} classes (examples between them only)"
+    position = np.full(n, -1)
+    position[shown] = np.arange(shown.size)
+    rows, columns = position[truth], position[predicted]
+    kept = (rows >= 0) & (columns >= 0)
+    matrix = np.zeros((shown.size, shown.size), dtype=np.int64)
+    np.add.at(matrix, (rows[kept], columns[kept]), 1)
+    names = [_cut(labels[k]) for k in shown]
+
+    k = shown.size
+    fig, ax = plt.subplots(figsize=(2 + 0.6 * k, 1.5 + 0.6 * k))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    top = matrix.max(initial=0)
+    for i in range(k):
+        for j in range(k):
+            color = "white" if matrix[i, j] > top / 2 else "black"
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=color)
+    _save(fig, path)
+
+
+def most_confused(truth: np.ndarray, predicted: np.ndarray, n: int, k: int) -> np.ndarray:
+    """The ids of the `k` classes (all, if n <= k) with the most mistakes made or received, then the most
+    examples, then the lowest ids; in id order."""
+    if n <= k:
+        return np.arange(n)
+    wrong = truth != predicted
+    mistakes = np.bincount(truth[wrong], minlength=n) + np.bincount(predicted[wrong], minlength=n)
+    support = np.bincount(truth, minlength=n)
+    return np.sort(np.lexsort((np.arange(n), -support, -mistakes))[:k])
+
+
+def _cut(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "\u2026"
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with artifacts.staged_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

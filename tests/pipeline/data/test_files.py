@@ -1,0 +1,268 @@
+"""Every data source: local formats, encodings, held-out splits, TFDS (mocked and offline), and their errors."""
+
+import csv
+
+import pytest
+
+from pipeline import tasks
+from pipeline.config import config_from_dict
+from pipeline.data.files import check_labels
+from pipeline.errors import ConfigError, DataError
+
+
+def sentiment(tmp_path, **data):
+    """No test split held out unless asked for: these tests look at train and validation."""
+    return config_from_dict({"task": "sentiment", "seed": 3, "data": {"validation_fraction": 0.25, "test_fraction": 0.0,
+                                                                      **data}})  # fmt: skip
+
+
+def load_splits(config):
+    return tasks.get(config.task).load_splits(config)
+
+
+def examples(ds):
+    return [(x["text"].numpy().decode(), x["label"].numpy().decode()) for x in ds]
+
+
+def text_of(ds):
+    return "".join(chunk.numpy().decode() for chunk in ds)
+
+
+def write_csv(path, rows, header=("text", "label"), delimiter=","):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+ROWS = [(f'review number {i}, "quoted"', "good" if i % 3 else "bad") for i in range(20)]
+
+
+def test_csv_held_out_validation_is_seeded_and_disjoint(tmp_path):
+    path = write_csv(tmp_path / "train.csv", ROWS)
+    splits = load_splits(sentiment(tmp_path, train=str(path)))
+    train, validation = examples(splits.train), examples(splits.validation)
+    assert splits.labels == ("bad", "good")
+    assert len(validation) == 5 and len(train) == 15
+    assert sorted(train + validation) == sorted(ROWS)
+    again = load_splits(sentiment(tmp_path, train=str(path)))
+    assert examples(again.validation) == validation, "same seed, same split"
+    assert examples(splits.validation) == validation, "re-iterating gives the same examples"
+
+
+def test_tsv_is_unquoted_like_glue(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text('sentence\tlabel\nit\'s "great"\t1\nbad " movie\t0\nok\t1\nmeh\t0\n', encoding="utf-8")
+    splits = load_splits(sentiment(tmp_path, train=str(path), text_column="sentence", validation_fraction=0.5))
+    texts = {t for t, _ in examples(splits.train) + examples(splits.validation)}
+    assert texts == {'it\'s "great"', 'bad " movie', "ok", "meh"}
+
+
+def test_class_dirs_like_aclimdb_skip_unsup(tmp_path):
+    for label in ("neg", "pos", "unsup"):
+        (tmp_path / label).mkdir()
+        for i in range(4):
+            (tmp_path / label / f"{i}_1.txt").write_text(f"{label} review {i}<br />", encoding="utf-8")
+    (tmp_path / "urls_pos.txt").write_text("http://x", encoding="utf-8")
+    splits = load_splits(sentiment(tmp_path, train=str(tmp_path)))
+    assert splits.labels == ("neg", "pos")
+    assert len(examples(splits.train)) + len(examples(splits.validation)) == 8
+
+
+def test_class_files_windows_1252_crlf_and_empty_lines(tmp_path):
+    (tmp_path / "reviews.pos").write_bytes("caf\xe9 is great\r\n\r\nsuperb\r\nfine\r\nnice".encode("windows-1252"))
+    (tmp_path / "reviews.neg").write_bytes(b"awful\r\nbad\r\ndull\r\nweak\r\n")
+    splits = load_splits(sentiment(tmp_path, train=str(tmp_path / "reviews.*"), encoding="windows-1252"))
+    everything = examples(splits.train) + examples(splits.validation)
+    assert ("café is great", "pos") in everything
+    assert len(everything) == 8 and not any(t.endswith("\r") or not t for t, _ in everything)
+
+
+def test_strict_encoding_names_file_line_and_offset(tmp_path):
+    (tmp_path / "r.pos").write_bytes(b"fine\nna\xefve\n")
+    (tmp_path / "r.neg").write_bytes(b"bad\nworse\n")
+    with pytest.raises(DataError, match=r"r\.pos: line 2, byte offset 7: byte 0xef"):
+        load_splits(sentiment(tmp_path, train=str(tmp_path / "r.*")))
+    replaced = load_splits(sentiment(tmp_path, train=str(tmp_path / "r.*"), encoding_errors="replace"))
+    assert ("na\ufffdve", "pos") in examples(replaced.train) + examples(replaced.validation)
+
+
+def test_utf8_bom_is_dropped(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes("\ufefftext,label\r\na,x\r\nb,y\r\nc,x\r\nd,y\r\n".encode("utf-8"))
+    splits = load_splits(sentiment(tmp_path, train=str(path)))
+    assert splits.labels == ("x", "y")
+
+
+@pytest.mark.parametrize(
+    "setup, error, message",
+    [
+        (lambda p: p / "missing.csv", DataError, "does not exist"),
+        (lambda p: (p / "empty.csv", (p / "empty.csv").write_text(""))[0], DataError, "is empty"),
+        (lambda p: write_csv(p / "cols.csv", [("a", "b")], header=("review", "stars")), DataError,
+         r"no column 'text' or 'label'; its columns are \['review', 'stars'\]"),
+        (lambda p: write_csv(p / "one.csv", [("a", "x"), ("b", "x"), ("c", "x")]), DataError, "1 class"),
+        (lambda p: p / "nomatch.*", DataError, "no file matches"),
+        (lambda p: p / "data.json", ConfigError, "cannot tell the format"),
+    ],
+    ids=["missing", "empty", "columns", "one_class", "glob", "format"],
+)  # fmt: skip
+def test_bad_files_raise_one_line_errors(tmp_path, setup, error, message):
+    path = setup(tmp_path)
+    with pytest.raises(error, match=message) as info:
+        load_splits(sentiment(tmp_path, train=str(path)))
+    assert "\n" not in str(info.value)
+
+
+def test_next_char_holds_out_contiguous_stretches_at_the_end(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.data.files.CHUNK_CHARS", 7)  # many chunk boundaries
+    text = "".join(chr(ord("a") + i % 26) for i in range(1000))
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(text.replace("z", "z\r\n").encode("utf-8"))
+    config = config_from_dict({"task": "next_char", "data": {"train": str(path), "validation_fraction": 0.1,
+                                                             "test_fraction": 0.2}})  # fmt: skip
+    splits = load_splits(config)
+    normalized = text.replace("z", "z\n")
+    train, validation, test = (text_of(s) for s in (splits.train, splits.validation, splits.test))
+    assert train + validation + test == normalized
+    assert len(test) == round(len(normalized) * 0.2) and len(validation) == round(len(normalized) * 0.1)
+
+
+def test_tfds_imdb_reviews_with_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    config = config_from_dict({"task": "sentiment", "data": {"source": "tfds", "name": "imdb_reviews",
+                                                             "data_dir": str(tmp_path)}})  # fmt: skip
+    with tfds.testing.mock_data(num_examples=20):
+        splits = load_splits(config)
+        train, validation, test = (examples(s) for s in (splits.train, splits.validation, splits.test))
+    assert splits.labels == ("neg", "pos")
+    assert len(train) > 0 and len(validation) > 0 and len(test) == 20
+    assert {label for _, label in train + test} <= {"neg", "pos"}
+
+
+def test_tfds_unknown_name_suggests_close_names(tmp_path):
+    config = config_from_dict({"task": "sentiment", "data": {"source": "tfds", "name": "imdb_review",
+                                                             "data_dir": str(tmp_path)}})  # fmt: skip
+    with pytest.raises(DataError, match="no TFDS dataset named 'imdb_review'; did you mean imdb_reviews"):
+        load_splits(config)
+
+
+def test_tfds_offline_without_manual_dir_says_what_to_do(tmp_path, monkeypatch):
+    from tensorflow_datasets.core.download import downloader
+
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 0)  # fail fast: this machine has no route to the dataset host
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # and never reach it, even where a route exists
+    config = config_from_dict({"task": "next_char", "data": {"source": "tfds", "name": "tiny_shakespeare",
+                                                             "data_dir": str(tmp_path),
+                                                             "validation_split": "validation"}})  # fmt: skip
+    with pytest.raises(DataError, match="set data.manual_dir"):
+        load_splits(config)
+
+
+@pytest.mark.slow
+def test_tiny_shakespeare_offline_from_manual_dir(tmp_path, shared_data):
+    config = config_from_dict({"task": "next_char", "data": {
+        "source": "tfds", "name": "tiny_shakespeare", "data_dir": str(tmp_path),
+        "manual_dir": str(shared_data / "tiny_shakespeare"), "validation_split": "validation"}})  # fmt: skip
+    splits = load_splits(config)
+    assert len(text_of(splits.train)) == 1_003_854
+    assert len(text_of(splits.validation)) == len(text_of(splits.test)) == 55_770
+
+
+@pytest.mark.slow
+def test_mr_files_windows_1252(shared_data):
+    config = config_from_dict(
+        {
+            "task": "sentiment",
+            "data": {
+                "train": str(shared_data / "mr" / "rt-polarity.*"),
+                "encoding": "windows-1252",
+                "test_fraction": 0.1,
+            },
+        }
+    )
+    splits = load_splits(config)
+    sizes = [int(s.cardinality()) for s in (splits.train, splits.validation, splits.test)]
+    assert sum(sizes) == 10_662 and sizes[2] == 1066
+    assert splits.labels == ("neg", "pos")
+
+
+def test_an_empty_label_is_an_error_naming_file_and_line_never_a_class(tmp_path):
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text('text,label\na,x\nb,y\n"two\nlines",x\nc, \nd,y\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.csv line 6 has no label \(column 'label' is empty\)"):
+        load_splits(sentiment(tmp_path, train=str(csv_path)))
+    tsv_path = tmp_path / "train.tsv"
+    tsv_path.write_text("text\tlabel\na\tx\n\nb\t\nc\ty\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.tsv line 4 has no label"):
+        load_splits(sentiment(tmp_path, train=str(tsv_path)))
+    with pytest.raises(DataError, match="holds an empty label"):
+        check_labels(["x", "", "y"], "a source")
+
+
+@pytest.mark.parametrize(
+    "labels, discrete",
+    [
+        ([f"{i * 0.37:.2f}" for i in range(60)], False),  # scores: a regression target
+        ([f"{i % 3}.0" for i in range(60)], True),  # floats written for three classes
+        ([str(i % 5 * 0.5) for i in range(60)], True),  # half stars: few distinct values
+        ([str(i) for i in range(60)], True),  # integer class ids, many of them
+        ([f"v{i * 0.37:.2f}" for i in range(60)], True),  # names that merely contain numbers
+    ],
+    ids=["scores", "float_classes", "half_stars", "integer_ids", "names"],
+)
+def test_a_continuous_label_column_is_refused_naming_the_key(tmp_path, labels, discrete):
+    path = write_csv(tmp_path / "train.csv", [(f"text {i}", label) for i, label in enumerate(labels)])
+    config = sentiment(tmp_path, train=str(path), validation_fraction=0.0, validation=str(path))
+    if discrete:
+        assert len(load_splits(config).labels) == len(set(labels))
+        return
+    with pytest.raises(DataError) as info:
+        load_splits(config)
+    message = str(info.value)
+    assert message.startswith(f"data.label_column: column 'label' of {path} holds 60 distinct numbers")
+    assert "continuous" in message and "data.validation" not in message and len(message) < 300
+
+
+def test_class_count_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.data.files.MAX_CLASSES", 50)
+    path = write_csv(tmp_path / "train.csv", [(f"text {i}", f"c{i}") for i in range(51)])
+    with pytest.raises(DataError, match="holds 51 classes; sentiment models take at most 50"):
+        load_splits(sentiment(tmp_path, train=str(path)))
+
+
+def test_labels_missing_from_training_are_blamed_on_the_key_that_made_the_split(tmp_path):
+    rows = [(f"text {i}", "ab"[i % 2]) for i in range(30)] + [("rare text", "rare")]
+    train = write_csv(tmp_path / "train.csv", rows)
+    # Held out by validation_fraction: each class with a single example ends up on one side only.
+    held_out = [seed for seed in range(20) if _rare_is_held_out(tmp_path, train, seed)]
+    assert held_out, "no seed holds the rare example out"
+    config = config_from_dict({"task": "sentiment", "seed": held_out[0],
+                               "data": {"train": str(train), "validation_fraction": 0.25}})  # fmt: skip
+    with pytest.raises(
+        DataError,
+        match=r"^data.validation_fraction: the validation examples held out of data.train "
+        r"include 1 label\(s\) left without a training example \('rare'\)",
+    ):
+        load_splits(config)
+    other = write_csv(tmp_path / "val.csv", [("x", "a"), ("y", "unseen"), ("z", "b")])
+    config = sentiment(
+        tmp_path, train=str(write_csv(tmp_path / "t.csv", rows + [("more", "rare")])), validation=str(other)
+    )
+    with pytest.raises(
+        DataError,
+        match=rf"^data.validation: 1 label\(s\) of {other} do not occur in the training "
+        r"data \('unseen'\)",
+    ):
+        load_splits(config)
+
+
+def _rare_is_held_out(tmp_path, train, seed):
+    config = config_from_dict({"task": "sentiment", "seed": seed,
+                               "data": {"train": str(train), "validation_fraction": 0.25}})  # fmt: skip
+    try:
+        load_splits(config)
+    except DataError as error:
+        return "left without a training example" in str(error)
+    return False

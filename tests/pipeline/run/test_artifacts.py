@@ -1,0 +1,49 @@
+import os
+
+import pytest
+
+from pipeline.run import artifacts
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    target = tmp_path / "sub" / "m.json"
+    artifacts.write_json(target, {"a": 1})
+    artifacts.write_json(target, {"a": 2})
+    assert artifacts.read_json(target) == {"a": 2}
+    assert os.listdir(target.parent) == ["m.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "m.json"
+    artifacts.write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        artifacts.write_json(target, {"a": object()})
+    assert artifacts.read_json(target) == {"a": 1}
+
+
+def test_staged_path_renames_on_success_only(tmp_path):
+    with artifacts.staged_path(tmp_path / "out") as tmp:
+        tmp.mkdir()
+        (tmp / "f").write_text("x")
+    assert (tmp_path / "out" / "f").read_text() == "x"
+    with pytest.raises(RuntimeError):
+        with artifacts.staged_path(tmp_path / "other") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    with pytest.raises(FileExistsError):  # a directory is never replaced
+        with artifacts.staged_path(tmp_path / "out") as tmp:
+            tmp.mkdir()
+
+
+def test_files_are_created_with_the_users_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        artifacts.write_json(tmp_path / "m.json", {"a": 1})
+        with artifacts.staged_path(tmp_path / "d") as tmp:
+            tmp.mkdir()
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

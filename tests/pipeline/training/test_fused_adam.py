@@ -1,0 +1,62 @@
+"""FusedAdam: Keras' Adam, its sparse-gradient steps in TensorFlow's fused kernel."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.training.fused_adam import FusedAdam
+
+
+def test_sparse_and_dense_steps_equal_keras_adam():
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(6, 3)).astype("float32")
+    ours, theirs = keras.Variable(start), keras.Variable(start)
+    fused, adam = FusedAdam(0.01, clipnorm=1.0), keras.optimizers.Adam(0.01, clipnorm=1.0)
+    for step in range(6):
+        if step % 2:
+            grad = tf.constant(rng.normal(size=(6, 3)).astype("float32"))
+        else:  # an embedding lookup's gradient: some rows, one of them twice, the rest untouched
+            grad = tf.IndexedSlices(tf.constant(rng.normal(size=(3, 3)).astype("float32")), tf.constant([4, 1, 4]),
+                                    tf.constant([6, 3]))  # fmt: skip
+        fused.apply([grad], [ours])
+        adam.apply([grad], [theirs])
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(ours.numpy(), start)
+
+
+def test_an_embedding_trains_as_with_keras_adam():
+    def trained(optimizer):
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,), dtype="int32"), keras.layers.Embedding(20, 3),
+                                  keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])  # fmt: skip
+        model.compile(optimizer=optimizer, loss="mse")
+        x = np.random.default_rng(0).integers(0, 20, size=(32, 4))
+        model.fit(x, np.ones((32, 1)), batch_size=8, epochs=2, verbose=0, shuffle=False)
+        return model.get_weights()
+
+    for ours, theirs in zip(trained(FusedAdam(0.01)), trained(keras.optimizers.Adam(0.01))):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_config_round_trip_and_bad_arguments():
+    again = FusedAdam.from_config(FusedAdam(0.002, beta_1=0.8, clipnorm=1.0).get_config())
+    assert (again.beta_1, float(again.learning_rate), again.clipnorm) == (0.8, pytest.approx(0.002), 1.0)
+    with pytest.raises(ValueError, match="amsgrad"):
+        FusedAdam(amsgrad=True)
+
+
+def test_one_optimizer_after_another_and_two_tables_of_one_shape():
+    # An ensemble trains its members one after the other, each with its own optimizer and tables of one shape.
+    for seed in range(2):
+        tables = [keras.Variable(np.full((5, 2), float(seed + k), "float32")) for k in range(2)]
+        twins = [keras.Variable(t.numpy()) for t in tables]
+        fused, adam = FusedAdam(0.1), keras.optimizers.Adam(0.1)
+        for _ in range(2):
+            grads = [
+                tf.IndexedSlices(tf.ones((1, 2)) * (k + 1), tf.constant([k]), tf.constant([5, 2])) for k in range(2)
+            ]
+            fused.apply(grads, tables)
+            adam.apply(grads, twins)
+        for ours, theirs in zip(tables, twins):
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,99 @@
+"""The pipeline's model: padding never changes a prediction, pooling, stateful copies, serialization."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.config import ModelConfig
+from pipeline.training.model import (
+    EnsembleAverage,
+    MaskedGlobalPooling1D,
+    SubwordEmbedding,
+    build_classifier,
+    build_language_model,
+)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_does_not_change_sentiment_logits(pooling, bidirectional):
+    config = ModelConfig(units=4, embedding_dim=3, bidirectional=bidirectional, pooling=pooling, layers=2)
+    model = build_classifier(config, vocab_size=10, num_classes=3, seed=1)
+    padded = np.asarray(model(np.array([[3, 4, 5, 0, 0, 0], [0, 0, 0, 0, 0, 0]])))
+    np.testing.assert_allclose(padded[0], np.asarray(model(np.array([[3, 4, 5]])))[0], atol=1e-6)
+    assert np.isfinite(padded).all(), "an empty text still gets finite logits"
+
+
+def test_masked_pooling_by_hand():
+    x = np.array([[[1.0, -5.0], [3.0, -1.0], [9.0, 9.0]]], dtype="float32")
+    mask = np.array([[True, True, False]])
+    np.testing.assert_allclose(MaskedGlobalPooling1D("max")(x, mask=mask), [[3.0, -1.0]])
+    np.testing.assert_allclose(MaskedGlobalPooling1D("mean")(x, mask=mask), [[2.0, -3.0]])
+    with pytest.raises(ValueError, match="mode='median'"):
+        MaskedGlobalPooling1D("median")
+
+
+def test_stateful_copy_carries_state_across_calls():
+    config = ModelConfig(units=6, embedding_dim=4)
+    model = build_language_model(config, vocab_size=12, seed=0)
+    stateful = build_language_model(config, vocab_size=12, seed=0, stateful_batch=2)
+    stateful.set_weights(model.get_weights())
+    tokens = np.random.default_rng(0).integers(0, 12, size=(2, 10))
+    whole = np.asarray(model(tokens))
+    halves = np.concatenate([np.asarray(stateful(tokens[:, :5])), np.asarray(stateful(tokens[:, 5:]))], axis=1)
+    np.testing.assert_allclose(halves, whole, atol=1e-5)
+
+
+def test_pooled_model_round_trips_through_keras_file(tmp_path):
+    model = build_classifier(ModelConfig(units=4, embedding_dim=3, pooling="max"), 10, 2)
+    model.save(tmp_path / "m.keras")
+    tokens = np.array([[1, 2, 3, 0]])
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(tokens), model(tokens))
+
+
+def test_ensemble_average_is_the_log_of_the_mean_probability():
+    rng = np.random.default_rng(0)
+    logits = [rng.normal(scale=s, size=(5, 3)).astype("float32") for s in (1.0, 10.0, 100.0)]
+    out = np.asarray(EnsembleAverage()([keras.ops.convert_to_tensor(x) for x in logits]))
+    mean_probability = np.mean([np.asarray(keras.ops.softmax(x)) for x in logits], axis=0)
+    np.testing.assert_allclose(np.exp(out), mean_probability, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(out)), mean_probability, rtol=1e-5, atol=1e-7)
+
+
+def test_ensemble_model_holds_independent_members(tmp_path):
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True, ensemble=3)
+    model = build_classifier(config, 10, 2, seed=1)
+    members = [model.get_layer(f"member_{k}") for k in range(3)]
+    single = build_classifier(ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True), 10, 2)
+    assert len(model.get_weights()) == 3 * len(single.get_weights())
+    assert not np.allclose(members[0].get_layer("embedding").get_weights()[0],
+                           members[1].get_layer("embedding").get_weights()[0])  # fmt: skip
+    tokens = np.array([[1, 2, 3, 0], [4, 5, 0, 0]])
+    mean_probability = np.mean([np.asarray(keras.ops.softmax(m(tokens))) for m in members], axis=0)
+    np.testing.assert_allclose(np.asarray(keras.ops.softmax(model(tokens))), mean_probability, rtol=1e-5)
+    model.save(tmp_path / "e.keras")
+    np.testing.assert_allclose(keras.saving.load_model(tmp_path / "e.keras")(tokens), model(tokens), rtol=1e-6)
+
+
+def test_subword_embedding_is_the_mean_of_a_words_ids_and_masks_padding():
+    layer = SubwordEmbedding(6, 2)
+    ids = np.array([[[2, 4, 5], [1, 3, 0], [0, 0, 0]]])
+    out = np.asarray(layer(ids))
+    table = np.asarray(layer.embeddings)
+    np.testing.assert_allclose(out[0, 0], table[[2, 4, 5]].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1], table[[1, 3]].mean(0), rtol=1e-6)  # empty slots do not count
+    np.testing.assert_array_equal(np.asarray(layer.compute_mask(ids)), [[True, True, False]])
+
+
+def test_subword_classifier_ignores_padding_and_round_trips_through_keras_file(tmp_path):
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", bidirectional=True)
+    model = build_classifier(config, vocab_size=12, num_classes=2, seed=1, word_width=3)
+    words = np.array([[[2, 7, 8], [1, 9, 0], [3, 0, 0]]])
+    padded = np.concatenate([words, np.zeros((1, 2, 3), np.int64)], axis=1)
+    np.testing.assert_allclose(np.asarray(model(padded)), np.asarray(model(words)), atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(padded), model(padded))
+    ensemble = build_classifier(dataclasses.replace(config, ensemble=2), 12, 2, seed=1, word_width=3)
+    assert ensemble(padded).shape == (1, 2)

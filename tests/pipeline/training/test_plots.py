@@ -1,0 +1,52 @@
+"""Figures of a bounded size whatever the run: a confusion matrix of many classes is summarised, not drawn cell by
+cell."""
+
+import struct
+import time
+
+import numpy as np
+
+from pipeline.training import plots
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        header = f.read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_few_classes_are_drawn_whole(tmp_path):
+    labels = ["neg", "neutral", "pos"]
+    plots.confusion_matrix(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 1]), labels, tmp_path / "c.png")
+    width, height = png_size(tmp_path / "c.png")
+    assert 300 < width < 800 and 300 < height < 800
+
+
+def test_a_thousand_classes_give_a_summary_of_bounded_size(tmp_path):
+    labels = [f"class number {k} with a rather long name" for k in range(1000)]
+    truth = np.repeat(np.arange(1000), 2)
+    predicted = (truth + (np.arange(2000) % 7 == 0)) % 1000  # some mistakes, spread over many classes
+    started = time.monotonic()
+    plots.confusion_matrix(truth, predicted, labels, tmp_path / "c.png")
+    assert time.monotonic() - started < 30
+    width, height = png_size(tmp_path / "c.png")
+    assert width <= 2100 and height <= 2100  # 30 classes, whatever the total
+
+
+def test_the_summary_shows_the_most_confused_classes():
+    truth = np.array([0, 0, 1, 2, 3, 3, 3, 4, 5, 5])
+    predicted = np.array([0, 0, 1, 2, 4, 4, 3, 4, 5, 0])
+    # mistakes: 3 -> 4 twice (3: 2 made, 4: 2 received), 5 -> 0 once (5: 1 made, 0: 1 received)
+    assert plots.most_confused(truth, predicted, 6, 3).tolist() == [0, 3, 4]
+    assert plots.most_confused(truth, predicted, 6, 4).tolist() == [0, 3, 4, 5]
+    assert plots.most_confused(truth, predicted, 6, 10).tolist() == list(range(6))
+    # Without mistakes, the classes with the most examples.
+    assert plots.most_confused(truth, truth, 6, 1).tolist() == [3]
+
+
+def test_training_curves(tmp_path):
+    rows = [{"epoch": str(e), "loss": str(1 / (e + 1)), "val_loss": str(1.2 / (e + 1)), "accuracy": "0.5",
+             "val_accuracy": "0.4"} for e in range(3)]  # fmt: skip
+    plots.training_curves(rows, tmp_path / "t.png")
+    assert png_size(tmp_path / "t.png") == (1000, 400)
