@@ -313,10 +313,11 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
 
     _import_tensorflow_quietly()
     from pipeline.clients import generate as stage
+    from pipeline.sampling import Sampling
 
     if (prompt is None) == (input_file is None):
         raise click.UsageError("give --prompt TEXT or --input FILE (one of the two)")
-    sampling = stage.Sampling(length, temperature, top_k, top_p, seed)
+    sampling = Sampling(length, temperature, top_k, top_p, seed)
     sampling.check()
     source = "--prompt" if input_file is None else input_file.name
     prompts = [prompt] if input_file is None else stage.read_prompts(input_file, source)

@@ -33,6 +33,7 @@ def test_help_and_version():
     assert invoke("--version").output.startswith("rnnpipe")
 
 
+@pytest.mark.slow
 def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     run_dir = tmp_path / "run"
     assert "tokenize: built" in invoke("tokenize", sentiment_config, "--run-dir", run_dir).output
@@ -64,6 +65,7 @@ def test_stages_one_by_one_then_skip_and_overwrite(sentiment_config, tmp_path):
     assert set(lines[0]["probabilities"]) == {"neg", "pos"}
 
 
+@pytest.mark.slow
 def test_next_char_run_and_generate(tmp_path):
     data = {"train": str(plain_text(tmp_path / "corpus.txt")), "test_fraction": 0.1}
     config = write_config(tmp_path / "chars.toml", "next_char", data, train={"epochs": 1})

@@ -144,6 +144,7 @@ def next_char_exports(tmp_path_factory, char_vocab):
     return exports
 
 
+@pytest.mark.slow
 def test_every_sentiment_model_matches_keras_through_the_litert_interpreter(sentiment_exports, word_vocab):
     texts = sentiment_texts()
     names = list(sentiment_exports)
@@ -156,6 +157,7 @@ def test_every_sentiment_model_matches_keras_through_the_litert_interpreter(sent
         np.testing.assert_allclose(np.array(got), expected, atol=TOLERANCE, rtol=0, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_subword_model_matches_keras_through_the_litert_interpreter(tmp_path):
     words = POSITIVE + NEGATIVE + FILLER
     vocab = build_word_vocabulary([tf.constant(words)], 100, "lower_and_strip_punctuation", 12, 1, (3, 4, 5), 500, 6)
@@ -172,6 +174,7 @@ def test_a_subword_model_matches_keras_through_the_litert_interpreter(tmp_path):
     np.testing.assert_allclose(np.array(got), expected, atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 def test_every_next_char_model_matches_keras_through_the_litert_interpreter(next_char_exports, char_vocab):
     names = list(next_char_exports)
     requests = []
@@ -221,6 +224,7 @@ def test_exports_use_builtin_ops_and_describe_their_signatures(sentiment_exports
     assert set(description["signatures"]["read_prompt"]["inputs"]) == {"char_ids", "lengths", "state"}
 
 
+@pytest.mark.slow
 def test_dynamic_range_quantization_shrinks_the_model_and_stays_close(tmp_path, word_vocab):
     model = build_classifier(ModelConfig(embedding_dim=32, units=32, bidirectional=True), word_vocab.size, 2)
     plain = litert.export_litert(model, "sentiment", word_vocab, ("neg", "pos"), tmp_path / "float")

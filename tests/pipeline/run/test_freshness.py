@@ -4,10 +4,14 @@ after it (with --overwrite) or stops naming the difference, and a copied run dir
 import json
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
 from tests.pipeline.helpers import classes_csv, sentiment_csv, write_config
+
+# Every test here runs the stages end to end on tiny data.
+pytestmark = pytest.mark.slow
 
 
 def rnnpipe(*args):

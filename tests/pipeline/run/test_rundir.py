@@ -123,6 +123,7 @@ def test_two_concurrent_trains_on_one_folder(tmp_path):
     assert json.loads((run_dir / "train_state.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_every_file_of_a_run_directory_is_created_with_the_umask(tmp_path):
     """A serving account or a colleague reads what the user's umask lets them read: no file is 0600, whichever
     stage (or library: Keras, TensorBoard, the SavedModel writer, matplotlib) wrote it."""

@@ -25,6 +25,7 @@ def tiny_run(tmp_path, name, **sections):
     return config, run_dir, result
 
 
+@pytest.mark.slow
 def test_same_seed_same_vocabulary_and_metrics(tmp_path):
     """Tolerance: 1e-6 on every metric (CPU kernels are deterministic for a fixed thread count)."""
     runs = [tiny_run(tmp_path, f"run{i}", train={"epochs": 2}) for i in range(2)]
@@ -36,6 +37,7 @@ def test_same_seed_same_vocabulary_and_metrics(tmp_path):
     assert runs[0][2].best == pytest.approx(runs[1][2].best, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_progress_is_one_line_per_epoch_when_stdout_is_not_a_terminal(tmp_path, capsys):
     tiny_run(tmp_path, "run", train={"epochs": 2})
     out = capsys.readouterr().out
@@ -44,6 +46,7 @@ def test_progress_is_one_line_per_epoch_when_stdout_is_not_a_terminal(tmp_path, 
     assert len(epochs) == 2 and "Epoch 2/2" in out
 
 
+@pytest.mark.slow
 def test_nan_loss_before_any_checkpoint_is_one_clear_error_and_keeps_the_old_checkpoint(tmp_path):
     config, run_dir, first = tiny_run(tmp_path, "run", train={"epochs": 1})
     good = (run_dir / "checkpoints" / "best.keras").read_bytes()
@@ -73,12 +76,14 @@ def test_early_stopping_waits_for_min_steps(min_steps, stopped_after):
     assert epoch + 1 == stopped_after
 
 
+@pytest.mark.slow
 def test_time_budget_stops_mid_epoch(tmp_path):
     _, run_dir, result = tiny_run(tmp_path, "run", train={"epochs": 50, "max_seconds": 1.0})
     assert result.status == "time_budget" and result.epochs < 50
     assert (run_dir / "checkpoints" / "best.keras").exists()
 
 
+@pytest.mark.slow
 def test_ensemble_trains_members_then_joins_them_and_resumes_by_member(tmp_path):
     """Each member is an ordinary run in members/<k>/ with its own seed; best.keras is their probability average
     (checked against the members' own checkpoints); a rerun keeps finished members and trains only missing ones."""
@@ -212,6 +217,7 @@ def test_sigint_stops_cleanly_after_saving(tmp_path):
     assert any((run_dir / "checkpoints" / "backup").iterdir())
 
 
+@pytest.mark.slow
 def test_time_budget_counts_across_a_resume_after_ctrl_c(tmp_path, monkeypatch):
     """Ctrl-C after the first epoch, then the same command: the resumed run is given what is left of
     train.max_seconds, not the whole budget again, and reports the time of both attempts."""

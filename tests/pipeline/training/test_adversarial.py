@@ -129,6 +129,7 @@ def test_virtual_adversarial_training_of_a_masked_sequence_model():
     assert np.all(np.isfinite(history["loss"])) and history["loss"][-1] < history["loss"][0]
 
 
+@pytest.mark.slow
 def test_epsilon_zero_trains_like_keras_model():
     x, y = _batch()
     models = [_plain(dropout=0.2), _plain(dropout=0.2)]
@@ -167,6 +168,7 @@ def test_rejects_bad_arguments():
         AdversarialModel(tokens, keras.layers.Embedding(10, 4, name="lookup")(tokens), epsilon=1.0)
 
 
+@pytest.mark.slow
 def test_pipeline_setting_reaches_training(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     path = write_config(tmp_path / "adv.toml", "sentiment", data, train={"epochs": 2})
@@ -187,6 +189,7 @@ def test_pipeline_setting_reaches_training(tmp_path):
             load_config(path, [f"{key}=-0.5"])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_adversarial_training_loads_in_a_fresh_process(tmp_path):
     """best.keras of adversarial training is an AdversarialModel: `rnnpipe evaluate` in a process of its own loads
     it, and so does `keras.saving.load_model` after `import pipeline.training.model` (what the README tells users)."""
