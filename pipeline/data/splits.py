@@ -44,7 +44,7 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
     fmt = files.resolve_format(data)
     train = files.read_examples(data, "train", data.train, fmt)
     # Before any split: a continuous or one-class column is the column's problem, not a held-out split's.
-    files.check_labels((label for _, label in train), files.label_source(data, fmt))
+    files.check_labels((label for _, label in train), files.label_source(data, fmt), data.label_case)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
     train = [train[i] for i in order]
@@ -62,7 +62,7 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
         validation, train = train[:count], train[count:]
     if not train or not validation:
         raise DataError(f"data.train: {len(train)} training and {len(validation)} validation examples; need both")
-    labels = files.check_labels((label for _, label in train), "the training split")
+    labels = files.check_labels((label for _, label in train), "the training split", data.label_case)
     for name, split in (("validation", validation), ("test", test or [])):
         unknown = sorted({label for _, label in split} - set(labels))
         if not unknown:

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from pipeline import recipes
 from pipeline.config import Config, config_from_dict, config_to_dict, flatten, load_config, replace, to_toml
 from pipeline.errors import ConfigError
-from pipeline.tasks import next_char, sentiment
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +32,7 @@ def test_defaults_then_file_then_overrides(tmp_path):
     config = load_config(path, ["model.units=128", "train.learning_rate=0.01", "data.encoding=windows-1252"])
     assert config.model.units == 128  # --set beats the file
     assert config.model.layers == 2  # the file beats the default
-    assert config.model.embedding_dim == sentiment.DEFAULTS["model.embedding_dim"]  # the task's default
+    assert config.model.embedding_dim == recipes.SENTIMENT_DEFAULTS["model.embedding_dim"]  # the task's default
     assert config.model.peephole == Config().model.peephole  # the code default
     assert config.train.learning_rate == 0.01
     assert config.data.encoding == "windows-1252"
@@ -119,11 +119,19 @@ def test_shipped_configs_load(name):
     load_config(REPO / "configs" / name)
 
 
-@pytest.mark.parametrize("task", [sentiment, next_char], ids=["sentiment", "next_char"])
+@pytest.mark.parametrize("task", recipes.TASKS)
 def test_a_config_of_task_and_data_gets_the_task_defaults(tmp_path, task):
-    config = load_config(write(tmp_path, f'task = "{task.TASK.name}"\n[data]\ntrain = "x"'))
+    config = load_config(write(tmp_path, f'task = "{task}"\n[data]\ntrain = "x"'))
     flat = flatten(config_to_dict(config))
-    assert {key: flat[key] for key in task.DEFAULTS} == dict(task.DEFAULTS)
+    defaults = recipes.get(task).defaults
+    assert {key: flat[key] for key in defaults} == dict(defaults)
+
+
+@pytest.mark.parametrize("task", recipes.TASKS)
+def test_every_recipe_has_its_task(task):
+    from pipeline import tasks
+
+    assert tasks.get(task).name == task
 
 
 def test_bad_values_are_config_errors_of_one_short_line(tmp_path):
