@@ -87,7 +87,8 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     Typical use:
       rnnpipe run configs/shakespeare_char_lstm.toml --set data.manual_dir=../shared/data/tiny_shakespeare
       rnnpipe generate runs/shakespeare_char_lstm/export/model --prompt "ROMEO:"
-      rnnpipe predict runs/imdb_lstm/export/model "A wonderful film."
+      rnnpipe init reviews.csv -o reviews.toml && rnnpipe run reviews.toml
+      rnnpipe predict runs/reviews/export/model "A wonderful film."
 
     Stages write into a run directory (default: runs/<config name>) and read what earlier stages left there, so
     each one can be re-run on its own: tokenize -> train -> evaluate -> export.
@@ -317,10 +318,11 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
 
     _import_tensorflow_quietly()
     from pipeline.clients import generate as stage
+    from pipeline.sampling import Sampling
 
     if (prompt is None) == (input_file is None):
         raise click.UsageError("give --prompt TEXT or --input FILE (one of the two)")
-    sampling = stage.Sampling(length, temperature, top_k, top_p, seed)
+    sampling = Sampling(length, temperature, top_k, top_p, seed)
     sampling.check()
     source = "--prompt" if input_file is None else input_file.name
     prompts = [prompt] if input_file is None else stage.read_prompts(input_file, source)

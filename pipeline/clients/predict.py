@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.clients import litert_client
-from pipeline.clients.saved_model import load_signature
+from pipeline.clients.saved_model import COMMANDS, load_signature
 from pipeline.errors import DataError, PipelineError
 
 MAX_TEXT_BYTES = 1 << 20
@@ -74,7 +74,9 @@ def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[tupl
     except litert_client.LiteRTExportError as error:
         raise PipelineError(str(error)) from None
     if model.task != "sentiment":
-        raise PipelineError(f"{model.folder} is a {model.task} model, not a sentiment one")
+        raise PipelineError(
+            f"{model.folder} is a {model.task} model: use `{COMMANDS.get(model.task, 'rnnpipe predict')}`"
+        )
     names = list(model.class_names)
     for batch in batches:
         for text, row in zip(batch, model.probabilities(batch)):

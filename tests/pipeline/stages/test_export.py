@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from pipeline.config import replace
 from pipeline.errors import RunDirError
-from pipeline.export import warmup as serving_protos
+from pipeline.export import warmup
 from pipeline.stages import export
 from tests.isolation import BLOCK_OUR_CODE
 
@@ -102,7 +102,7 @@ def test_warmup_records_parse(sentiment_run):
     path = sentiment_run[3] / "assets.extra" / "tf_serving_warmup_requests"
     records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
     assert len(records) == 1
-    log = serving_protos.parse_prediction_log(records[0])
+    log = warmup.parse_prediction_log(records[0])
     request = log.predict_log.request
     assert request.model_spec.signature_name == "serving_default"
     assert tf.make_ndarray(request.inputs["text"]).tolist()[0] == b"a wonderful film"

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from pipeline import tasks
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.data import detect as init
+from pipeline.data import detect
 from pipeline.errors import PipelineError
-from pipeline.stages import init as init_stage
+from pipeline.stages import init
 from tests.pipeline.helpers import FILLER, NEGATIVE, POSITIVE, plain_text, sentiment_csv
 
 # Tiny-model and epoch settings only (the data keys always come from the written config), so each run takes seconds.
@@ -260,7 +260,7 @@ def test_an_existing_output_is_never_replaced(tmp_path):
     assert "mine.toml exists" in line and "never replaces" in line
     assert existing.read_text(encoding="utf-8") == "# my own config\n"
     with pytest.raises(PipelineError, match="exists"):
-        init_stage.write_new(existing, "task = 'sentiment'\n")
+        init.write_new(existing, "task = 'sentiment'\n")
 
 
 def test_without_output_the_config_goes_to_stdout_and_the_findings_to_stderr(tmp_path):
@@ -307,10 +307,10 @@ def test_task_and_data_that_do_not_fit(tmp_path):
 def test_folder_of_class_files_and_the_shell_expanded_glob_agree(tmp_path):
     folder = mr_like(tmp_path / "my[data]")  # glob characters in the folder name are escaped in the pattern
     (folder / "LICENSE").write_text("free\n", encoding="utf-8")
-    from_folder = init.inspect([str(folder)])
+    from_folder = detect.inspect([str(folder)])
     assert from_folder.splits["train"].spec == str(tmp_path / "my[[]data]" / "reviews.*")
     assert any("ignored LICENSE" in note for note in from_folder.notes)
-    expanded = init.inspect([str(folder / "reviews.neg"), str(folder / "reviews.pos")])
+    expanded = detect.inspect([str(folder / "reviews.neg"), str(folder / "reviews.pos")])
     assert expanded.data_section() == from_folder.data_section()
     config = load_config(None, [f"data.{k}={v}" for k, v in from_folder.data_section().items()])
     assert tasks.get("sentiment").load_splits(config).labels == ("neg", "pos")
@@ -321,7 +321,7 @@ def test_class_files_named_by_their_stem(tmp_path):
     for label in ("pos", "neg", "mixed"):
         (tmp_path / f"{label}.txt").write_text("\n".join(sentence(rng, "pos") for _ in range(20)), encoding="utf-8")
     (tmp_path / "notes.md").write_text("# notes\n", encoding="utf-8")
-    found = init.inspect([str(tmp_path)])
+    found = detect.inspect([str(tmp_path)])
     assert found.splits["train"].spec == str(tmp_path / "*.txt") and found.splits["train"].labels == {
         "mixed": 20, "neg": 20, "pos": 20}  # fmt: skip
     assert "label = file name" in found.format_detail
@@ -332,7 +332,7 @@ def test_utf16_table_is_read_by_the_pipeline(tmp_path):
     rng = random.Random(8)
     rows = [f"{sentence(rng, label)} ☃,{label}" for label in ("pos", "neg") * 20]
     path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-16")
-    found = init.inspect([str(path)])
+    found = detect.inspect([str(path)])
     assert found.encoding == "utf-16" and found.splits["train"].labels == {"pos": 20, "neg": 20}
     config = load_config(None, [f"data.{k}={v}" for k, v in found.data_section().items()])
     splits = tasks.get("sentiment").load_splits(config)
@@ -340,35 +340,35 @@ def test_utf16_table_is_read_by_the_pipeline(tmp_path):
 
 
 def test_huge_files_are_sampled_not_read_whole(tmp_path, monkeypatch):
-    monkeypatch.setattr(init, "WHOLE_FILE_BYTES", 64 << 10)
-    monkeypatch.setattr(init, "HEAD_BYTES", 16 << 10)
-    monkeypatch.setattr(init, "BLOCK_BYTES", 2 << 10)
-    bound = (16 << 10) + init.BLOCKS * (2 << 10)
+    monkeypatch.setattr(detect, "WHOLE_FILE_BYTES", 64 << 10)
+    monkeypatch.setattr(detect, "HEAD_BYTES", 16 << 10)
+    monkeypatch.setattr(detect, "BLOCK_BYTES", 2 << 10)
+    bound = (16 << 10) + detect.BLOCKS * (2 << 10)
     # A CSV sorted by class: the head alone would see one class; the blocks through the file see both.
     rng = random.Random(9)
     rows = [f"{sentence(rng, label)},{label}" for label in ["neg"] * 4000 + ["pos"] * 4000]
     path = tmp_path / "sorted.csv"
     path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    found = init.inspect([str(path)]).splits["train"]
+    found = detect.inspect([str(path)]).splits["train"]
     assert found.estimated and found.read_bytes <= bound < path.stat().st_size / 4
     assert set(found.labels) == {"neg", "pos"} and abs(found.examples - 8000) < 800
     # A Windows-1252 byte near the end of a large text is found in the last block.
     text = plain_text(tmp_path / "big.txt", chars=400_000)
     text.write_bytes(text.read_bytes()[:-100] + b"caf\xe9 " * 20)
-    big = init.inspect([str(text)])
+    big = detect.inspect([str(text)])
     assert big.encoding == "windows-1252" and big.splits["train"].estimated
     assert abs(big.splits["train"].examples - 400_000) < 40_000
     assert "~" in "\n".join(big.summary())
     # Blocks from inside a UTF-8 file start mid-character: that is not mistaken for another encoding.
     accented = tmp_path / "accented.txt"
     accented.write_text("naïve café — ☃ 😀 über\n" * 20_000, encoding="utf-8")
-    assert init.inspect([str(accented)]).encoding == "utf-8"
+    assert detect.inspect([str(accented)]).encoding == "utf-8"
 
 
 def test_huge_class_folders_read_a_few_files_per_class(tmp_path, monkeypatch):
-    monkeypatch.setattr(init, "SAMPLED_FILES", 5)
+    monkeypatch.setattr(detect, "SAMPLED_FILES", 5)
     class_folders(tmp_path / "reviews", splits=("train",), per_class=(40,))
-    found = init.inspect([str(tmp_path / "reviews")])
+    found = detect.inspect([str(tmp_path / "reviews")])
     train = found.splits["train"]
     assert train.labels == {"neg": 40, "pos": 40} and not train.estimated
     assert train.read_bytes < train.size / 4
@@ -376,7 +376,7 @@ def test_huge_class_folders_read_a_few_files_per_class(tmp_path, monkeypatch):
 
 def test_given_validation_and_test_data_replace_the_held_out_shares(tmp_path):
     train, test = table(tmp_path / "train.csv"), table(tmp_path / "test.csv", n=40)
-    found = init.inspect([str(train)], test=str(test), validation=str(test))
+    found = detect.inspect([str(train)], test=str(test), validation=str(test))
     section = found.data_section()
     assert section["test"] == section["validation"] == str(test) and "test_fraction" not in section
     assert found.splits["test"].labels == {"neg": 20, "pos": 20}

@@ -187,6 +187,7 @@ def test_pipeline_setting_reaches_training(tmp_path):
             load_config(path, [f"{key}=-0.5"])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_adversarial_training_loads_in_a_fresh_process(tmp_path):
     """best.keras of adversarial training is an AdversarialModel: `rnnpipe evaluate` in a process of its own loads
     it, and so does `keras.saving.load_model` after `import pipeline.training.model` (what the README tells users)."""

@@ -23,8 +23,9 @@ from pipeline.clients import generate as client
 from pipeline.config import ModelConfig, replace
 from pipeline.data.text import Vocabulary
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.export import warmup as serving_protos
-from pipeline.tasks.next_char.serving import MAX_PROMPT_CHARS, UNSEEDED, NextCharServing
+from pipeline.export import warmup
+from pipeline.sampling import MAX_PROMPT_CHARS, MAX_SEED, UNSEEDED, Sampling
+from pipeline.tasks.next_char.serving import NextCharServing
 from pipeline.training.model import build_language_model
 from tests.isolation import BLOCK_OUR_CODE
 
@@ -333,7 +334,7 @@ def test_prompts_and_states_are_bounded_and_checked(trained):
 
 def test_warmup_records_cover_every_signature_and_replay(trained):
     path = trained.export_dir / "assets.extra" / "tf_serving_warmup_requests"
-    requests = [serving_protos.parse_prediction_log(r.numpy()).predict_log.request
+    requests = [warmup.parse_prediction_log(r.numpy()).predict_log.request
                 for r in tf.data.TFRecordDataset(str(path))]  # fmt: skip
     assert {r.model_spec.signature_name for r in requests} == set(SIGNATURES) - {"generate_seeded"}
     for request in requests:
@@ -365,7 +366,7 @@ def test_a_module_refuses_a_max_length_it_cannot_honour_and_the_config_checks_it
 
 def test_streaming_gives_the_text_of_one_call_and_yields_as_it_goes(trained, monkeypatch):
     generator = client.Generator(trained.export_dir)
-    sampling = client.Sampling(length=300, temperature=0.9, top_k=10, top_p=0.95, seed=5)
+    sampling = Sampling(length=300, temperature=0.9, top_k=10, top_p=0.95, seed=5)
     whole = generator.sample(PROMPTS, sampling)
     calls = []
     call = generator._call
@@ -397,7 +398,7 @@ def test_cli_generates_with_the_controls_reproducibly(trained):
     assert first.exit_code == 0, first.stderr
     assert first.output == invoke(export, *args, "--seed", 3).output
     assert first.output.startswith("to be") and first.output.endswith("\n")
-    sampling = client.Sampling(60, 0.8, 5, 0.9, 3)
+    sampling = Sampling(60, 0.8, 5, 0.9, 3)
     assert first.output == "to be" + client.Generator(export).sample(["to be"], sampling)[0] + "\n"
     three = invoke(export, *args, "--seed", 3, "--num-samples", 3)
     assert three.output.count("--- sample ") == 3
@@ -472,7 +473,7 @@ def test_library_refuses_what_the_export_would(trained):
     assert len(client.generate(trained.export_dir, "to be", length=0)) == 0
     assert client.batch_seed(None, 3) == UNSEEDED and client.batch_seed(9, 0) == 9
     assert len({client.batch_seed(9, b) for b in range(1, 1000)}) == 999
-    assert all(0 <= client.batch_seed(2**63 - 1, b) <= client.MAX_SEED for b in range(1, 100))
+    assert all(0 <= client.batch_seed(2**63 - 1, b) <= MAX_SEED for b in range(1, 100))
 
 
 @pytest.mark.slow
