@@ -87,7 +87,8 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     Typical use:
       rnnpipe run configs/shakespeare_char_lstm.toml --set data.manual_dir=../shared/data/tiny_shakespeare
       rnnpipe generate runs/shakespeare_char_lstm/export/model --prompt "ROMEO:"
-      rnnpipe predict runs/imdb_lstm/export/model "A wonderful film."
+      rnnpipe init reviews.csv -o reviews.toml && rnnpipe run reviews.toml
+      rnnpipe predict runs/reviews/export/model "A wonderful film."
 
     Stages write into a run directory (default: runs/<config name>) and read what earlier stages left there, so
     each one can be re-run on its own: tokenize -> train -> evaluate -> export.
@@ -260,8 +261,12 @@ def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
     type=click.File("rb"),
     help="Read texts from this UTF-8 file, one per line ('-' for stdin).",
 )
-def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
-    """Classify TEXTS with an exported sentiment model; one JSON line per text, printed as each batch is done.
+@click.option("--top", type=click.IntRange(min=1), metavar="K",
+              help="List only the K most probable classes of each text, most probable first.  [default: every class "
+              "up to 20, the 20 most probable beyond]")  # fmt: skip
+def predict(export_dir: Path, texts: tuple[str, ...], input_file, top: int | None) -> None:
+    """Classify TEXTS with an exported sentiment model; one JSON line per text, printed as each batch is done:
+    the text, its label and the classes' probabilities (see --top).
 
     EXPORT_DIR is a version folder (export/model/3) or the model folder above it (the highest version is used,
     as TF Serving would).
@@ -278,7 +283,7 @@ def predict(export_dir: Path, texts: tuple[str, ...], input_file) -> None:
     if input_file is not None:
         name = "stdin" if input_file.name in ("-", "<stdin>") else input_file.name
         lines = itertools.chain(texts, stage.read_texts(input_file, name))
-    for result in stage.predict(export_dir, lines):
+    for result in stage.predict(export_dir, lines, top=top):
         click.echo(json.dumps(result, ensure_ascii=False))
 
 
@@ -371,10 +376,14 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
 @click.option(
     "--encoding", metavar="NAME", help="The files' encoding, instead of detecting UTF-8 / Windows-1252 / UTF-16."
 )
+@click.option("--tsv-quoting", type=click.Choice(["quoted", "none"]), help="TSV: quoted as pandas and the csv "
+              "module write it, or unquoted as GLUE's.  [default: told from the file]")  # fmt: skip
+@click.option("--label-case", type=click.Choice(["error", "fold", "keep"]), default="error", show_default=True,
+              help="Labels that differ only by case: an error, one class (lower case), or kept apart.")  # fmt: skip
 @click.option("--validation", metavar="PATH", help="Validation data in DATA's format.  [default: held out]")
 @click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
-def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, validation,
-         test) -> None:  # fmt: skip
+def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, tsv_quoting,
+         label_case, validation, test) -> None:  # fmt: skip
     """Inspect DATA and write a starter config for it; asks nothing.
 
     \b
@@ -393,7 +402,8 @@ def init(data: tuple[str, ...], task, output: Path | None, text_column, label_co
     if output is not None:
         stage.check_new(output)
     findings = detect.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
-                             encoding=encoding, validation=validation, test=test)  # fmt: skip
+                             encoding=encoding, validation=validation, test=test, tsv_quoting=tsv_quoting,
+                             label_case=label_case)  # fmt: skip
     text = stage.starter_config(findings, output)
     summary = "\n".join(findings.summary())
     if output is None:

@@ -49,7 +49,8 @@ class DataConfig:
 
     `source = "tfds"` reads a TensorFlow Datasets dataset `name` (splits in TFDS split syntax, e.g. "train[:90%]");
     `source = "files"` reads local files in `format`:
-      - "csv" / "tsv": a header row, `text_column` and (sentiment) `label_column`; TSV is unquoted, as in GLUE.
+      - "csv" / "tsv": a header row, `text_column` and (sentiment) `label_column`; TSV quoted as pandas writes it or
+        unquoted as GLUE's (`tsv_quoting`).
       - "class_dirs": one sub-folder per class holding one .txt file per example (the aclImdb layout).
       - "class_files": one file per class, one example per line (the MR layout); `train` is a glob such as
         "data/mr/rt-polarity.*" and each file's label is its extension ("pos", "neg"), or its name without one.
@@ -75,6 +76,11 @@ class DataConfig:
     test: str = _key("", "files: test data in the same format (empty: held out from train by test_fraction)")
     text_column: str = _key("text", "csv/tsv: the column holding the text")
     label_column: str = _key("label", "csv/tsv, sentiment: the column holding the class name")
+    tsv_quoting: str = _key("auto", "tsv: 'quoted' (as pandas and the csv module write TSV), 'none' (GLUE-style: "
+                            "a quote is a character) or 'auto' (told from the file, refused when it cannot "
+                            "tell)")  # fmt: skip
+    label_case: str = _key("error", "sentiment: labels that differ only by case ('pos', 'POS') are an 'error', or "
+                           "'fold' (one class, lower case) or 'keep' (apart)")  # fmt: skip
     encoding: str = _key("utf-8", "files: text encoding, e.g. 'utf-8' or 'windows-1252' (a UTF-8 BOM is dropped)")
     encoding_errors: str = _key("strict", "undecodable bytes: 'strict' (stop, naming file and line), 'replace' or "
                                 "'ignore'")  # fmt: skip
@@ -192,6 +198,8 @@ _CHOICES = {
     "data.source": lambda: ("files", "tfds"),
     "data.format": lambda: ("auto", "csv", "tsv", "class_dirs", "class_files", "text"),
     "data.encoding_errors": lambda: ("strict", "replace", "ignore"),
+    "data.tsv_quoting": lambda: ("auto", "quoted", "none"),
+    "data.label_case": lambda: ("error", "fold", "keep"),
     "tokenize.standardize": lambda: ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none"),
     "model.cell": lambda: CELLS,
     "model.pooling": lambda: ("last", "max", "mean"),

@@ -4,6 +4,7 @@ as written.
 `python -m tests.test_readme --write` regenerates the config reference in docs/config.md.
 """
 
+import os
 import re
 import shlex
 import subprocess
@@ -45,21 +46,59 @@ def quick_start_commands() -> list[str]:
     return [line.split("  #", 1)[0].strip() for line in lines]
 
 
+def activation_line() -> str:
+    """What the README's set-up tells a user to type in a new shell before the quick start."""
+    setup = README.read_text(encoding="utf-8").split("## Set up", 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"in a new one, `([^`]+)` first", setup)
+    assert found, "the set-up section no longer says how to activate the environment in a new shell"
+    return found.group(1)
+
+
+def clean_shell(script: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`script` in bash as a new shell would run it: the environment without the venv on PATH."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", str(cwd)), "LANG": "C.UTF-8"}
+    for name in ("PYTHONPATH", "RNNPIPE_SHARED_DATA", "TMPDIR"):  # a worktree's code, the data, the temp folder
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.mark.slow
-def test_quick_start_runs_as_written(tmp_path):
-    """Each command exactly as the README prints it, on tiny data made here, with the task defaults."""
+def test_quick_start_runs_as_written_in_a_new_shell(tmp_path):
+    """The set-up's activation line, then each quick-start command exactly as the README prints it, on tiny data made
+    here, with the task defaults."""
     commands = quick_start_commands()
     assert [c.split()[1] for c in commands] == ["init", "run", "predict", "init", "run", "generate"]
     sentiment_csv(tmp_path / "reviews.csv", n=200)
     plain_text(tmp_path / "corpus.txt", chars=20_000)
-    rnnpipe = Path(sys.executable).with_name("rnnpipe")
+    assert clean_shell("command -v rnnpipe", tmp_path).returncode != 0, "rnnpipe must not be on PATH before"
     for command in commands:
-        argv = shlex.split(command)
-        result = subprocess.run([str(rnnpipe), *argv[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+        script = f"cd {shlex.quote(str(REPO))} && {activation_line()} && cd {shlex.quote(str(tmp_path))} && {command}"
+        result = clean_shell(script, tmp_path)
         assert result.returncode == 0, (command, result.stderr[-2000:])
         assert result.stdout.strip(), command
     assert (tmp_path / "runs" / "reviews" / "export" / "model" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "runs" / "corpus" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_the_main_job_prints_plain_lines_when_piped(tmp_path, shared_data):
+    """The README's main job, cut to seconds of training: piped to files, stdout holds only the stages' lines and
+    neither stream holds a carriage return or an escape sequence."""
+    setup = README.read_text(encoding="utf-8").split("## Set up", 1)[1]
+    main_job = re.search(r"&& (rnnpipe run configs/\S+) --set data.manual_dir=\S+", setup)
+    assert main_job, "the set-up no longer runs the main job with rnnpipe run"
+    command = (f"{main_job.group(1)} --set data.manual_dir={shlex.quote(str(shared_data / 'tiny_shakespeare'))} "
+               f"--set data.data_dir=tfds --set train.max_seconds=5 --set model.units=32 --run-dir run")  # fmt: skip
+    script = f"cd {shlex.quote(str(REPO))} && {activation_line()} && cd {shlex.quote(str(tmp_path))} && {command}"
+    result = clean_shell(script.replace("configs/", f"{REPO}/configs/"), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for stream in (result.stdout, result.stderr):
+        assert "\r" not in stream and "\x1b" not in stream, stream[-2000:]
+    stage_line = re.compile(r"(tokenize|train|evaluate): |exported: |Epoch \d+/\d+$|\d+/\d+ - \d+s - ")
+    assert all(stage_line.match(line) for line in result.stdout.splitlines()), result.stdout
+    assert "TFDS prepared 'tiny_shakespeare'" in result.stdout.splitlines()[0]
+    assert result.stderr == "", result.stderr[-2000:]
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

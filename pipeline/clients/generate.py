@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import tensorflow as tf
 
-from pipeline.clients.saved_model import load_signatures, read_variable, resolve_export_dir
+from pipeline.clients.saved_model import COMMANDS, export_task, load_signatures, read_variable, resolve_export_dir
 from pipeline.errors import DataError, PipelineError, shorten
 from pipeline.sampling import MAX_PROMPT_CHARS, UNSEEDED, Sampling
 
@@ -58,6 +58,9 @@ class Generator:
         self.export_dir = resolve_export_dir(export_dir)
         limits = [read_variable(self.export_dir, name) for name in ("max_length", "max_prompt_chars")]
         if any(limit is None for limit in limits):
+            kind = export_task(self.export_dir)
+            if kind is not None:
+                raise PipelineError(f"{self.export_dir} is a {kind} model: use `{COMMANDS[kind]}`")
             raise PipelineError(f"{self.export_dir} has no generation limits: it is not a next_char export, or it was "
                                 f"exported by an older version (run `rnnpipe export` again)")  # fmt: skip
         self.max_length, self.max_prompt_chars = (int(limit) for limit in limits)
@@ -132,7 +135,8 @@ class LiteRTGenerator:
         except self._errors as error:
             raise PipelineError(str(error)) from None
         if self.model.task != "next_char":
-            raise PipelineError(f"{self.model.folder} is a {self.model.task} model, not a next-character one")
+            raise PipelineError(f"{self.model.folder} is a {self.model.task} model: use "
+                                f"`{COMMANDS.get(self.model.task, 'rnnpipe generate')}`")  # fmt: skip
         self.max_length, self.max_prompt_chars = self.model.max_length, MAX_PROMPT_CHARS
 
     check = Generator.check

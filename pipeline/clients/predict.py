@@ -3,7 +3,9 @@ LiteRT export (its .tflite or litert/ folder) through the LiteRT interpreter.
 
 Texts are read and classified `batch_size` at a time, so memory does not grow with the length of the input: a text
 file of any number of lines streams through. One text is at most MAX_TEXT_BYTES of UTF-8 (the model reads only its
-first `tokenize.sequence_length` words anyway).
+first `tokenize.sequence_length` words anyway). Each result lists every class's probability up to SHOWN_CLASSES
+classes, and the SHOWN_CLASSES most probable beyond (or the `top` most probable when asked): one line of a
+10,000-class model stays a few hundred bytes.
 """
 
 from __future__ import annotations
@@ -13,47 +15,72 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import tensorflow as tf
 
 from pipeline.clients import litert_client
-from pipeline.clients.saved_model import load_signature
+from pipeline.clients.saved_model import COMMANDS, load_signature
 from pipeline.errors import DataError, PipelineError
 
 MAX_TEXT_BYTES = 1 << 20
+# Results list every class's probability up to this many classes, and the most probable ones beyond.
+SHOWN_CLASSES = 20
 
 
-def predict(export_dir, texts: Iterable[str | bytes], batch_size: int = 256) -> Iterator[dict]:
+def predict(export_dir, texts: Iterable[str | bytes], batch_size: int = 256, top: int | None = None) -> Iterator[dict]:
     """One {"text", "label", "probabilities": {class name: probability}} per text, in order, as each batch is
-    classified. A str text may carry surrogate escapes (undecodable bytes of a command-line argument): they reach
-    the model as the original bytes, which it reads as U+FFFD, as it would from a TF Serving client."""
+    classified. `probabilities` holds the `top` most probable classes, most probable first; without `top`, every
+    class in the model's order when there are at most SHOWN_CLASSES, else the SHOWN_CLASSES most probable.
+    A str text may carry surrogate escapes (undecodable bytes of a command-line argument): they reach the model as
+    the original bytes, which it reads as U+FFFD, as it would from a TF Serving client."""
+    if top is not None and top < 1:
+        raise PipelineError(f"--top must be >= 1, got {top}")
     batches = _batches(texts, batch_size)
     first = next(batches, None)  # an input error (an empty or undecodable file) shows before the model loads
     if first is None:
         return
     path = Path(export_dir)
     if not (path / "saved_model.pb").exists() and litert_client.is_litert_export(path):
-        yield from _predict_litert(path, itertools.chain([first], batches))
-        return
+        rows = _predict_litert(path, itertools.chain([first], batches))
+    else:
+        rows = _predict_saved_model(export_dir, itertools.chain([first], batches))
+    for names, text, label, probabilities in rows:
+        yield {"text": text.decode("utf-8", "replace"), "label": label,
+               "probabilities": _shown(names, probabilities, top)}  # fmt: skip
+
+
+def _shown(names: list[str], probabilities: np.ndarray, top: int | None) -> dict[str, float]:
+    if top is None and len(names) <= SHOWN_CLASSES:
+        return {name: round(float(p), 6) for name, p in zip(names, probabilities)}
+    k = min(top or SHOWN_CLASSES, len(names))
+    best = np.argpartition(-probabilities, k - 1)[:k]
+    best = best[np.argsort(-probabilities[best], kind="stable")]
+    return {names[i]: round(float(probabilities[i]), 6) for i in best}
+
+
+def _predict_saved_model(export_dir, batches: Iterable[list[bytes]]) -> Iterator[tuple]:
     loaded, serve = load_signature(export_dir, "serving_default", "text")
     names = [n.decode("utf-8") for n in loaded.class_names.numpy()]
-    for batch in itertools.chain([first], batches):
+    for batch in batches:
         out = serve(text=tf.constant(batch, tf.string))
         for text, label, probabilities in zip(batch, out["label"].numpy(), out["probabilities"].numpy()):
-            yield {"text": text.decode("utf-8", "replace"), "label": label.decode("utf-8"),
-                   "probabilities": {n: round(float(p), 6) for n, p in zip(names, probabilities)}}  # fmt: skip
+            yield names, text, label.decode("utf-8"), probabilities
 
 
-def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[dict]:
+def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[tuple]:
     """The same predictions from a LiteRT export, by its reference client (pipeline.clients.litert_client)."""
     try:
         model = litert_client.LiteRTModel(path)
     except litert_client.LiteRTExportError as error:
         raise PipelineError(str(error)) from None
     if model.task != "sentiment":
-        raise PipelineError(f"{model.folder} is a {model.task} model, not a sentiment one")
+        raise PipelineError(
+            f"{model.folder} is a {model.task} model: use `{COMMANDS.get(model.task, 'rnnpipe predict')}`"
+        )
+    names = list(model.class_names)
     for batch in batches:
-        for result in model.predict(batch, batch_size=len(batch)):
-            yield {**result, "text": result["text"].decode("utf-8", "replace")}
+        for text, row in zip(batch, model.probabilities(batch)):
+            yield names, text, names[int(np.argmax(row))], np.asarray(row)
 
 
 def read_texts(file: BinaryIO, name: str) -> Iterator[str]:

@@ -8,6 +8,9 @@ import tensorflow as tf
 
 from pipeline.errors import PipelineError
 
+# Which command serves an export of each task (the wrong kind of export is named, with the command it needs).
+COMMANDS = {"sentiment": "rnnpipe predict", "next_char": "rnnpipe generate"}
+
 
 def resolve_export_dir(path) -> Path:
     """A version folder (holding saved_model.pb), or a model folder whose highest numeric version is taken."""
@@ -39,6 +42,9 @@ def load_signatures(path, expected: dict[str, str]):
         signature = loaded.signatures.get(name)
         inputs = signature.structured_input_signature[1] if signature is not None else {}
         if expected_input not in inputs:
+            kind = export_task(export_dir)
+            if kind is not None:
+                raise PipelineError(f"{export_dir} is a {kind} model: use `{COMMANDS[kind]}`")
             raise PipelineError(f"{export_dir} has no signature {name!r} taking {expected_input!r}; is it the right "
                                 f"kind of model, exported by this version? (signatures: "
                                 f"{sorted(loaded.signatures)})")  # fmt: skip
@@ -56,3 +62,13 @@ def read_variable(path, name: str):
         return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
     except (tf.errors.OpError, ValueError, KeyError):
         return None
+
+
+def export_task(path) -> str | None:
+    """The task an export serves, from the variables its serving module keeps (class names for sentiment, the
+    generation limit for next_char); None for anything else."""
+    if read_variable(path, "class_names") is not None:
+        return "sentiment"
+    if read_variable(path, "max_length") is not None:
+        return "next_char"
+    return None

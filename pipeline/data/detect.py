@@ -118,6 +118,8 @@ class Findings:
     label_column: str = ""
     columns_described: str = ""
     notes: tuple[str, ...] = ()
+    tsv_quoting: str = ""  # tsv: how it is written, "quoted" or "none"
+    label_case: str = "error"
 
     def data_section(self) -> dict[str, object]:
         """The [data] keys of the starter config."""
@@ -128,6 +130,10 @@ class Findings:
         if self.format in ("csv", "tsv"):
             section["text_column"] = self.text_column
             section["label_column"] = self.label_column
+        if self.format == "tsv":
+            section["tsv_quoting"] = self.tsv_quoting
+        if self.label_case != "error":
+            section["label_case"] = self.label_case
         section["encoding"] = self.encoding
         if "test" not in self.splits:
             section["test_fraction"] = TEST_FRACTION
@@ -215,9 +221,11 @@ class _Source:
 
 def inspect(data: Sequence[str], task: str | None = None, fmt: str | None = None, text_column: str | None = None,
             label_column: str | None = None, encoding: str | None = None, validation: str | None = None,
-            test: str | None = None) -> Findings:  # fmt: skip
+            test: str | None = None, tsv_quoting: str | None = None,
+            label_case: str = "error") -> Findings:  # fmt: skip
     """What `data` (one path, folder or glob, or several class files) holds and the config it needs; see the module
-    docstring. `task`, `fmt`, the columns and `encoding` override what would be told from the data."""
+    docstring. `task`, `fmt`, the columns, `encoding` and `tsv_quoting` override what would be told from the data;
+    `label_case` is data.label_case."""
     if not data:
         raise DataError("give the data: a CSV/TSV file, a folder, a glob of class files or a plain text")
     if fmt is not None and fmt not in FORMATS:
@@ -254,16 +262,24 @@ def inspect(data: Sequence[str], task: str | None = None, fmt: str | None = None
 
     columns = ("", "", "")
     if fmt in ("csv", "tsv"):
-        splits, columns = _tables(sources, raws, texts, fmt, text_column, label_column, notes)
+        if tsv_quoting is None and fmt == "tsv":
+            head = texts["train"][0]
+            tsv_quoting = data_files.tsv_quoting(head.head, sources["train"].spec, complete=head.whole)
+        splits, columns = _tables(sources, raws, texts, fmt, text_column, label_column, notes, tsv_quoting,
+                                  label_case)  # fmt: skip
     else:
         if text_column or label_column:
             raise ConfigError(f"--text-column / --label-column: only for CSV and TSV data, and {shown} is "
                               f"{_FORMAT_NAMES[fmt]}")  # fmt: skip
-        analyse = _plain_text if fmt == "text" else _class_examples
-        splits = {split: analyse(sources[split], raws[split], texts[split]) for split in sources}
+        if fmt == "text":
+            splits = {split: _plain_text(sources[split], raws[split], texts[split]) for split in sources}
+        else:
+            splits = {
+                split: _class_examples(sources[split], raws[split], texts[split], label_case) for split in sources
+            }
     notes += [note for source in sources.values() for note in source.notes]
     if fmt != "text":
-        _check_labels(splits, notes)
+        _check_labels(splits, notes, label_case)
     _check_size(splits, fmt, notes)
     return Findings(
         data=shown,
@@ -278,6 +294,8 @@ def inspect(data: Sequence[str], task: str | None = None, fmt: str | None = None
         label_column=columns[1],
         columns_described=columns[2],
         notes=tuple(notes),
+        tsv_quoting=tsv_quoting or "" if fmt == "tsv" else "",
+        label_case=label_case,
     )
 
 
@@ -663,13 +681,13 @@ def _check_control_characters(path: Path, text: str) -> None:
 # --- labelled data -------------------------------------------------------------------------------------------
 
 
-def _class_examples(source: _Source, raws: list[_Raw], texts: list[_Text]) -> SplitFindings:
+def _class_examples(source: _Source, raws: list[_Raw], texts: list[_Text], label_case: str) -> SplitFindings:
     """One file per class (non-blank lines) or one folder per class (one example per file)."""
     counts: collections.Counter[str] = collections.Counter()
     words, examples = 0, 0
     estimated = False
     for file, text in zip(source.files, texts):
-        label = source.labels[file]
+        label = data_files.label_of(source.labels[file], label_case)
         if source.fmt == "class_dirs":
             examples += 1
             words += len(text.head.split())
@@ -683,7 +701,7 @@ def _class_examples(source: _Source, raws: list[_Raw], texts: list[_Text]) -> Sp
         examples += len(lines)
         words += sum(len(line.split()) for line in lines)
     if source.fmt == "class_dirs":
-        counts.update(source.class_counts)
+        counts.update({data_files.label_of(label, label_case): n for label, n in source.class_counts.items()})
     return SplitFindings(spec=source.spec, examples=sum(counts.values()), estimated=estimated, size=source.size,
                          files=source.file_count, labels=dict(counts), words=words / max(examples, 1),
                          read_bytes=sum(raw.read for raw in raws))  # fmt: skip
@@ -719,12 +737,13 @@ class _Column:
         return None
 
 
-def _tables(sources, raws, texts, fmt, text_column, label_column, notes):
+def _tables(sources, raws, texts, fmt, text_column, label_column, notes, quoting, label_case):
     """Findings for each CSV/TSV split, and (text column, label column, how they were chosen)."""
-    parsed = {split: _parse_table(sources[split].files[0], texts[split][0], fmt) for split in sources}
+    parsed = {split: _parse_table(sources[split].files[0], texts[split][0], fmt, quoting) for split in sources}
     header, rows = parsed["train"]
-    columns = [_column(name, [row[i] for row in rows]) for i, name in enumerate(header)]
-    text, label, described = _choose_columns(sources["train"].spec, header, columns, text_column, label_column)
+    columns = [_column(name, [row[i] for row in rows], label_case) for i, name in enumerate(header)]
+    text, label, described = _choose_columns(sources["train"].spec, header, columns, text_column, label_column,
+                                             label_case)  # fmt: skip
     chosen = next(column for column in columns if column.name == label)
     if chosen.rows >= 10 and 2 * chosen.distinct > chosen.rows:
         notes.append(f"label column {label!r} has a value for nearly every row ({chosen.distinct:,} distinct in "
@@ -739,7 +758,7 @@ def _tables(sources, raws, texts, fmt, text_column, label_column, notes):
         if missing:
             raise DataError(f"{spec} has no column {' or '.join(map(repr, missing))}; its columns are {split_header}")
         at = split_header.index(label)
-        counts = collections.Counter(row[at].strip() for row in split_rows)
+        counts = collections.Counter(data_files.label_of(row[at], label_case) for row in split_rows)
         text_at = split_header.index(text)
         words = sum(len(row[text_at].split()) for row in split_rows) / max(len(split_rows), 1)
         raw, decoded = raws[split][0], texts[split][0]
@@ -755,21 +774,23 @@ def _tables(sources, raws, texts, fmt, text_column, label_column, notes):
     return splits, (text, label, described)
 
 
-def _parse_table(path: Path, text: _Text, fmt: str) -> tuple[list[str], list[list[str]]]:
+def _parse_table(path: Path, text: _Text, fmt: str, quoting: str | None) -> tuple[list[str], list[list[str]]]:
     """The header and the rows, read by training's own row reader (`pipeline.data.files.table_rows`); rows from
     sampled blocks are kept when they have the header's number of fields (a block may start inside a quoted CSV
     field)."""
 
     def split(part: str) -> list[tuple[int, list[str]]]:
         try:
-            return list(data_files.table_rows(part, fmt))
+            return list(data_files.table_rows(part, fmt, quoting))
         except csv.Error as error:
-            raise DataError(f"{path}: not readable as CSV ({error})") from None
+            what = "CSV" if fmt == "csv" else "quoted TSV"
+            raise DataError(f"{path}: not readable as {what} ({error})") from None
 
     rows = split(text.head)
     if not rows or not any(field.strip() for field in rows[0][1]):
         raise DataError(f"{path}: empty, or a blank first line where the header row should be")
-    if not text.whole and text.blocks and fmt == "csv":
+    quoted = fmt == "csv" or quoting == "quoted"
+    if not text.whole and text.blocks and quoted:
         rows = rows[:-1]  # the head was cut at a line end, which may be inside a quoted field
     header, body = rows[0][1], rows[1:]
     if any(len(name.split()) >= 5 or len(name) > 60 for name in header):
@@ -786,14 +807,14 @@ def _parse_table(path: Path, text: _Text, fmt: str) -> tuple[list[str], list[lis
         for _, row in split(block):
             if len(row) == len(header):
                 rows.append(row)
-            elif fmt == "tsv":
+            elif not quoted:
                 raise DataError(f"{path}: a row of {len(row)} fields past its first {_size(len(text.head))}, the "
                                 f"header has {len(header)} (training stops there); fix the file")  # fmt: skip
     return header, rows
 
 
-def _column(name: str, values: list[str]) -> _Column:
-    stripped = [v.strip() for v in values]
+def _column(name: str, values: list[str], label_case: str) -> _Column:
+    stripped = [data_files.label_of(v, label_case) for v in values]
     numbers = []
     for v in stripped:
         if not v:
@@ -822,7 +843,7 @@ def _column(name: str, values: list[str]) -> _Column:
     )
 
 
-def _choose_columns(spec, header, columns, text_column, label_column) -> tuple[str, str, str]:
+def _choose_columns(spec, header, columns, text_column, label_column, label_case) -> tuple[str, str, str]:
     by_name: dict[str, _Column] = {}
     for column in columns:
         by_name.setdefault(column.name, column)  # the first of duplicate names, as training reads
@@ -857,7 +878,7 @@ def _choose_columns(spec, header, columns, text_column, label_column) -> tuple[s
             hint = "" if why == "--label-column" else " (or choose another with --label-column NAME)"
             try:
                 data_files.check_labels((value for value in by_name[name].counts if value), f"{spec}: label column "
-                                        f"{name!r}")  # fmt: skip
+                                        f"{name!r}", label_case)  # fmt: skip
             except DataError as error:
                 raise DataError(f"{error}{hint}") from None
             return
@@ -914,9 +935,9 @@ def _plain_text(source: _Source, raws: list[_Raw], texts: list[_Text]) -> SplitF
 # --- checks over the splits ----------------------------------------------------------------------------------
 
 
-def _check_labels(splits: Mapping[str, SplitFindings], notes: list[str]) -> None:
+def _check_labels(splits: Mapping[str, SplitFindings], notes: list[str], label_case: str) -> None:
     train = splits["train"]
-    data_files.check_labels(train.labels, train.spec)
+    data_files.check_labels(train.labels, train.spec, label_case)
     for split in splits.values():
         unknown = sorted(set(split.labels) - set(train.labels))
         if unknown:

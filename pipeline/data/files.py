@@ -2,16 +2,20 @@
 
     read_examples(data, key, spec, fmt)   -> [(text, label)]   CSV/TSV, one folder per class, one file per class
     iter_text(path, encoding, errors)     -> decoded chunks      plain text, streamed
-    table_rows(text, fmt)                 -> (line, fields)      the CSV/TSV row reader
-    check_labels(labels, source)          -> class names         the rule for what a label column may hold
+    table_rows(text, fmt, quoting)        -> (line, fields)      the CSV/TSV row reader; tsv_quoting tells how
+    check_labels(labels, source, case)    -> class names         the rule for what a label column may hold
 
 Labels: every example has one (an empty label cell is an error naming the file and line, never a class named "");
-at least 2 and at most MAX_CLASSES distinct ones; a column of numbers with a fractional part in more than
-CONTINUOUS_DISTINCT distinct values is a continuous target, not classes, and is refused.
+surrounding whitespace is not part of a label; at least 2 and at most MAX_CLASSES distinct ones; a column of numbers
+with a fractional part in more than CONTINUOUS_DISTINCT distinct values is a continuous target, not classes, and is
+refused. Labels that differ only by case ("pos", "POS") are refused too, unless `data.label_case` says to fold them
+into one (lower case) or to keep them apart.
 
-Formats (see `DataConfig`): CSV (the csv module: quoted fields may hold commas and newlines); TSV, GLUE-style
-(unquoted: a quote is a character like any other); one folder per class (aclImdb: its unlabelled "unsup" folder is
-skipped); one file per class, one example per line (MR; empty lines are skipped); plain text for next_char.
+Formats (see `DataConfig`): CSV (the csv module: quoted fields may hold commas and newlines); TSV, read as it was
+written (`tsv_quoting`): quoted as the csv module and pandas write it (a field holding a tab, a newline or a quote is
+quoted, its quotes doubled), or GLUE-style, unquoted (a quote is a character like any other); one folder per class
+(aclImdb: its unlabelled "unsup" folder is skipped); one file per class, one example per line (MR; empty lines are
+skipped); plain text for next_char.
 
 Decoding: files are read with `data.encoding`; a leading UTF-8 byte-order mark is dropped, CRLF and CR become LF.
 Undecodable bytes follow `data.encoding_errors`: "strict" stops with the file, line and byte offset; "replace"
@@ -46,9 +50,10 @@ MAX_CLASSES = 10_000
 CONTINUOUS_DISTINCT = 20
 
 
-def check_labels(labels, source: str = "the label column") -> tuple[str, ...]:
+def check_labels(labels, source: str = "the label column", case: str = "error") -> tuple[str, ...]:
     """Sorted distinct labels; a DataError unless they are 2 to MAX_CLASSES discrete class names. `source` says
-    where they come from, for the message."""
+    where they come from, for the message; `case` is data.label_case ("error": labels that differ only by case are
+    refused)."""
     distinct = sorted(set(labels))
     if "" in distinct:  # the readers refuse empty labels with their line; this keeps any other source honest
         raise DataError(f"{source} holds an empty label; every example needs a class")
@@ -63,7 +68,28 @@ def check_labels(labels, source: str = "the label column") -> tuple[str, ...]:
         raise DataError(f"{source} holds {len(distinct):,} distinct numbers, some with a fraction ({examples}): a "
                         f"continuous target, not class names; sentiment needs discrete labels (bin the values into "
                         f"classes first)")  # fmt: skip
+    if case == "error":
+        _check_case(distinct, source)
     return tuple(distinct)
+
+
+def _check_case(distinct: list[str], source: str) -> None:
+    spellings: dict[str, list[str]] = {}
+    for label in distinct:
+        spellings.setdefault(label.casefold(), []).append(label)
+    clashes = [group for group in spellings.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(", ".join(repr(shorten(label, 30)) for label in group) for group in clashes[:3])
+        more = f" (and {len(clashes) - 3} more groups)" if len(clashes) > 3 else ""
+        raise DataError(f"{source} holds labels that differ only by case: {shown}{more}; set data.label_case = "
+                        f"'fold' to read each group as one class (lower case), or 'keep' to keep them apart "
+                        f"(rnnpipe init: --label-case)")  # fmt: skip
+
+
+def label_of(value: str, case: str) -> str:
+    """A label as read: without surrounding whitespace, lower case when `case` (data.label_case) is "fold"."""
+    value = value.strip()
+    return value.lower() if case == "fold" else value
 
 
 def _fractional_numbers(labels: list[str]) -> list[str]:
@@ -103,10 +129,14 @@ def _read_table(data: DataConfig, key: str, path: Path, fmt: str) -> list[tuple[
     text = read_text(path, data.encoding, data.encoding_errors)
     if not text.strip():
         raise DataError(f"data.{key}: {path} is empty")
+    quoting = "quoted" if fmt == "csv" else data.tsv_quoting
+    if quoting == "auto":
+        quoting = tsv_quoting(text, f"data.{key}: {path}")
     try:
-        return _table_examples(data, key, path, table_rows(text, fmt))
+        return _table_examples(data, key, path, table_rows(text, fmt, quoting))
     except csv.Error as error:
-        raise DataError(f"data.{key}: {path}: not readable as CSV ({error})") from None
+        what = "CSV" if fmt == "csv" else "quoted TSV (data.tsv_quoting)"
+        raise DataError(f"data.{key}: {path}: not readable as {what} ({error})") from None
 
 
 def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple[int, list[str]]]):
@@ -123,7 +153,7 @@ def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple
     for line_number, row in rows:
         if len(row) != len(header):
             raise DataError(f"data.{key}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
-        label = row[label_at].strip()
+        label = label_of(row[label_at], data.label_case)
         if not label:
             raise DataError(f"data.{key}: {path} line {line_number} has no label (column {data.label_column!r} is "
                             f"empty); give every example a class, or remove the line")  # fmt: skip
@@ -131,15 +161,66 @@ def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple
     return examples
 
 
-def table_rows(text: str, fmt: str) -> Iterator[tuple[int, list[str]]]:
+def table_rows(text: str, fmt: str, quoting: str = "quoted") -> Iterator[tuple[int, list[str]]]:
     """(line number where the row starts, fields) for each non-empty row of a CSV or TSV text: the one row reader
-    of training and `rnnpipe init`."""
-    return _csv_rows(text) if fmt == "csv" else _tsv_rows(text)
+    of training and `rnnpipe init`. CSV is always quoted; TSV is read `quoting` ("quoted" or "none", see
+    `tsv_quoting`)."""
+    if fmt == "csv":
+        return _quoted_rows(text, ",")
+    return _quoted_rows(text, "\t") if quoting == "quoted" else _unquoted_rows(text)
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+def tsv_quoting(text: str, where: str, complete: bool = True) -> str:
+    """How a TSV text is written: "quoted" (the csv module's and pandas' TSV: a field holding a tab, a newline or a
+    quote is quoted, its quotes doubled) or "none" (GLUE-style: a quote is a character). Decided by reading it both
+    ways: where no field starts with a quote the two agree; otherwise the reading whose every row has the header's
+    number of fields, and of two such readings the quoted one only when it shows quoting at work (a quoted field
+    holding a tab, a newline or a quote, or a quoted header). A DataError,
+    naming `where` and the line, when neither reading fits or nothing tells two different ones apart. A text that is
+    not `complete` (the head of a sampled file, cut at a line end) is judged without its last record."""
+    unquoted = list(_unquoted_rows(text))
+    if not complete:
+        unquoted = unquoted[:-1] or unquoted
+    if not any(field.startswith('"') for _, row in unquoted for field in row):
+        return "none"
+    width = len(unquoted[0][1])
+    bad_unquoted = next(((line, row) for line, row in unquoted if len(row) != width), None)
+    quoted, bad_quoted = [], None
+    try:
+        for record in _quoted_rows(text, "\t", strict=True):
+            quoted.append(record)
+    except csv.Error as error:
+        if complete or not quoted:
+            bad_quoted = (None, str(error))
+    if not complete:
+        quoted = quoted[:-1] or quoted
+    if bad_quoted is None:
+        quoted_width = len(quoted[0][1])
+        bad_quoted = next(((line, f"{len(row)} fields, the header {quoted_width}") for line, row in quoted
+                           if len(row) != quoted_width), None)  # fmt: skip
+    if bad_unquoted is None and bad_quoted is not None:
+        return "none"
+    if bad_quoted is None and bad_unquoted is not None:
+        return "quoted"
+    if bad_quoted is None:
+        # Both fit. A quoting writer quotes a field that holds a tab, a newline or a quote (the csv module's and
+        # pandas' default), or every field, the header's too: either is quoting at work.
+        special = any(any(ch in field for ch in '\t\n"') for _, row in quoted for field in row)
+        if special or text.lstrip("\ufeff").startswith('"'):
+            return "quoted"
+        line, row = next((line, row) for line, row in unquoted if any(field.startswith('"') for field in row))
+        raise DataError(f"{where}: line {line} reads two ways, with its quotes as TSV quoting (as pandas and the csv "
+                        f"module write TSV) or as characters (GLUE-style TSV): {shorten(chr(9).join(row), 60)!r}; "
+                        f"set data.tsv_quoting = 'quoted' or 'none' (rnnpipe init: --tsv-quoting)")  # fmt: skip
+    line, row = bad_unquoted
+    quoted_problem = f"line {bad_quoted[0]}: {bad_quoted[1]}" if bad_quoted[0] else bad_quoted[1]
+    raise DataError(f"{where}: not readable as TSV either way: unquoted, line {line} has {len(row)} fields, the "
+                    f"header {width}; quoted, {quoted_problem}; fix the file")  # fmt: skip
+
+
+def _quoted_rows(text: str, delimiter: str, strict: bool = False) -> Iterator[tuple[int, list[str]]]:
     """(line number where the record starts, fields) per record; a quoted field may span lines."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=strict)
     start = 1
     for row in reader:
         if row:
@@ -147,7 +228,7 @@ def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
 
 
-def _tsv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+def _unquoted_rows(text: str) -> Iterator[tuple[int, list[str]]]:
     """GLUE-style TSV: no quoting, a quote character is just a character; empty lines are skipped."""
     for line_number, line in enumerate(text.split("\n"), start=1):
         if line:
@@ -164,7 +245,8 @@ def _read_class_dirs(data: DataConfig, key: str, spec: str) -> list[tuple[str, s
             logger.info("skipping %s: unlabelled examples", class_dir)
             continue
         for file in sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith(".")):
-            examples.append((read_text(file, data.encoding, data.encoding_errors).strip(), class_dir.name))
+            label = label_of(class_dir.name, data.label_case)
+            examples.append((read_text(file, data.encoding, data.encoding_errors).strip(), label))
     return examples
 
 
@@ -182,7 +264,7 @@ def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, 
     labels = class_file_labels(files)
     examples = []
     for file in files:
-        label = labels[file]
+        label = label_of(labels[file], data.label_case)
         text = read_text(file, data.encoding, data.encoding_errors)
         if not text.strip():
             raise DataError(f"data.{key}: {file} is empty")

@@ -16,7 +16,11 @@ training starts; plain text streams from disk.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +31,8 @@ from pipeline.config import DataConfig
 from pipeline.data import files
 from pipeline.errors import ConfigError, DataError, shorten
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -34,6 +40,8 @@ class Splits:
     validation: tf.data.Dataset
     test: tf.data.Dataset | None
     labels: tuple[str, ...] = ()
+    # What reading them did beyond reading, for the stage's line: e.g. that TFDS prepared the dataset, and where.
+    note: str = ""
 
 
 # --- local files: sentiment -------------------------------------------------------------------------------------
@@ -44,7 +52,7 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
     fmt = files.resolve_format(data)
     train = files.read_examples(data, "train", data.train, fmt)
     # Before any split: a continuous or one-class column is the column's problem, not a held-out split's.
-    files.check_labels((label for _, label in train), files.label_source(data, fmt))
+    files.check_labels((label for _, label in train), files.label_source(data, fmt), data.label_case)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
     train = [train[i] for i in order]
@@ -62,7 +70,7 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
         validation, train = train[:count], train[count:]
     if not train or not validation:
         raise DataError(f"data.train: {len(train)} training and {len(validation)} validation examples; need both")
-    labels = files.check_labels((label for _, label in train), "the training split")
+    labels = files.check_labels((label for _, label in train), "the training split", data.label_case)
     for name, split in (("validation", validation), ("test", test or [])):
         unknown = sorted({label for _, label in split} - set(labels))
         if not unknown:
@@ -154,13 +162,18 @@ def tfds_splits(data: DataConfig, labelled: bool) -> Splits:
     needs an explicit `validation_split`: a held-out share of shuffled records would not be a contiguous text)."""
     import tensorflow_datasets as tfds
 
-    builder = _tfds_builder(data)
-    try:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir or None))
-    except Exception as error:  # TFDS raises many types (network, missing manual files, checksums)
-        hint = (f"check that {data.manual_dir} holds the dataset's files" if data.manual_dir
-                else "offline? set data.manual_dir to a folder holding the downloaded files")  # fmt: skip
-        raise DataError(f"cannot download/prepare TFDS dataset {data.name!r} ({_first_line(error)}); {hint}") from None
+    with _quiet_tfds():
+        builder = _tfds_builder(data)
+        prepared = builder.is_prepared()
+        try:
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=data.manual_dir or
+                                                                                      None))  # fmt: skip
+        except Exception as error:  # TFDS raises many types (network, missing manual files, checksums)
+            hint = (f"check that {data.manual_dir} holds the dataset's files" if data.manual_dir
+                    else "offline? set data.manual_dir to a folder holding the downloaded files")  # fmt: skip
+            raise DataError(f"cannot download/prepare TFDS dataset {data.name!r} ({_first_line(error)}); "
+                            f"{hint}") from None  # fmt: skip
+    note = "" if prepared else f"TFDS prepared {data.name!r} in {builder.data_dir} (reused from now on)"
 
     features = builder.info.features
     if data.text_feature not in features:
@@ -185,7 +198,7 @@ def tfds_splits(data: DataConfig, labelled: bool) -> Splits:
     splits = [load(train_split), load(validation_split), load(data.test_split) if data.test_split else None]
     text_feature = data.text_feature
     if not labelled:
-        return Splits(*[None if s is None else s.map(lambda x: x[text_feature]) for s in splits])
+        return Splits(*[None if s is None else s.map(lambda x: x[text_feature]) for s in splits], note=note)
 
     if data.label_feature not in features:
         raise DataError(f"TFDS {data.name!r} has no label feature {data.label_feature!r}; it has {sorted(features)}")
@@ -201,7 +214,29 @@ def tfds_splits(data: DataConfig, labelled: bool) -> Splits:
     def to_example(x):
         return {"text": x[text_feature], "label": tf.gather(name_table, tf.cast(x[data.label_feature], tf.int32))}
 
-    return Splits(*[None if s is None else s.map(to_example) for s in splits], labels=names)
+    return Splits(*[None if s is None else s.map(to_example) for s in splits], labels=names, note=note)
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+    """TFDS prints its notices to stdout, logs warnings about the folders it creates and draws progress bars
+    (carriage returns, cursor movements) on stderr, even into a file: while it prepares a dataset, its notices go to
+    the log at INFO, its warnings are held back and its bars are off (TFDS's default, on, is restored after)."""
+    import tensorflow_datasets as tfds
+
+    printed = io.StringIO()
+    absl = logging.getLogger("absl")  # TFDS's own log, whose warnings about folders it is creating are noise here
+    level = absl.level
+    tfds.display_progress_bar(False)
+    absl.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        tfds.display_progress_bar(True)
+        absl.setLevel(level)
+        for line in printed.getvalue().splitlines():
+            logger.info("TFDS: %s", line)
 
 
 def _tfds_builder(data: DataConfig):

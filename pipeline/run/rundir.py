@@ -160,6 +160,7 @@ def opened(run_dir: RunDir | str | os.PathLike, config: Config) -> Iterator[RunD
         return
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run directory {path} exists and is not a folder")
+    created = [folder for folder in (path, *path.parents) if not folder.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -167,11 +168,32 @@ def opened(run_dir: RunDir | str | os.PathLike, config: Config) -> Iterator[RunD
     if not os.access(path, os.W_OK | os.X_OK):
         raise RunDirError(f"run directory {path} is read-only for this user; every stage records its state there "
                           f"(choose another --run-dir, or copy the folder somewhere writable)")  # fmt: skip
-    with _exclusive_lock(path / ".lock") as lock:
-        rd = RunDir(path, lock)
-        _check_task(rd, config)
-        _record_config(rd, config)
-        yield rd
+    try:
+        with _exclusive_lock(path / ".lock") as lock:
+            rd = RunDir(path, lock)
+            _check_task(rd, config)
+            _record_config(rd, config)
+            yield rd
+    except BaseException:
+        _remove_if_nothing_made(created)
+        raise
+
+
+# What `opened` itself writes into a run directory; a folder it created that holds nothing else when the command
+# fails is removed again, so that a command failing before any work leaves nothing behind.
+_BOOKKEEPING = frozenset({".lock", "run.json", "config.toml"})
+
+
+def _remove_if_nothing_made(created: list[Path]) -> None:
+    if not created or not created[0].is_dir() or set(os.listdir(created[0])) - _BOOKKEEPING:
+        return
+    for name in _BOOKKEEPING:
+        (created[0] / name).unlink(missing_ok=True)
+    for folder in created:  # the run directory, then the parents made for it, while they are empty
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @contextlib.contextmanager

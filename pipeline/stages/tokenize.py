@@ -19,12 +19,15 @@ class TokenizeResult:
     labels: tuple[str, ...]
     path: str
     skipped: bool = False
+    note: str = ""  # what reading the data did besides, e.g. TFDS preparing it
 
     def summary(self) -> str:
         classes = f", {len(self.labels)} classes" if self.labels else ""
         ngrams = f", {len(self.vocabulary.ngrams):,} sub-word n-grams" if self.vocabulary.ngrams else ""
         done = "up to date, kept" if self.skipped else "built"
-        return f"tokenize: {done}: {self.vocabulary.size:,} {self.vocabulary.level}s{ngrams}{classes} -> {self.path}"
+        note = f"; {self.note}" if self.note else ""
+        return (f"tokenize: {done}: {self.vocabulary.size:,} {self.vocabulary.level}s{ngrams}{classes} -> "
+                f"{self.path}{note}")  # fmt: skip
 
 
 def run(config: Config, run_dir, overwrite: bool = False) -> TokenizeResult:
@@ -48,4 +51,4 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TokenizeResult:
             rd.labels.unlink(missing_ok=True)
         vocab.save(rd.vocabulary)
         freshness.record(rd, "tokenize", config)
-        return TokenizeResult(vocab, labels, str(rd.vocabulary))
+        return TokenizeResult(vocab, labels, str(rd.vocabulary), note=splits.note)

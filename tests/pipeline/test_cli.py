@@ -218,6 +218,15 @@ def test_predict_and_generate_print_nothing_on_stderr(sentiment_run, next_char_r
     assert debug.returncode == 0 and "tensorflow" in debug.stderr.lower(), "--debug shows TensorFlow's log"
 
 
+def test_the_wrong_kind_of_export_is_named_with_the_command_it_needs(sentiment_run, next_char_run):
+    predicted = CliRunner().invoke(main, ["predict", str(next_char_run[3]), "hello"])
+    assert predicted.exit_code == 1
+    assert predicted.output.strip().endswith("is a next_char model: use `rnnpipe generate`"), predicted.output
+    generated = CliRunner().invoke(main, ["generate", str(sentiment_run[3]), "--prompt", "hello"])
+    assert generated.exit_code == 1
+    assert generated.output.strip().endswith("is a sentiment model: use `rnnpipe predict`"), generated.output
+
+
 def test_predict_input_streams_lines_with_bom_crlf_and_undecodable_arguments(sentiment_run, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_bytes(b"\xef\xbb\xbfsuperb brilliant film\r\n\r\nawful dull plot\r\n")

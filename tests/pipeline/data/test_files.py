@@ -266,3 +266,56 @@ def _rare_is_held_out(tmp_path, train, seed):
     except DataError as error:
         return "left without a training example" in str(error)
     return False
+
+
+# Texts as people's tools write them into a TSV: tabs, newlines and quotes inside, quotes at the start.
+AWKWARD = [
+    ('he said "hi"\tand left', "pos"),
+    ("two\nlines, one review", "neg"),
+    ('"quoted from the start" and then more', "pos"),
+    ('a lone " quote', "neg"),
+    ("plain words", "pos"),
+    ('""""', "neg"),
+] * 4
+
+
+def test_a_quoted_tsv_as_pandas_writes_it_is_read_with_every_row_and_label(tmp_path):
+    # pandas' to_csv(sep="\t") writes through the csv module with QUOTE_MINIMAL, as here.
+    path = write_csv(tmp_path / "train.tsv", AWKWARD, delimiter="\t")
+    splits = load_splits(sentiment(tmp_path, train=str(path)))
+    assert sorted(examples(splits.train) + examples(splits.validation)) == sorted(AWKWARD)
+    assert splits.labels == ("neg", "pos")
+    forced = load_splits(sentiment(tmp_path, train=str(path), tsv_quoting="quoted"))
+    assert sorted(examples(forced.train) + examples(forced.validation)) == sorted(AWKWARD)
+
+
+def test_a_glue_style_tsv_with_unbalanced_quotes_reads_as_written(tmp_path):
+    path = tmp_path / "train.tsv"
+    rows = ['"unbalanced start\t1', 'the "best" film\t0', '"\t1', 'ok "\t0', '"fine" and good\t1', "meh\t0"]
+    path.write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    splits = load_splits(sentiment(tmp_path, train=str(path), text_column="sentence", validation_fraction=0.5))
+    got = sorted(examples(splits.train) + examples(splits.validation))
+    assert got == sorted(tuple(row.split("\t")) for row in rows)
+
+
+def test_a_tsv_read_two_ways_or_neither_is_refused_naming_the_line(tmp_path):
+    both = tmp_path / "both.tsv"
+    both.write_text('text\tlabel\nplain\tpos\n"quoted"\tneg\nmore\tpos\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"both.tsv: line 3 reads two ways.*data.tsv_quoting = 'quoted' or 'none'"):
+        load_splits(sentiment(tmp_path, train=str(both)))
+    assert examples(load_splits(sentiment(tmp_path, train=str(both), tsv_quoting="none", validation_fraction=0.34))
+                    .train)  # fmt: skip
+    neither = tmp_path / "neither.tsv"
+    neither.write_text('text\tlabel\na\tpos\tx\n"b\tneg\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"neither.tsv: not readable as TSV either way: unquoted, line 2 has 3"):
+        load_splits(sentiment(tmp_path, train=str(neither)))
+
+
+def test_labels_that_differ_only_by_case_stop_training_unless_folded_or_kept(tmp_path):
+    rows = [(f"text {i}", label) for i, label in enumerate(["pos", "POS", "pos ", " neg", "neg", "Pos"] * 4)]
+    path = write_csv(tmp_path / "train.csv", rows)
+    with pytest.raises(DataError, match=r"labels that differ only by case: 'POS', 'Pos', 'pos'; set "
+                                        r"data.label_case = 'fold'"):  # fmt: skip
+        load_splits(sentiment(tmp_path, train=str(path)))
+    assert load_splits(sentiment(tmp_path, train=str(path), label_case="fold")).labels == ("neg", "pos")
+    assert load_splits(sentiment(tmp_path, train=str(path), label_case="keep")).labels == ("POS", "Pos", "neg", "pos")

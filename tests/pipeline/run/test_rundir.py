@@ -181,3 +181,20 @@ def test_a_read_only_run_directory_is_one_clean_line(tmp_path):
         f"state there (choose another --run-dir, or copy the folder somewhere writable)\n"
     )
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_a_command_that_fails_before_any_work_leaves_no_new_run_directory(tmp_path):
+    run_dir = tmp_path / "runs" / "new"
+    with pytest.raises(RuntimeError), rundir.opened(run_dir, config()):
+        raise RuntimeError("the stage failed before writing anything")
+    assert not (tmp_path / "runs").exists(), "the folders made for it are gone"
+
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RuntimeError), rundir.opened(tmp_path / "mine", config()):
+        raise RuntimeError("a folder that existed before is the user's")
+    assert (tmp_path / "mine").is_dir()
+
+    with pytest.raises(RuntimeError), rundir.opened(run_dir, config()) as rd:
+        (rd.path / "vocabulary.json").write_text("[]")
+        raise RuntimeError("failed after writing a result")
+    assert (run_dir / "vocabulary.json").exists() and (run_dir / "config.toml").exists(), "results are kept"

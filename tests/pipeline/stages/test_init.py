@@ -391,3 +391,38 @@ def test_given_validation_and_test_data_replace_the_held_out_shares(tmp_path):
     unknown.write_text("id,review,sentiment\n1,a fine film indeed,mixed\n", encoding="utf-8")
     assert "labels ['mixed'] do not occur in the training data" in one_error_line(invoke("init", train, "--test",
                                                                                           unknown))  # fmt: skip
+
+
+def test_a_quoted_tsv_is_detected_and_the_choice_written(tmp_path):
+    import csv
+
+    rng = random.Random(8)
+    rows = [(f'{sentence(rng, label)}\t"{label}" said\nthe critic', label) for label in ("pos", "neg") * 30]
+    path = tmp_path / "quoted.tsv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, delimiter="\t").writerows([("text", "label"), *rows])
+    result = invoke("init", path, "-o", tmp_path / "quoted.toml")
+    assert result.exit_code == 0, result.output
+    config = load_config(tmp_path / "quoted.toml")
+    assert config.data.tsv_quoting == "quoted"
+    splits = tasks.get("sentiment").load_splits(config)
+    assert splits.labels == ("neg", "pos")
+
+    glue = tmp_path / "glue.tsv"
+    glue.write_text("text\tlabel\n" + "\n".join(f'"{sentence(rng, "pos")}\t{label}' for label in ("pos", "neg") * 30),
+                    encoding="utf-8")  # fmt: skip
+    assert invoke("init", glue, "-o", tmp_path / "glue.toml").exit_code == 0
+    assert load_config(tmp_path / "glue.toml").data.tsv_quoting == "none"
+
+
+def test_labels_that_differ_only_by_case_stop_init_naming_them_and_the_flag(tmp_path):
+    rng = random.Random(9)
+    rows = [f"{sentence(rng, 'pos')},{label}" for label in ["pos", "POS", " pos", "neg"] * 10]
+    path = tmp_path / "cases.csv"
+    path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    line = one_error_line(invoke("init", path, "-o", tmp_path / "cases.toml"))
+    assert "labels that differ only by case: 'POS', 'pos'" in line and "--label-case" in line
+    assert invoke("init", path, "-o", tmp_path / "cases.toml", "--label-case", "fold").exit_code == 0
+    config = load_config(tmp_path / "cases.toml")
+    assert config.data.label_case == "fold"
+    assert tasks.get("sentiment").load_splits(config).labels == ("neg", "pos")
