@@ -12,7 +12,7 @@ from custom_layers.gru_cell import GRUCell
     "kernel_initializer", "recurrent_initializer", "bias_initializer",
     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
     "kernel_constraint", "recurrent_constraint", "bias_constraint",
-    "dropout", "recurrent_dropout", "seed", "reset_after", "implementation",
+    "dropout", "recurrent_dropout", "recurrent_weight_dropout", "seed", "reset_after", "implementation",
 )  # fmt: skip
 class GRU(FusedRNN):
     """Gated recurrent unit layer (Cho et al. 2014): `GRUCell` applied over the time axis.
@@ -44,7 +44,7 @@ class GRU(FusedRNN):
         units: positive int, dimensionality of the output and of the state.
         activation, recurrent_activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
         kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint, recurrent_constraint,
-        bias_constraint, dropout, recurrent_dropout, reset_after, seed: as in `GRUCell`.
+        bias_constraint, dropout, recurrent_dropout, recurrent_weight_dropout, reset_after, seed: as in `GRUCell`.
         activity_regularizer: regularizer on the layer output.
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask, fused, jit_compile:
             as in `custom_layers.LSTM`.
@@ -83,6 +83,7 @@ class GRU(FusedRNN):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -112,6 +113,7 @@ class GRU(FusedRNN):
             bias_constraint=bias_constraint,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
+            recurrent_weight_dropout=recurrent_weight_dropout,
             reset_after=reset_after,
             seed=seed,
             implementation=implementation,
@@ -151,7 +153,7 @@ class GRU(FusedRNN):
             x,
             initial_state[0],
             cell.kernel,
-            cell.recurrent_kernel,
+            cell.recurrent_kernel_for(training),
             cell.bias,
             reset_after=cell.reset_after,
             mask=mask,

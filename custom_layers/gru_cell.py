@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (
     check_implementation,
     check_rate,
@@ -12,10 +11,11 @@ from custom_layers._validation import (
     set_weight_arguments,
     weight_arguments_config,
 )
+from custom_layers._weight_dropout import RecurrentWeightDropout
 
 
 @keras.saving.register_keras_serializable(package="custom_layers")
-class GRUCell(keras.layers.Layer, DropoutRNNCell):
+class GRUCell(keras.layers.Layer, RecurrentWeightDropout):
     """One step of a gated recurrent unit (Cho et al. 2014), in either of Keras' two variants.
 
     reset_after=True (the default; the form cuDNN implements, with a second bias inside the reset product):
@@ -40,6 +40,11 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
     Dropout (training only) multiplies x_t by a mask and h_{t-1} by another inside the products (the state update
     keeps the unmasked h_{t-1}), each drawn once per sequence and shared by the three gates (Gal & Ghahramani 2016).
 
+    DropConnect (training only; Wan et al. 2013, as in Merity et al. 2017's AWD-LSTM): with
+    `recurrent_weight_dropout` = p > 0 the step uses, in place of U,
+        U~ = U * M / (1 - p),   M ~ Bernoulli(1 - p) of U's shape, drawn once per sequence batch (E[U~] = U)
+    The per-step computation is unchanged, so the layer keeps its fused kernel (`recurrent_dropout` does not).
+
     Per-step API: `call(x_t, states)` is `step(project_inputs(x_t), states)` after the input dropout;
     `project_inputs` takes any leading dimensions, so a caller can project a whole sequence, or an embedding table
     once, and step the recurrence on the result.
@@ -54,6 +59,7 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
         kernel_constraint, recurrent_constraint, bias_constraint: constraints for W, U, the bias.
         dropout: fraction in [0, 1) of the inputs to drop.
         recurrent_dropout: fraction in [0, 1) of h_{t-1} to drop (in the products).
+        recurrent_weight_dropout: fraction in [0, 1) of the recurrent kernel's entries to drop (DropConnect).
         reset_after: the variant, see above (default True).
         seed: random seed for the dropout masks.
         implementation: accepted for `keras.layers.GRUCell` compatibility, 1 or 2; the arithmetic is the same either
@@ -93,6 +99,7 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         reset_after=True,
         seed=None,
         implementation=2,
@@ -117,6 +124,7 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
         )
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        self.recurrent_weight_dropout = check_rate("recurrent_weight_dropout", recurrent_weight_dropout)
         self.reset_after = bool(reset_after)
         self.implementation = check_implementation(implementation)
         self.seed = seed
@@ -183,8 +191,9 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
             h_in = h_prev * self.get_recurrent_dropout_mask(h_prev)
         x_z, x_r, x_h = ops.split(projected, 3, axis=-1)
         units = self.units
+        kernel = self.recurrent_kernel_for(training)
         if self.reset_after:
-            u = ops.matmul(h_in, self.recurrent_kernel)
+            u = ops.matmul(h_in, kernel)
             bias = self.recurrent_bias()
             if bias is not None:
                 u = u + bias
@@ -193,10 +202,10 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
             r = self.recurrent_activation(x_r + u_r)
             g = self.activation(x_h + r * u_h)
         else:
-            u_z, u_r = ops.split(ops.matmul(h_in, self.recurrent_kernel[:, : 2 * units]), 2, axis=-1)
+            u_z, u_r = ops.split(ops.matmul(h_in, kernel[:, : 2 * units]), 2, axis=-1)
             z = self.recurrent_activation(x_z + u_z)
             r = self.recurrent_activation(x_r + u_r)
-            g = self.activation(x_h + ops.matmul(r * h_in, self.recurrent_kernel[:, 2 * units :]))
+            g = self.activation(x_h + ops.matmul(r * h_in, kernel[:, 2 * units :]))
         h = z * h_prev + (1 - z) * g
         return h, [h]
 
@@ -219,6 +228,7 @@ class GRUCell(keras.layers.Layer, DropoutRNNCell):
             **weight_arguments_config(self),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
+            "recurrent_weight_dropout": self.recurrent_weight_dropout,
             "reset_after": self.reset_after,
             "seed": self.seed,
         }

@@ -12,7 +12,7 @@ from custom_layers.lstm_cell import LSTMCell
     "kernel_initializer", "recurrent_initializer", "bias_initializer",
     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
     "kernel_constraint", "recurrent_constraint", "bias_constraint",
-    "dropout", "recurrent_dropout", "seed", "peephole", "layer_norm", "implementation",
+    "dropout", "recurrent_dropout", "recurrent_weight_dropout", "seed", "peephole", "layer_norm", "implementation",
 )  # fmt: skip
 class LSTM(FusedRNN):
     """Long short-term memory layer: `LSTMCell` applied over the time axis.
@@ -37,8 +37,8 @@ class LSTM(FusedRNN):
         units: positive int, dimensionality of the output and of both states.
         activation, recurrent_activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
         unit_forget_bias, kernel_regularizer, recurrent_regularizer, bias_regularizer, kernel_constraint,
-        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, seed, peephole, layer_norm:
-            as in `LSTMCell`.
+        recurrent_constraint, bias_constraint, dropout, recurrent_dropout, recurrent_weight_dropout, seed, peephole,
+        layer_norm: as in `LSTMCell`.
         activity_regularizer: regularizer on the layer output.
         return_sequences: return the output at every timestep (batch, time, units) instead of the last one.
         return_state: also return the final h and c.
@@ -90,6 +90,7 @@ class LSTM(FusedRNN):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -121,6 +122,7 @@ class LSTM(FusedRNN):
             bias_constraint=bias_constraint,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
+            recurrent_weight_dropout=recurrent_weight_dropout,
             seed=seed,
             peephole=peephole,
             layer_norm=layer_norm,
@@ -165,7 +167,7 @@ class LSTM(FusedRNN):
             h0,
             c0,
             cell.kernel,
-            cell.recurrent_kernel,
+            cell.recurrent_kernel_for(training),
             cell.bias,
             mask=mask,
             zero_output_for_mask=self.zero_output_for_mask,

@@ -3,7 +3,6 @@
 import keras
 from keras import initializers, ops
 
-from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (
     check_implementation,
     check_rate,
@@ -12,6 +11,7 @@ from custom_layers._validation import (
     set_weight_arguments,
     weight_arguments_config,
 )
+from custom_layers._weight_dropout import RecurrentWeightDropout
 
 _LAYER_NORM_EPSILON = 1e-5
 
@@ -23,7 +23,7 @@ def _layer_norm(z, gamma):
 
 
 @keras.saving.register_keras_serializable(package="custom_layers")
-class LSTMCell(keras.layers.Layer, DropoutRNNCell):
+class LSTMCell(keras.layers.Layer, RecurrentWeightDropout):
     """One step of a long short-term memory network (Hochreiter & Schmidhuber 1997, with a forget gate).
 
         z_t = x_t W + h_{t-1} U + b                       split into 4 blocks of `units`: (z_i, z_f, z_c, z_o)
@@ -50,6 +50,11 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
     Dropout (training only) multiplies x_t by a mask and h_{t-1} by another, each drawn once per sequence and
     shared by the four gates (Gal & Ghahramani 2016).
 
+    DropConnect (training only; Wan et al. 2013, as in Merity et al. 2017's AWD-LSTM): with
+    `recurrent_weight_dropout` = p > 0 the step uses, in place of U,
+        U~ = U * M / (1 - p),   M ~ Bernoulli(1 - p) of U's shape, drawn once per sequence batch (E[U~] = U)
+    The per-step computation is unchanged, so the layer keeps its fused kernel (`recurrent_dropout` does not).
+
     Per-step API: `call(x_t, states)` is `step(project_inputs(x_t), states)` after the input dropout;
     `project_inputs` takes any leading dimensions, so a caller can project a whole sequence, or an embedding table
     once, and step the recurrence on the result.
@@ -65,6 +70,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         kernel_constraint, recurrent_constraint, bias_constraint: constraints for W, U, b.
         dropout: fraction in [0, 1) of the inputs to drop.
         recurrent_dropout: fraction in [0, 1) of h_{t-1} to drop.
+        recurrent_weight_dropout: fraction in [0, 1) of the recurrent kernel's entries to drop (DropConnect).
         seed: random seed for the dropout masks.
         peephole: add peephole connections.
         layer_norm: layer-normalize the gate pre-activations.
@@ -106,6 +112,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         peephole=False,
         layer_norm=False,
@@ -132,6 +139,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         self.unit_forget_bias = bool(unit_forget_bias)
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        self.recurrent_weight_dropout = check_rate("recurrent_weight_dropout", recurrent_weight_dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.peephole = bool(peephole)
@@ -213,7 +221,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
         h_in = h_prev
         if training and self.recurrent_dropout > 0:
             h_in = h_prev * self.get_recurrent_dropout_mask(h_prev)
-        z_h = ops.matmul(h_in, self.recurrent_kernel)
+        z_h = ops.matmul(h_in, self.recurrent_kernel_for(training))
         if self.layer_norm:
             z_h = _layer_norm(z_h, self.recurrent_gamma)
         z_i, z_f, z_c, z_o = ops.split(projected + z_h, 4, axis=-1)
@@ -249,6 +257,7 @@ class LSTMCell(keras.layers.Layer, DropoutRNNCell):
             "unit_forget_bias": self.unit_forget_bias,
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
+            "recurrent_weight_dropout": self.recurrent_weight_dropout,
             "seed": self.seed,
             "peephole": self.peephole,
             "layer_norm": self.layer_norm,

@@ -12,7 +12,7 @@ from custom_layers.simple_rnn_cell import SimpleRNNCell
     "kernel_initializer", "recurrent_initializer", "bias_initializer",
     "kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
     "kernel_constraint", "recurrent_constraint", "bias_constraint",
-    "dropout", "recurrent_dropout", "seed",
+    "dropout", "recurrent_dropout", "recurrent_weight_dropout", "seed",
 )  # fmt: skip
 class SimpleRNN(FusedRNN):
     """Fully connected recurrent layer: `SimpleRNNCell` applied over the time axis.
@@ -32,7 +32,7 @@ class SimpleRNN(FusedRNN):
         units: positive int, dimensionality of the output.
         activation, use_bias, kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
         recurrent_regularizer, bias_regularizer, kernel_constraint, recurrent_constraint, bias_constraint, dropout,
-        recurrent_dropout, seed: as in `SimpleRNNCell`.
+        recurrent_dropout, recurrent_weight_dropout, seed: as in `SimpleRNNCell`.
         activity_regularizer: regularizer on the layer output.
         return_sequences, return_state, go_backwards, stateful, unroll, zero_output_for_mask, fused, jit_compile:
             as in `custom_layers.LSTM`.
@@ -67,6 +67,7 @@ class SimpleRNN(FusedRNN):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         return_sequences=False,
         return_state=False,
@@ -92,6 +93,7 @@ class SimpleRNN(FusedRNN):
             bias_constraint=bias_constraint,
             dropout=dropout,
             recurrent_dropout=recurrent_dropout,
+            recurrent_weight_dropout=recurrent_weight_dropout,
             seed=seed,
             dtype=kwargs.get("dtype"),
             trainable=kwargs.get("trainable", True),
@@ -127,7 +129,7 @@ class SimpleRNN(FusedRNN):
             x,
             initial_state[0],
             cell.kernel,
-            cell.recurrent_kernel,
+            cell.recurrent_kernel_for(training),
             cell.bias,
             mask=mask,
             zero_output_for_mask=self.zero_output_for_mask,

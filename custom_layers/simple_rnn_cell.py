@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from custom_layers._keras_private import DropoutRNNCell
 from custom_layers._validation import (
     check_rate,
     check_units,
@@ -11,10 +10,11 @@ from custom_layers._validation import (
     set_weight_arguments,
     weight_arguments_config,
 )
+from custom_layers._weight_dropout import RecurrentWeightDropout
 
 
 @keras.saving.register_keras_serializable(package="custom_layers")
-class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
+class SimpleRNNCell(keras.layers.Layer, RecurrentWeightDropout):
     """One step of a fully connected recurrent network.
 
         h_t = activation(x_t W + h_{t-1} U + b)
@@ -23,6 +23,11 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
     and names of `keras.layers.SimpleRNNCell`, so weights can be copied either way. Dropout, when training,
     multiplies x_t by a mask and h_{t-1} (recurrent dropout) by another; both masks are drawn once per sequence
     and reused at every step (Gal & Ghahramani, 2016).
+
+    DropConnect (training only; Wan et al. 2013, as in Merity et al. 2017's AWD-LSTM): with
+    `recurrent_weight_dropout` = p > 0 the step uses, in place of U,
+        U~ = U * M / (1 - p),   M ~ Bernoulli(1 - p) of U's shape, drawn once per sequence batch (E[U~] = U)
+    The per-step computation is unchanged, so the layer keeps its fused kernel (`recurrent_dropout` does not).
 
     Per-step API: `call(x_t, states)` is `step(project_inputs(x_t), states)` after the input dropout;
     `project_inputs` takes any leading dimensions, so a caller can project a whole sequence, or an embedding table
@@ -37,6 +42,7 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
         kernel_constraint, recurrent_constraint, bias_constraint: constraints for W, U, b.
         dropout: fraction in [0, 1) of the inputs to drop.
         recurrent_dropout: fraction in [0, 1) of h_{t-1} to drop.
+        recurrent_weight_dropout: fraction in [0, 1) of the recurrent kernel's entries to drop (DropConnect).
         seed: random seed for the dropout masks.
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
@@ -70,6 +76,7 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
         bias_constraint=None,
         dropout=0.0,
         recurrent_dropout=0.0,
+        recurrent_weight_dropout=0.0,
         seed=None,
         **kwargs,
     ):
@@ -91,6 +98,7 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
         )
         self.dropout = check_rate("dropout", dropout)
         self.recurrent_dropout = check_rate("recurrent_dropout", recurrent_dropout)
+        self.recurrent_weight_dropout = check_rate("recurrent_weight_dropout", recurrent_weight_dropout)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed=seed)
         self.state_size = self.units
@@ -139,7 +147,7 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
         h_prev = states[0] if isinstance(states, (list, tuple)) else states
         if training and self.recurrent_dropout > 0:
             h_prev = h_prev * self.get_recurrent_dropout_mask(h_prev)
-        h = self.activation(projected + ops.matmul(h_prev, self.recurrent_kernel))
+        h = self.activation(projected + ops.matmul(h_prev, self.recurrent_kernel_for(training)))
         return h, [h]
 
     def call(self, inputs, states, training=False):
@@ -160,5 +168,6 @@ class SimpleRNNCell(keras.layers.Layer, DropoutRNNCell):
             **weight_arguments_config(self),
             "dropout": self.dropout,
             "recurrent_dropout": self.recurrent_dropout,
+            "recurrent_weight_dropout": self.recurrent_weight_dropout,
             "seed": self.seed,
         }

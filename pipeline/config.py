@@ -119,6 +119,8 @@ class ModelConfig:
     bidirectional: bool = _key(False, "sentiment: read each text in both directions")
     dropout: float = _key(0.0, "dropout on each recurrent layer's inputs, one mask per sequence")
     recurrent_dropout: float = _key(0.0, "dropout on the recurrent state (slower: no fused kernel while training)")
+    recurrent_weight_dropout: float = _key(0.0, "DropConnect on the recurrent kernel, one mask per batch (Merity et "
+                                           "al. 2017); keeps the fused kernel")  # fmt: skip
     output_dropout: float = _key(0.0, "dropout before the dense head")
     peephole: bool = _key(False, "lstm: peephole connections (Gers & Schmidhuber 2000)")
     layer_norm: bool = _key(False, "lstm: layer-normalized gate pre-activations (Ba et al. 2016)")
@@ -450,8 +452,8 @@ def _validate(config: Config) -> None:
                 "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
-    for key in ("model.dropout", "model.recurrent_dropout", "model.output_dropout", "train.word_dropout",
-                "data.validation_fraction", "data.test_fraction"):  # fmt: skip
+    for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",
+                "train.word_dropout", "data.validation_fraction", "data.test_fraction"):  # fmt: skip
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
     if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds

@@ -143,9 +143,9 @@ def inference_copy(model: keras.Model) -> keras.Model:
     (which LiteRT cannot run) and without dropout. Dropout is off in inference anyway, but Keras draws the
     recurrent layers' dropout masks before every sequence all the same, from a seed-generator variable that would
     stay in the .tflite as a resource variable (state a device has to keep, and ops not every delegate runs).
-    Every `jit_compile`, `dropout` and `recurrent_dropout` in the model's config (our layers, also inside
-    Bidirectional and sub-models) is replaced."""
-    replace = {"jit_compile": False, "dropout": 0.0, "recurrent_dropout": 0.0}
+    Every `jit_compile`, `dropout`, `recurrent_dropout` and `recurrent_weight_dropout` in the model's config (our
+    layers, also inside Bidirectional and sub-models) is replaced."""
+    replace = {"jit_compile": False, "dropout": 0.0, "recurrent_dropout": 0.0, "recurrent_weight_dropout": 0.0}
 
     def plain(value):
         if isinstance(value, dict):

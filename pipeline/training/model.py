@@ -221,6 +221,7 @@ def rnn_layer(
         units=config.units,
         dropout=config.dropout,
         recurrent_dropout=config.recurrent_dropout,
+        recurrent_weight_dropout=config.recurrent_weight_dropout,
         return_sequences=return_sequences,
         seed=seed,
         name=name,

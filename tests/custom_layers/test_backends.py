@@ -20,6 +20,7 @@ BACKEND_AGNOSTIC = [
     "tests/custom_layers/test_gru_cell.py",
     "tests/custom_layers/test_step_api.py",
     "tests/custom_layers/test_keras_private.py",
+    "tests/custom_layers/test_weight_dropout.py",
 ]
 INSTALL_HINT = {
     "jax": "jax is in the test extra: pip install -e '.[cpu,test]'",

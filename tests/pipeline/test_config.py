@@ -60,6 +60,7 @@ def test_config_is_immutable(tmp_path):
         ("", ["model.cell=tcn"], "model.cell: must be one of lstm, simple_rnn"),
         ("", ["model.units=0"], "model.units: must be > 0, got 0"),
         ("", ["model.dropout=1.0"], "model.dropout: must be in [0, 1), got 1.0"),
+        ("", ["model.recurrent_weight_dropout=-0.1"], "model.recurrent_weight_dropout: must be in [0, 1), got -0.1"),
         ("", ["model.ensemble=0"], "model.ensemble: must be > 0, got 0"),
         ("", ["train.word_dropout=1"], "train.word_dropout: must be in [0, 1), got 1.0"),
         ("", ["task=next_char", "train.word_dropout=0.1"], "train.word_dropout: only sentiment training drops words"),

@@ -97,3 +97,18 @@ def test_subword_classifier_ignores_padding_and_round_trips_through_keras_file(t
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(padded), model(padded))
     ensemble = build_classifier(dataclasses.replace(config, ensemble=2), 12, 2, seed=1, word_width=3)
     assert ensemble(padded).shape == (1, 2)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
+def test_recurrent_weight_dropout_reaches_the_layers_and_is_off_in_the_inference_copy(cell):
+    from pipeline.export.litert import inference_copy
+
+    config = ModelConfig(cell=cell, units=6, embedding_dim=4, layers=2, recurrent_weight_dropout=0.3)
+    model = build_language_model(config, vocab_size=12, seed=0)
+    layers = [model.get_layer(f"rnn_{k}") for k in range(2)]
+    assert [layer.cell.recurrent_weight_dropout for layer in layers] == [0.3, 0.3]
+    assert layers[0].can_fuse(training=True), "DropConnect keeps the fused kernel"
+    copy = inference_copy(model)
+    assert [copy.get_layer(f"rnn_{k}").cell.recurrent_weight_dropout for k in range(2)] == [0.0, 0.0]
+    tokens = np.random.default_rng(0).integers(0, 12, size=(2, 7))
+    np.testing.assert_allclose(np.asarray(copy(tokens)), np.asarray(model(tokens)), atol=1e-5)
