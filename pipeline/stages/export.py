@@ -60,7 +60,11 @@ def run(config: Config, run_dir) -> ExportResult:
         vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
         labels = rd.read_labels()
         trained = load_checkpoint(rd.best_model)
-        model = task.build_model(config.model, vocab, labels, seed=config.seed, jit_compile=False)
+        # An export never trains: without the training-only rates its layers draw no dropout masks, which Keras
+        # would otherwise draw (unused) on every serving request.
+        serving_config = dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0,
+                                             recurrent_weight_dropout=0.0)  # fmt: skip
+        model = task.build_model(serving_config, vocab, labels, seed=config.seed, jit_compile=False)
         model.set_weights(trained.get_weights())
         formats = config.export.formats
         with artifacts.staged_path(target) as tmp:
