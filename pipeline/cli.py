@@ -184,7 +184,25 @@ def tokenize(config, run_dir, overwrite):
     """Build the vocabulary (and class names) from the training split."""
     from pipeline.stages import tokenize as stage
 
-    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
+
+
+class _ReadProgress:
+    """A progress bar on stderr for a long read (a word vectors file of gigabytes), drawn from the first report
+    before the end: a read that reports only its end was short and draws nothing."""
+
+    def __init__(self, label: str = "reading word vectors"):
+        self.label, self.bar = label, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if done >= total:
+                return
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_eta=True)
+            self.bar.render_progress()
+        self.bar.update(min(done, total) - self.bar.pos)
+        if done >= total:
+            self.bar.render_finish()
 
 
 @main.command()
@@ -234,7 +252,7 @@ def run(config, run_dir, overwrite):
     """Run every stage: tokenize -> train -> evaluate -> export (each skipped while up to date)."""
     from pipeline.stages import evaluate, export, tokenize, train
 
-    click.echo(tokenize.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(tokenize.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(export.run(config, run_dir).summary())
@@ -382,8 +400,10 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
               help="Labels that differ only by case: an error, one class (lower case), or kept apart.")  # fmt: skip
 @click.option("--validation", metavar="PATH", help="Validation data in DATA's format.  [default: held out]")
 @click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
+@click.option("--vectors", metavar="PATH", help="sentiment: a word vectors file (GloVe, word2vec, fastText) to "
+              "start the words from (tokenize.pretrained_vectors).")  # fmt: skip
 def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, tsv_quoting,
-         label_case, validation, test) -> None:  # fmt: skip
+         label_case, validation, test, vectors) -> None:  # fmt: skip
     """Inspect DATA and write a starter config for it; asks nothing.
 
     \b
@@ -404,7 +424,7 @@ def init(data: tuple[str, ...], task, output: Path | None, text_column, label_co
     findings = detect.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
                              encoding=encoding, validation=validation, test=test, tsv_quoting=tsv_quoting,
                              label_case=label_case)  # fmt: skip
-    text = stage.starter_config(findings, output)
+    text = stage.starter_config(findings, output, vectors or "")
     summary = "\n".join(findings.summary())
     if output is None:
         click.echo(summary, err=True)  # stdout is the config: rnnpipe init data.csv > data.toml

@@ -105,6 +105,12 @@ class TokenizeConfig:
     min_ngram: int = _key(3, "sentiment: the shortest sub-word n-gram")
     max_ngrams: int = _key(100000, "sentiment: the most n-grams in the vocabulary (those in most training words)")
     ngrams_per_word: int = _key(23, "sentiment: n-grams read per word, shortest first (a bound on the input)")
+    pretrained_vectors: str = _key("", "sentiment: a word vectors file (GloVe, word2vec or fastText text, or "
+                                   "word2vec binary; gzip or not): each word also gets its pretrained "
+                                   "vector")  # fmt: skip
+    vector_words: int = _key(100000, "sentiment, with pretrained_vectors: the vectors file's most frequent words "
+                             "added to the vocabulary beyond the training words, so that words unseen in training "
+                             "keep their vector (a bound on the export: this many rows of vectors)")  # fmt: skip
     min_char_count: int = _key(1, "next_char: a character enters the vocabulary once seen this many times")
 
 
@@ -113,7 +119,9 @@ class ModelConfig:
     """embedding -> `layers` recurrent layers of `cell` (ours, from custom_layers) -> dense head."""
 
     cell: str = _key("lstm", "the recurrent layer, from custom_layers: lstm, simple_rnn or gru")
-    embedding_dim: int = _key(128, "size of the token embeddings")
+    embedding_dim: int = _key(128, "size of the token embeddings (learned; pretrained vectors come beside them)")
+    fine_tune_vectors: bool = _key(False, "sentiment, with tokenize.pretrained_vectors: train the pretrained "
+                                   "vectors of the training words too (unseen words keep the file's)")  # fmt: skip
     units: int = _key(256, "units of each recurrent layer (per direction)")
     layers: int = _key(1, "recurrent layers, stacked")
     bidirectional: bool = _key(False, "sentiment: read each text in both directions")
@@ -209,7 +217,8 @@ _CHOICES = {
     "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),
     "evaluate.split": lambda: ("test", "validation", "train"),
 }
-_PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test")
+_PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test",
+              "tokenize.pretrained_vectors")  # fmt: skip
 EXPORT_FORMATS = ("saved_model", "litert")
 # The recurrent layers of custom_layers (custom_layers.LAYERS, which imports Keras; a test ties the two).
 CELLS = ("lstm", "simple_rnn", "gru")
@@ -448,8 +457,9 @@ def _validate(config: Config) -> None:
     if high and not low <= high <= MAX_NGRAM:
         raise ConfigError(f"tokenize.max_ngram: must be 0 (off) or from tokenize.min_ngram ({low}) to {MAX_NGRAM}, "
                           f"got {high}")  # fmt: skip
-    for key in ("train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps", "train.steps_per_epoch",
-                "train.adversarial_epsilon", "train.virtual_adversarial_epsilon", "export.version"):  # fmt: skip
+    for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
+                "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
+                "export.version"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",

@@ -117,6 +117,11 @@ def _check_next_char(config: Config) -> None:
     if config.tokenize.max_ngram:
         raise ConfigError("tokenize.max_ngram: only sentiment reads words as sub-words; set it to 0 for "
                           "next_char")  # fmt: skip
+    if config.tokenize.pretrained_vectors:
+        raise ConfigError("tokenize.pretrained_vectors: next_char reads characters, which have no word vectors; "
+                          "remove the key")  # fmt: skip
+    if m.fine_tune_vectors:
+        raise ConfigError("model.fine_tune_vectors: next_char has no pretrained word vectors; set it to false")
 
 
 RECIPES = {

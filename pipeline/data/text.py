@@ -16,6 +16,11 @@ in at least MIN_NGRAM_WORDS distinct training words (one found in a single word 
 vector cannot), most widespread first; n-gram k has id len(tokens) + k. A word is encoded as [word id, ids of its
 known n-grams, 0 ...] with `ngrams_per_word` n-gram slots, so an out-of-vocabulary word still has a vector made of
 the n-grams it shares with training words.
+
+Pretrained word vectors (`with_vectors`): the vocabulary's words get the vectors a file has for them, and the
+file's most frequent other words (at most a bound, read as the tokenizer would make them) join the vocabulary
+after the training words, with `vector_words` counting them: a word never seen in training still has its
+pretrained vector at prediction time. Validation and test texts play no part in which words those are.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
+from pipeline.data import vectors
 from pipeline.run import artifacts
 
 PAD = ""
@@ -53,12 +60,17 @@ class Vocabulary:
     ngrams: tuple[str, ...] = ()  # word level: character n-grams (module docstring), id = size + index
     ngram_sizes: tuple[int, ...] = ()
     ngrams_per_word: int = 0
+    vector_words: int = 0  # the last tokens: words of the vectors file not seen in training (`with_vectors`)
+    vector_dim: int = 0  # the pretrained vectors' size (0: none)
 
     def __post_init__(self):
         if self.level not in ("word", "char"):
             raise ValueError(f"level must be 'word' or 'char', got {self.level!r}")
         if self.ngrams and (self.level != "word" or not self.ngram_sizes or self.ngrams_per_word < 1):
             raise ValueError("n-grams need a word-level vocabulary with ngram_sizes and ngrams_per_word >= 1")
+        if self.vector_words and not self.vector_dim or not 0 <= self.vector_words <= len(self.tokens) - 2:
+            raise ValueError(f"vector_words={self.vector_words} needs vector_dim > 0 and at most the tokens after "
+                             f"PAD and OOV")  # fmt: skip
 
     @property
     def size(self) -> int:
@@ -68,6 +80,11 @@ class Vocabulary:
     def embedding_rows(self) -> int:
         """Rows of the embedding table: the tokens, then the n-grams."""
         return len(self.tokens) + len(self.ngrams)
+
+    @property
+    def trained_words(self) -> int:
+        """Tokens seen in training (PAD and OOV included): ids below it; the vectors-only words follow."""
+        return len(self.tokens) - self.vector_words
 
     @property
     def word_width(self) -> int:
@@ -123,9 +140,7 @@ def build_word_vocabulary(
     """The most frequent words in `batches` (string tensors) seen at least `min_count` times, at most
     `max_tokens - 2` of them, after PAD and OOV; with `ngram_sizes`, also at most `max_ngrams` character n-grams
     of those sizes (module docstring) taken from every training word, rare ones included."""
-    counts: collections.Counter[bytes] = collections.Counter()
-    for texts in batches:
-        counts.update(split_words(texts, standardize_mode).flat_values.numpy().tolist())
+    counts = count_words(batches, standardize_mode)
     ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
     words = tuple(word.decode("utf-8") for word, _ in ranked[: max(max_tokens - 2, 0)])
     if not ngram_sizes:
@@ -137,6 +152,93 @@ def build_word_vocabulary(
     ngrams = tuple(gram for gram, _ in common[:max_ngrams])
     return Vocabulary("word", (PAD, OOV) + words, standardize_mode, sequence_length, ngrams, tuple(ngram_sizes),
                       ngrams_per_word)  # fmt: skip
+
+
+def count_words(batches: Iterable[tf.Tensor], standardize_mode: str) -> collections.Counter[bytes]:
+    """How often each word (UTF-8 bytes, as the tokenizer makes it) occurs in `batches` (string tensors)."""
+    counts: collections.Counter[bytes] = collections.Counter()
+    for texts in batches:
+        counts.update(split_words(texts, standardize_mode).flat_values.numpy().tolist())
+    return counts
+
+
+def as_single_words(words: Sequence[str], standardize_mode: str) -> list[str | None]:
+    """What the tokenizer makes of each of `words`: the one word it becomes, or None (several words, or none)."""
+    split = split_words(tf.constant(list(words), dtype=tf.string), standardize_mode)
+    lengths = split.row_lengths().numpy()
+    first = split[:, :1].flat_values.numpy()
+    tokens, k = [], 0
+    for length in lengths:
+        tokens.append(first[k].decode("utf-8") if length == 1 else None)
+        k += length > 0
+    return tokens
+
+
+@dataclass(frozen=True)
+class VectorsReport:
+    """What a vectors file gave a vocabulary (written as vectors.json in the run directory)."""
+
+    file: str
+    format: str
+    dim: int
+    words: int  # training words of the vocabulary (PAD and OOV aside)
+    words_with_vectors: int
+    lowercase_matches: int  # of those, found lower-cased rather than exactly
+    tokens: int  # training tokens
+    tokens_with_vectors: int
+    vector_words: int  # words of the file added to the vocabulary for prediction time
+    table_megabytes: float  # the pretrained table an export carries (float32)
+    file_words: int
+    seconds: float
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> VectorsReport:
+        return cls(**artifacts.read_json(path))
+
+    def summary(self) -> str:
+        return (f"vectors: {self.words_with_vectors / max(self.words, 1):.1%} of {self.words:,} training words and "
+                f"{self.tokens_with_vectors / max(self.tokens, 1):.1%} of training tokens have one "
+                f"({self.dim} dimensions, {self.file_words:,} in the file); {self.vector_words:,} more words for "
+                f"prediction time ({self.table_megabytes:.1f} MB table)")  # fmt: skip
+
+
+def with_vectors(
+    vocab: Vocabulary,
+    path: str,
+    extra: int,
+    counts: collections.Counter[bytes],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Vocabulary, np.ndarray, VectorsReport]:
+    """`vocab` with at most `extra` words of the vectors file at `path` added after its training words, the
+    pretrained table (float32 [vocabulary size, dim], a row per token: zeros for PAD, OOV and words without a
+    vector) and a report; `counts` are the training split's word counts (`count_words`)."""
+    if vocab.level != "word" or vocab.vector_words:
+        raise ValueError("with_vectors takes a word-level vocabulary without vectors")
+    start = time.monotonic()
+    words = vocab.tokens[2:]
+    found = vectors.read(path, words, extra=extra, normalize=lambda batch: as_single_words(batch, vocab.standardize),
+                         progress=progress)  # fmt: skip
+    table = np.concatenate([np.zeros((2, found.dim), np.float32), found.vectors, found.extra_vectors])
+    result = dataclasses.replace(vocab, tokens=vocab.tokens + found.extra_words, vector_words=len(found.extra_words),
+                                 vector_dim=found.dim)  # fmt: skip
+    covered = set(np.asarray(words, dtype=object)[found.matched].tolist()) | set(found.extra_words)
+    total = sum(counts.values())
+    in_vectors = sum(count for word, count in counts.items() if word.decode("utf-8") in covered)
+    report = VectorsReport(
+        file=str(path),
+        format=found.format,
+        dim=found.dim,
+        words=len(words),
+        words_with_vectors=int(found.matched.sum()),
+        lowercase_matches=int(found.lowered.sum()),
+        tokens=total,
+        tokens_with_vectors=in_vectors,
+        vector_words=len(found.extra_words),
+        table_megabytes=round(table.nbytes / 1e6, 1),
+        file_words=found.words_read,
+        seconds=round(time.monotonic() - start, 1),
+    )
+    return result, table, report
 
 
 def word_ngrams(word: str, sizes: Sequence[int]) -> list[str]:

@@ -62,6 +62,9 @@ def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
              if key.split(".")[0] in sections and key not in _IGNORED}  # fmt: skip
     if stage == "tokenize":
         found.update({f"file {path}": digest for path, digest in _data_files(config).items()})
+        vectors = config.tokenize.pretrained_vectors
+        if vectors and Path(vectors).is_file():
+            found[f"vectors file {vectors}"] = _sampled_digest(Path(vectors))
     if before is not None:
         found[f"stage {before}"] = digest(inputs(rd, before, config))
     return found
@@ -139,10 +142,11 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -
             continue
         if key.startswith("stage "):
             changes.append(f"the inputs of {key.removeprefix('stage ')} changed")
-        elif key.startswith("file "):
-            path = key.removeprefix("file ")
+        elif key.startswith(("file ", "vectors file ")):
+            kind, path = ("data file", key.removeprefix("file ")) if key.startswith("file ") else \
+                ("vectors file", key.removeprefix("vectors file "))  # fmt: skip
             what = "is new" if key not in old else "is gone" if key not in new else "changed"
-            changes.append(f"data file {shorten(path, 80)} {what}")
+            changes.append(f"{kind} {shorten(path, 80)} {what}")
         else:
             changes.append(f"{key}: {shorten(repr(old.get(key)), 60)} -> {shorten(repr(new.get(key)), 60)}")
     more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
@@ -172,6 +176,19 @@ def _data_files(config: Config) -> dict[str, str]:
 def _file_digest(path: Path) -> str:
     stat = path.stat()
     return _content_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _sampled_digest(path: Path, samples: int = 64, block: int = 1 << 16) -> str:
+    """ "size:sampled-sha256" of a file's size and `samples` evenly spaced blocks, the first and last among them:
+    for a vectors file of gigabytes, which a full digest would read at every stage, a fingerprint that another file,
+    an edit of its length or a truncation changes (an edit in place between the blocks would not)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for k in range(samples):
+            f.seek(max(0, (size - block) * k // max(samples - 1, 1)))
+            h.update(f.read(block))
+    return f"{size}:sampled-{h.hexdigest()}"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -32,6 +32,10 @@ def check(config: Config, stage: str) -> None:
     _check_evaluate_split(config)
     if config.data.source == "files":
         _check_files(config)
+    vectors = config.tokenize.pretrained_vectors
+    if vectors and not Path(vectors).is_file():
+        what = "is a folder, not a vectors file" if Path(vectors).is_dir() else "does not exist"
+        raise DataError(f"tokenize.pretrained_vectors: {shorten(vectors)} {what}")
 
 
 def check_splits(config: Config, splits) -> None:

@@ -6,6 +6,7 @@
       stages.json              what produced each stage's results (pipeline.run.freshness): skipped when unchanged
       vocabulary.json          tokenize: tokens (index = id) and the settings that produced them
       labels.json              tokenize (sentiment): class names, index = class id
+      vectors.npy, vectors.json  tokenize, with pretrained vectors: a row per token, and what the file covered
       checkpoints/best.keras   train: the best model on `train.monitor`
       checkpoints/backup/      train: Keras BackupAndRestore state, for resuming an interrupted run
       history.csv, training_curves.png, logs/ (TensorBoard)
@@ -69,6 +70,14 @@ class RunDir:
     @property
     def labels(self) -> Path:
         return self.path / "labels.json"
+
+    @property
+    def vectors(self) -> Path:
+        return self.path / "vectors.npy"
+
+    @property
+    def vectors_report(self) -> Path:
+        return self.path / "vectors.json"
 
     @property
     def checkpoints(self) -> Path:

@@ -22,9 +22,13 @@ from pipeline.data.detect import TEST_FRACTION, Findings
 from pipeline.errors import PipelineError
 
 
-def starter_config(findings: Findings, output: Path | None = None) -> str:
-    """The starter config as TOML: the task and the data section, with what was found as comments. Checked to load
-    as a config before it is returned."""
+def starter_config(findings: Findings, output: Path | None = None, vectors: str = "") -> str:
+    """The starter config as TOML: the task and the data section, with what was found as comments, and a word
+    vectors file when one is given (sentiment). Checked to load as a config before it is returned."""
+    if vectors and findings.task != "sentiment":
+        raise PipelineError(f"--vectors: pretrained word vectors are for task sentiment, not {findings.task}")
+    if vectors and not Path(vectors).expanduser().is_file():
+        raise PipelineError(f"--vectors: {vectors} is not a file")
     this = str(output) if output is not None else "<this file>"
     lines = [f"# Starter config written by `rnnpipe init` for {findings.data}. What it found:"]
     lines += [f"#   {line}" for line in findings.summary()]
@@ -45,6 +49,11 @@ def starter_config(findings: Findings, output: Path | None = None) -> str:
             where = "the last" if findings.format == "text" else "a seeded"
             lines.append(f"# The data has no test split: {where} {TEST_FRACTION:.0%} of train is held out for test.")
         lines.append(f"{key} = {_toml(value)}")
+    if vectors:
+        lines += ["", "[tokenize]", f"pretrained_vectors = {_toml(vectors)}"]
+    elif findings.task == "sentiment":
+        lines += ["", "# Words can start from pretrained vectors (GloVe, word2vec or fastText; gzip or not):",
+                  "# [tokenize]", '# pretrained_vectors = "glove.6B.300d.txt"']  # fmt: skip
     text = "\n".join(lines) + "\n"
     config_from_dict(tomllib.loads(text))  # a bug here must not leave the user a config that does not load
     return text

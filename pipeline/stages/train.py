@@ -101,7 +101,8 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
         task = tasks.get(config.task)
         splits = task.load_splits(config)
         val_ds = task.validation_dataset(config, splits, vocab, labels)
-        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs)
+        vectors = np.load(rd.require(rd.vectors, "tokenize")) if vocab.vector_dim else None
+        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors)
         if config.model.ensemble == 1:
             result = _train_one(context, rd, config.seed, config.train.max_seconds)
         else:
@@ -123,6 +124,7 @@ class _Context:
     splits: object
     val_ds: object
     inputs: dict
+    vectors: object = None  # the pretrained table tokenize made (numpy), if any
 
 
 def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
@@ -155,7 +157,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     train_ds = context.task.training_dataset(config, context.splits, context.vocab, context.labels, seed)
     with strategy.scope():
         single = dataclasses.replace(config.model, ensemble=1)
-        model = context.task.build_model(single, context.vocab, context.labels, seed=seed)
+        model = context.task.build_model(single, context.vocab, context.labels, seed=seed, vectors=context.vectors)
         if config.train.adversarial_epsilon or config.train.virtual_adversarial_epsilon:
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
@@ -215,7 +217,9 @@ def _join_ensemble(context: _Context, rd: RunDir, members, seconds) -> TrainResu
     on the validation split with the metric that chose each member's checkpoint."""
     config = context.config
     with context.strategy.scope():
-        model = context.task.build_model(config.model, context.vocab, context.labels, seed=config.seed)
+        model = context.task.build_model(
+            config.model, context.vocab, context.labels, seed=config.seed, vectors=context.vectors
+        )
         for k in range(len(members)):
             trained = load_checkpoint(rd.member(k).best_model)
             model.get_layer(f"member_{k}").set_weights(trained.get_weights())

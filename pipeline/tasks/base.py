@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from pipeline.config import Config, ModelConfig
@@ -40,6 +41,11 @@ class Task(abc.ABC):
     def build_vocabulary(self, config: Config, splits: Splits) -> Vocabulary:
         """The vocabulary, from the training split."""
 
+    def pretrained_vectors(self, config: Config, splits: Splits, vocab: Vocabulary, progress=None):
+        """(vocabulary with the vectors file's words, pretrained table, VectorsReport) for
+        `tokenize.pretrained_vectors`; only a task that reads words has them (its recipe refuses the key)."""
+        raise NotImplementedError(f"task {self.name!r} has no pretrained word vectors")
+
     def labels(self, splits: Splits) -> tuple[str, ...]:
         """Class names (index = class id), or () for a task without classes."""
         return ()
@@ -56,8 +62,9 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def build_model(self, config: ModelConfig, vocab: Vocabulary, labels: tuple[str, ...], seed: int = 0,
-                    jit_compile: bool = True) -> keras.Model:  # fmt: skip
-        """The task's model, outputting logits."""
+                    jit_compile: bool = True, vectors: np.ndarray | None = None) -> keras.Model:  # fmt: skip
+        """The task's model, outputting logits; `vectors`: the pretrained table tokenize made (None with a
+        vocabulary that has vectors: zeros, for a model whose weights are loaded next)."""
 
     @abc.abstractmethod
     def evaluate(self, model: keras.Model, config: Config, split: tf.data.Dataset, vocab: Vocabulary,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from typing import Any
 
 import keras
 
@@ -120,11 +121,125 @@ class SubwordEmbedding(keras.layers.Embedding):
         return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="rnnpipe")
+class WordVectorEmbedding(keras.layers.Layer):
+    """A word's pretrained vector beside its learned embedding (`pipeline.data.text.with_vectors` makes the ids):
+
+        v(word) = [ P[w] ; 1 / |S| * sum_{i in S} E[r(i)] ]
+
+    w is the word's id and S its non-zero ids (its own, then its n-grams' with sub-words). P holds a row per
+    vocabulary word: the file's vector, or zeros for a word the file lacks. Its rows for the words seen in training
+    (ids below `trained_words`) are frozen, or trained with `fine_tune`; the rows after them, words only the vectors
+    file has, are always frozen: nothing in training moves them, so an unseen word keeps the file's vector.
+    E is learned, with rows for the training words and the n-grams only; r(i) maps a vectors-only word to the OOV
+    row 1 (such a word is read there as any unknown word is, through its n-grams) and an n-gram id down past the
+    vectors-only words. 0 is padding (masked) or an empty n-gram slot.
+
+    Args:
+        input_dim: the id range: the vocabulary's words, then its n-grams (`Vocabulary.embedding_rows`).
+        output_dim: the learned part's size; the output has `vector_dim` + `output_dim` features.
+        words: the vocabulary's words (`Vocabulary.size`), the rows of P.
+        trained_words: ids below it are words seen in training (`Vocabulary.trained_words`, >= 2).
+        vector_dim: the pretrained vectors' size.
+        fine_tune: train P's rows for the training words.
+        vectors: optional float [words, vector_dim], P's initial value (not part of the config: a saved model
+            carries P in its weights).
+        embeddings_initializer: E's initializer.
+
+    Call arguments:
+        inputs: int [batch, time] word ids, or [batch, time, ids per word] with sub-words.
+
+    Example:
+        x = WordVectorEmbedding(vocab.embedding_rows, 200, vocab.size, vocab.trained_words, vocab.vector_dim,
+                                vectors=table, name="embedding")(keras.Input((None, vocab.word_width)))
+    """
+
+    def __init__(self, input_dim, output_dim, words, trained_words, vector_dim, fine_tune=False, vectors=None,
+                 embeddings_initializer="uniform", **kwargs):  # fmt: skip
+        if not 2 <= trained_words <= words <= input_dim:
+            raise ValueError(f"need 2 <= trained_words <= words <= input_dim, got trained_words={trained_words}, "
+                             f"words={words}, input_dim={input_dim}")  # fmt: skip
+        for name, value in (("output_dim", output_dim), ("vector_dim", vector_dim)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {name}={value}")
+        if vectors is not None and tuple(vectors.shape) != (words, vector_dim):
+            raise ValueError(f"vectors must have shape ({words}, {vector_dim}), got {tuple(vectors.shape)}")
+        super().__init__(**kwargs)
+        self.input_dim, self.output_dim = int(input_dim), int(output_dim)
+        self.words, self.trained_words, self.vector_dim = int(words), int(trained_words), int(vector_dim)
+        self.fine_tune = bool(fine_tune)
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self._initial_vectors = vectors
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        learned_rows = self.input_dim - (self.words - self.trained_words)
+        self.embeddings = self.add_weight(shape=(learned_rows, self.output_dim), name="embeddings",
+                                          initializer=self.embeddings_initializer)  # fmt: skip
+        initial = self._initial_vectors
+        for name, rows, trainable in (("trained_vectors", slice(0, self.trained_words), self.fine_tune),
+                                      ("unseen_vectors", slice(self.trained_words, self.words), False)):  # fmt: skip
+            count = rows.stop - rows.start
+            value = "zeros" if initial is None else keras.initializers.Constant(initial[rows])
+            weight = self.add_weight(shape=(count, self.vector_dim), name=name, initializer=value, trainable=trainable)
+            setattr(self, name, weight)
+        self._initial_vectors = None  # the weights hold it now
+
+    def call(self, inputs):
+        ops = keras.ops
+        ids = ops.cast(inputs, "int32")
+        if len(ids.shape) == 2:
+            ids = ops.expand_dims(ids, -1)
+        unseen = self.words - self.trained_words
+        learned = ops.where(ids < self.trained_words, ids, ops.where(ids < self.words, 1, ids - unseen))
+        present = ops.cast(ops.expand_dims(ops.not_equal(ids, 0), -1), self.embeddings.dtype)
+        rows = ops.take(self.embeddings, learned, axis=0)
+        mean = ops.sum(rows * present, axis=2) / ops.maximum(ops.sum(present, axis=2), 1.0)
+        table = ops.concatenate([self.trained_vectors, self.unseen_vectors], axis=0) if unseen else self.trained_vectors
+        pretrained = ops.take(table, ops.clip(ids[..., 0], 0, self.words - 1), axis=0)
+        return ops.cast(ops.concatenate([pretrained, mean], axis=-1), self.compute_dtype)
+
+    def compute_mask(self, inputs, mask=None):
+        ids = inputs if len(inputs.shape) == 2 else inputs[..., 0]
+        return keras.ops.not_equal(ids, 0)
+
+    def compute_output_shape(self, input_shape):
+        time_shape = input_shape[:2]
+        return (*time_shape, self.vector_dim + self.output_dim)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "words": self.words,
+            "trained_words": self.trained_words,
+            "vector_dim": self.vector_dim,
+            "fine_tune": self.fine_tune,
+            "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+        }
+
+
 def load_checkpoint(path) -> keras.Model:
     """A `.keras` checkpoint of a run (best.keras, a member's, a backup). Importing this module registers every
     class one can hold: our recurrent layers, the pooling, sub-word and ensemble layers above, `AdversarialModel`,
     which is what a model trained with adversarial perturbations is saved as, and the optimizer `FusedAdam`."""
     return keras.saving.load_model(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vectors:
+    """What `build_classifier` needs for pretrained vectors: the vocabulary's words, those seen in training, the
+    vectors' size, and optionally the table itself (float [words, dim]; None: zeros, for a model whose weights are
+    loaded next)."""
+
+    words: int
+    trained_words: int
+    dim: int
+    table: Any = None
 
 
 def build_classifier(
@@ -135,10 +250,12 @@ def build_classifier(
     jit_compile: bool = True,
     name: str = "",
     word_width: int = 1,
+    vectors: Vectors | None = None,
 ) -> keras.Model:
     """[batch, time] word ids (0 pads and is masked) -> [batch, num_classes] logits; with `word_width` > 1,
     [batch, time, word_width] ids per word (a word and its n-grams, `SubwordEmbedding`), `vocab_size` then
-    counting the n-grams' rows too.
+    counting the n-grams' rows too. With `vectors` the words also get their pretrained vectors
+    (`WordVectorEmbedding`).
 
     The text vector is the last layer's final state (`pooling = "last"`) or the masked max / mean of its outputs.
     `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
@@ -150,13 +267,24 @@ def build_classifier(
         tokens = keras.Input(shape=shape, dtype="int32", name="tokens")
         single = dataclasses.replace(config, ensemble=1)
         members = [
-            build_classifier(single, vocab_size, num_classes, seed + k, jit_compile, f"member_{k}", word_width)
+            build_classifier(single, vocab_size, num_classes, seed + k, jit_compile, f"member_{k}", word_width, vectors)
             for k in range(config.ensemble)
         ]
         logits = EnsembleAverage(name="ensemble")([member(tokens) for member in members])
         return keras.Model(tokens, logits, name=name or "sentiment")
     tokens = keras.Input(shape=shape, dtype="int32", name="tokens")
-    if word_width == 1:
+    if vectors is not None:
+        x = WordVectorEmbedding(
+            vocab_size,
+            config.embedding_dim,
+            vectors.words,
+            vectors.trained_words,
+            vectors.dim,
+            fine_tune=config.fine_tune_vectors,
+            vectors=vectors.table,
+            name="embedding",
+        )(tokens)
+    elif word_width == 1:
         x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
     else:
         x = SubwordEmbedding(vocab_size, config.embedding_dim, name="embedding")(tokens)

@@ -107,6 +107,8 @@ def bad_inputs(tmp_path):
     scores = data_file("scores.csv", "text,label\n" + "".join(f"text {i},{i * 0.37 + 0.5:.2f}\n" for i in range(300)))
     toml = 'task = "sentiment"\n[data]\ntrain = "x.csv"\ntest_fraction = 0.2\n'
     not_utf8 = data_file("latin.txt", raw=b"great film\nna\xefve plot\n")
+    short_vector = data_file("short.vec", "the 1 2 3\nfilm 1 2 3\ngood 1 2\n")
+    garbage = data_file("garbage.bin", raw=bytes(range(256)) * 64)
     cases += [
         ("missing_config", ["train", tmp_path / "nope.toml"], "nope.toml", 2),
         ("toml_syntax", ["train", config("syntax", text="task = 'sentiment\n")], "TOML", 2),
@@ -139,6 +141,17 @@ def bad_inputs(tmp_path):
         ("continuous_label", ["tokenize", config("scores", {"train": str(scores)})],
          f"data.label_column: column 'label' of {scores} holds 300 distinct numbers, some with a fraction", 1),
         ("strict_encoding", ["tokenize", config("latin", {"train": str(latin)})], "line 2, byte offset", 1),
+        ("vectors_missing", ["tokenize", config("vmissing", tokenize={"pretrained_vectors": str(tmp_path / "v.txt")})],
+         "tokenize.pretrained_vectors: ", 1),
+        ("vectors_empty", ["tokenize", config("vempty", tokenize={"pretrained_vectors": str(empty)})],
+         f"{empty}: empty; a vectors file has a line per word", 1),
+        ("vectors_dimension", ["tokenize", config("vdim", tokenize={"pretrained_vectors": str(short_vector)})],
+         f"{short_vector}: line 3: 2 values, expected 3 (as on line 1)", 1),
+        ("vectors_binary", ["tokenize", config("vbin", tokenize={"pretrained_vectors": str(garbage)})],
+         "not a vectors file", 1),
+        ("next_char_vectors", ["tokenize", config("cvec", {"train": str(empty)}, task="next_char",
+                                                  tokenize={"pretrained_vectors": str(empty)})],
+         "tokenize.pretrained_vectors: next_char reads characters", 2),
         ("tfds_name", ["tokenize", config("tfds", {"source": "tfds", "name": "imdb_reviewz",
                                                   "data_dir": str(tmp_path / "tfds")})],
          "did you mean imdb_reviews", 1),

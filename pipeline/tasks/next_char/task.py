@@ -51,7 +51,7 @@ class NextCharTask(Task):
         t = config.train
         return inputs.next_char_dataset(splits.validation, vocab, t.batch_size, t.sequence_length)
 
-    def build_model(self, config, vocab, labels, seed=0, jit_compile=True) -> keras.Model:
+    def build_model(self, config, vocab, labels, seed=0, jit_compile=True, vectors=None) -> keras.Model:
         return build_language_model(config, vocab.size, seed=seed, jit_compile=jit_compile)
 
     def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:

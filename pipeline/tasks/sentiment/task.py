@@ -22,11 +22,19 @@ import tensorflow as tf
 
 from pipeline.data import inputs
 from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits
-from pipeline.data.text import Vocabulary, build_word_vocabulary, encode_words, lookup_table, ngram_table
+from pipeline.data.text import (
+    Vocabulary,
+    build_word_vocabulary,
+    count_words,
+    encode_words,
+    lookup_table,
+    ngram_table,
+    with_vectors,
+)
 from pipeline.errors import DataError
 from pipeline.tasks.base import Serving, Task
 from pipeline.training import metrics, plots
-from pipeline.training.model import build_classifier
+from pipeline.training.model import Vectors, build_classifier
 
 
 class SentimentTask(Task):
@@ -44,6 +52,11 @@ class SentimentTask(Task):
         return build_word_vocabulary(texts, t.max_tokens, t.standardize, t.sequence_length, t.min_word_count,
                                      sizes, t.max_ngrams, t.ngrams_per_word)  # fmt: skip
 
+    def pretrained_vectors(self, config, splits, vocab, progress=None):
+        t = config.tokenize
+        counts = count_words(splits.train.map(lambda x: x["text"]).batch(1024), t.standardize)
+        return with_vectors(vocab, t.pretrained_vectors, t.vector_words, counts, progress)
+
     def labels(self, splits) -> tuple[str, ...]:
         return splits.labels
 
@@ -56,9 +69,11 @@ class SentimentTask(Task):
         t = config.train
         return inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
 
-    def build_model(self, config, vocab, labels, seed=0, jit_compile=True) -> keras.Model:
+    def build_model(self, config, vocab, labels, seed=0, jit_compile=True, vectors=None) -> keras.Model:
+        if vocab.vector_dim:
+            vectors = Vectors(vocab.size, vocab.trained_words, vocab.vector_dim, vectors)
         return build_classifier(config, vocab.embedding_rows, len(labels), seed=seed, jit_compile=jit_compile,
-                                word_width=vocab.word_width)  # fmt: skip
+                                word_width=vocab.word_width, vectors=vectors)  # fmt: skip
 
     def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
         # Per example only the true and predicted class (and, for two classes, the positive class's probability)

@@ -426,3 +426,20 @@ def test_labels_that_differ_only_by_case_stop_init_naming_them_and_the_flag(tmp_
     config = load_config(tmp_path / "cases.toml")
     assert config.data.label_case == "fold"
     assert tasks.get("sentiment").load_splits(config).labels == ("neg", "pos")
+
+
+def test_vectors_are_written_for_sentiment_and_refused_otherwise(tmp_path):
+    data = sentiment_csv(tmp_path / "reviews.csv")
+    (tmp_path / "glove.txt").write_text("the 0.1 0.2\n", encoding="utf-8")
+    made = invoke("init", data, "-o", tmp_path / "with.toml", "--vectors", tmp_path / "glove.txt")
+    assert made.exit_code == 0, made.output
+    config = load_config(tmp_path / "with.toml")
+    assert config.tokenize.pretrained_vectors == str(tmp_path / "glove.txt")
+    without = invoke("init", data)
+    assert '# pretrained_vectors = "glove.6B.300d.txt"' in without.stdout
+    assert load_config(tmp_path / "with.toml").tokenize.pretrained_vectors  # the hint is a comment, not a key
+    missing = invoke("init", data, "--vectors", tmp_path / "nope.txt")
+    assert missing.exit_code != 0 and "--vectors:" in missing.output and "nope.txt is not a file" in missing.output
+    text = plain_text(tmp_path / "corpus.txt")
+    refused = invoke("init", text, "--vectors", tmp_path / "glove.txt")
+    assert refused.exit_code != 0 and "pretrained word vectors are for task sentiment" in refused.output

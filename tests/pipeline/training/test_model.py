@@ -11,6 +11,8 @@ from pipeline.training.model import (
     EnsembleAverage,
     MaskedGlobalPooling1D,
     SubwordEmbedding,
+    Vectors,
+    WordVectorEmbedding,
     build_classifier,
     build_language_model,
 )
@@ -97,6 +99,62 @@ def test_subword_classifier_ignores_padding_and_round_trips_through_keras_file(t
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(padded), model(padded))
     ensemble = build_classifier(dataclasses.replace(config, ensemble=2), 12, 2, seed=1, word_width=3)
     assert ensemble(padded).shape == (1, 2)
+
+
+# A vocabulary of 6 words (PAD, OOV, 2 seen in training, 2 only in the vectors file), then 3 n-grams: ids 6, 7, 8.
+VECTORS = np.arange(12, dtype=np.float32).reshape(6, 2) + 1.0
+
+
+def test_word_vector_embedding_puts_the_pretrained_vector_beside_the_learned_mean():
+    layer = WordVectorEmbedding(9, 3, words=6, trained_words=4, vector_dim=2, vectors=VECTORS)
+    ids = np.array([[[2, 6, 7], [5, 8, 0], [1, 0, 0], [0, 0, 0]]])
+    out = np.asarray(layer(ids))
+    learned = np.asarray(layer.embeddings)  # rows: PAD, OOV, 2 training words, then the 3 n-grams
+    assert learned.shape == (7, 3) and out.shape == (1, 4, 5)
+    np.testing.assert_allclose(out[0, 0], np.r_[VECTORS[2], learned[[2, 4, 5]].mean(0)], rtol=1e-6)
+    # a vectors-only word: the file's vector, and the learned part reads it as OOV plus its n-grams
+    np.testing.assert_allclose(out[0, 1], np.r_[VECTORS[5], learned[[1, 6]].mean(0)], rtol=1e-6)
+    np.testing.assert_allclose(out[0, 2], np.r_[0.0, 0.0, learned[1]] + np.r_[VECTORS[1], 0, 0, 0], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(layer.compute_mask(ids)), [[True, True, True, False]])
+    words_only = WordVectorEmbedding(6, 3, words=6, trained_words=4, vector_dim=2, vectors=VECTORS)
+    np.testing.assert_allclose(np.asarray(words_only(np.array([[4]])))[0, 0, :2], VECTORS[4])
+
+
+@pytest.mark.parametrize("fine_tune", [False, True])
+def test_pretrained_rows_of_unseen_words_never_train_and_seen_ones_only_when_fine_tuned(fine_tune):
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", fine_tune_vectors=fine_tune)
+    model = build_classifier(config, 9, 2, seed=1, word_width=3, vectors=Vectors(6, 4, 2, VECTORS))
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    ids = np.array([[[2, 6, 0], [5, 7, 0]], [[3, 8, 0], [4, 0, 0]]])
+    model.fit(ids, np.array([0, 1]), epochs=2, verbose=0)
+    layer = model.get_layer("embedding")
+    np.testing.assert_array_equal(np.asarray(layer.unseen_vectors), VECTORS[4:])
+    assert np.array_equal(np.asarray(layer.trained_vectors), VECTORS[:4]) != fine_tune
+    assert layer.unseen_vectors not in model.trainable_weights
+
+
+def test_word_vector_classifier_round_trips_through_keras_file(tmp_path):
+    config = ModelConfig(units=4, embedding_dim=3, bidirectional=True, ensemble=2)
+    model = build_classifier(config, 6, 2, seed=1, vectors=Vectors(6, 4, 2, VECTORS))
+    ids = np.array([[2, 5, 1, 0]])
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(ids), model(ids))
+    blank = build_classifier(config, 6, 2, seed=1, vectors=Vectors(6, 4, 2))  # zeros, for weights loaded next
+    assert not np.asarray(blank.get_layer("member_0").get_layer("embedding").unseen_vectors).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"trained_words": 7}, "trained_words"),
+        ({"vector_dim": 0}, "vector_dim"),
+        ({"vectors": np.zeros((5, 2))}, "shape"),
+    ],  # fmt: skip
+)
+def test_word_vector_embedding_refuses_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WordVectorEmbedding(**{"input_dim": 9, "output_dim": 3, "words": 6, "trained_words": 4, "vector_dim": 2,
+                               **kwargs})  # fmt: skip
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "simple_rnn"])
