@@ -36,6 +36,8 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_STRING_CHARS = 4096
 # The longest sub-word n-gram (tokenize.max_ngram): fastText uses 3 to 6; longer ones are whole words.
 MAX_NGRAM = 10
+# The most vectors-only words an export carries (tokenize.vector_words): 1.2 GB of 300-dimensional vectors.
+MAX_VECTOR_WORDS = 1_000_000
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -121,7 +123,8 @@ class ModelConfig:
     cell: str = _key("lstm", "the recurrent layer, from custom_layers: lstm, simple_rnn or gru")
     embedding_dim: int = _key(128, "size of the token embeddings (learned; pretrained vectors come beside them)")
     fine_tune_vectors: bool = _key(False, "sentiment, with tokenize.pretrained_vectors: train the pretrained "
-                                   "vectors of the training words too (unseen words keep the file's)")  # fmt: skip
+                                   "vectors of the training words too (words unseen in training keep the "
+                                   "file's); false: frozen")  # fmt: skip
     units: int = _key(256, "units of each recurrent layer (per direction)")
     layers: int = _key(1, "recurrent layers, stacked")
     bidirectional: bool = _key(False, "sentiment: read each text in both directions")
@@ -468,6 +471,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
     if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds
         raise ConfigError(f"seed: must be in [0, 2**31), got {config.seed}")
+    if flat["tokenize.vector_words"] > MAX_VECTOR_WORDS:
+        raise ConfigError(f"tokenize.vector_words: at most {MAX_VECTOR_WORDS:,} (each is a row of vectors in the "
+                          f"export), got {flat['tokenize.vector_words']:,}")  # fmt: skip
     if flat["export.max_length"] > MAX_MAX_LENGTH:
         raise ConfigError(
             f"export.max_length: must be <= 2**24 ({MAX_MAX_LENGTH:,}), got {flat['export.max_length']:,}"

@@ -88,6 +88,25 @@ def case_empty_file(tmp_path, _):
     return invoke("tokenize", sentiment_config(train="data/reviews.csv"))
 
 
+def vectors_case(content: bytes) -> str:
+    sentiment_csv(Path("reviews.csv"))
+    Path("glove.txt").write_bytes(content)
+    config = sentiment_config(test_fraction=0.2)
+    return invoke("tokenize", config, "--set", "tokenize.pretrained_vectors=glove.txt")
+
+
+def case_vectors_dimension(tmp_path, _):
+    return vectors_case(b"the " + b"0.1 " * 49 + b"0.1\nfilm " + b"0.1 " * 49 + b"0.1\ngood " + b"0.1 " * 48 + b"0.1\n")
+
+
+def case_vectors_empty(tmp_path, _):
+    return vectors_case(b"")
+
+
+def case_vectors_garbage(tmp_path, _):
+    return vectors_case(b"PK\x03\x04 zip archive\n" + bytes(range(256)))
+
+
 def case_no_column(tmp_path, _):
     table("reviews.csv", "review,stars", [f"text {i},{i % 5}" for i in range(50)])
     return invoke("tokenize", sentiment_config())
@@ -216,6 +235,9 @@ CASES = {
     "error: data.train: data/reviews.csv does not exist": case_missing_file,
     "... is empty": case_empty_file,
     "error: data.train: reviews.csv has no column": case_no_column,
+    "error: glove.txt: line 3": case_vectors_dimension,
+    "... empty; a vectors file": case_vectors_empty,
+    "... line 1 is neither": case_vectors_garbage,
     "error: data.train: train.csv line 4 has no label": case_empty_label,
     "... holds 300 distinct numbers": case_continuous,
     "... holds 1 class(es)": case_one_class,

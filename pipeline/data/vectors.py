@@ -75,7 +75,7 @@ def sniff(path: str | os.PathLike) -> tuple[str, int, bool]:
     if not path.is_file():
         raise DataError(f"{_name(path)}: no such vectors file" if not path.exists() else
                         f"{_name(path)}: a folder, not a vectors file")  # fmt: skip
-    with _open(path) as (stream, compressed):
+    with _Opened(path) as (stream, compressed):
         try:
             head = stream.read(_SNIFF_BYTES)
         except (OSError, EOFError) as e:
@@ -132,7 +132,7 @@ def read(
     extras = _Extras(extra, dim, set(words), normalize or (lambda batch: list(batch)))
     words_read = skipped = 0
     size = path.stat().st_size
-    records = _binary_records(path, dim) if fmt == "word2vec_binary" else _text_records(path, dim, fmt)
+    records = _BinaryRecords(path, dim) if fmt == "word2vec_binary" else _TextRecords(path, dim, fmt)
     for _, word, parse in records:
         words_read += 1
         if word is None:
@@ -193,11 +193,11 @@ class _Extras:
     def result(self) -> tuple[tuple[str, ...], np.ndarray]:
         self._flush()
         ordered = sorted(self.slot.items(), key=lambda item: item[1][0])
-        return tuple(token for token, _ in ordered), self.vectors[: len(ordered)].copy()
+        return tuple(token for token, _ in ordered), self.vectors[: len(ordered)]
 
 
-class _open:
-    """The file's bytes, decompressed when it is gzip: `with _open(path) as (stream, compressed)`; the raw file's
+class _Opened:
+    """The file's bytes, decompressed when it is gzip: `with _Opened(path) as (stream, compressed)`; the raw file's
     position (progress) is `tell()` of the object's `raw`."""
 
     def __init__(self, path: Path):
@@ -214,13 +214,13 @@ class _open:
         self.raw.close()
 
 
-class _text_records:
+class _TextRecords:
     """(line number, word or None, vector loader) per line of a text vectors file. The number of values is checked
     on every line (a count of separators, without parsing); the loader parses them when the word is kept."""
 
     def __init__(self, path: Path, dim: int, fmt: str):
         self.path, self.dim, self.fmt = path, dim, fmt
-        self.opened = _open(path)
+        self.opened = _Opened(path)
 
     def position(self) -> int:
         return self.opened.raw.tell()
@@ -266,14 +266,14 @@ class _text_records:
                         f"{'the header' if self.fmt == 'word2vec_text' else 'line 1'})")  # fmt: skip
 
 
-class _binary_records:
+class _BinaryRecords:
     """(record number, word, vector loader) per record of a word2vec binary file, read in large blocks."""
 
     _BLOCK = 1 << 24
 
     def __init__(self, path: Path, dim: int):
         self.path, self.dim = path, dim
-        self.opened = _open(path)
+        self.opened = _Opened(path)
 
     def position(self) -> int:
         return self.opened.raw.tell()

@@ -298,3 +298,16 @@ def test_config_init_and_help_import_no_tensorflow(tmp_path):
                                 cwd=tmp_path, timeout=120)  # fmt: skip
         report = result.stderr.strip().splitlines()[-1]
         assert report == "IMPORTED  EXIT 0", (command, result.stderr[-2000:])
+
+
+def test_a_long_read_draws_progress_on_stderr_and_a_short_one_nothing(capsys):
+    from pipeline.cli import _ReadProgress
+
+    short = _ReadProgress()
+    short(100, 100)
+    assert capsys.readouterr().err == ""
+    long = _ReadProgress("reading word vectors")
+    for done in (10, 60, 100):
+        long(done, 100)
+    captured = capsys.readouterr()
+    assert "reading word vectors" in captured.err and captured.out == ""
