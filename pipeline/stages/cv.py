@@ -27,6 +27,8 @@ from pipeline.stages import evaluate, tokenize, train
 # The figures summarized across folds (those a fold's metrics hold).
 FIGURES = ("accuracy", "macro_f1", "balanced_accuracy")
 MAX_FOLDS = 100
+# Classes whose F1 the terminal summary lists (summary.json has them all).
+SHOWN_CLASSES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +45,16 @@ class CVResult:
                         f"  {fold['examples']:>8,}")  # fmt: skip
         rows.append(f"{'mean':>4}  " + "  ".join(f"{self.summary[n]['mean']:>9.4f} ± {self.summary[n]['std']:.4f}"
                                                  for n in FIGURES))  # fmt: skip
-        return rows + [f"cv: {len(self.folds)} folds -> {self.path}"]
+        per_class = [(name.removeprefix("f1 "), value) for name, value in self.summary.items() if name.startswith("f1 ")]
+        if per_class:
+            shown = ", ".join(f"{label} {v['mean']:.4f} ± {v['std']:.4f}" for label, v in per_class[:SHOWN_CLASSES])
+            more = f" (and {len(per_class) - SHOWN_CLASSES} more in the file)" if len(per_class) > SHOWN_CLASSES else ""
+            rows.append(f"F1 per class: {shown}{more}")
+        if "ece_before" in self.summary:
+            rows.append(f"calibration: ECE {self.summary['ece_before']['mean']:.4f} -> "
+                        f"{self.summary['ece_after']['mean']:.4f} (mean over the folds)")  # fmt: skip
+        return rows + [f"cv: {len(self.folds)} folds, {self.summary['train_seconds']:.0f} s of training in all -> "
+                       f"{self.path}"]
 
 
 def run(config: Config, run_dir, folds: int, overwrite: bool = False,
@@ -90,5 +101,5 @@ def summarize(results: list[dict]) -> dict:
     if all("calibration" in r for r in results):
         for name in ("ece_before", "ece_after"):
             summary[name] = stats([r["calibration"][name] for r in results])
-    summary["seconds"] = {"total": math.fsum(r["seconds"] for r in results)}
+    summary["train_seconds"] = math.fsum(r["train_seconds"] for r in results)
     return summary
