@@ -258,6 +258,26 @@ def run(config, run_dir, overwrite):
     click.echo(export.run(config, run_dir).summary())
 
 
+@main.command()
+@_config_options()
+@click.option("--folds", type=int, default=10, show_default=True, help="Number of stratified folds.")
+def cv(config, run_dir, overwrite, folds):
+    """K-fold cross-validation: train and score each fold (sentiment, local files).
+
+    Fold k trains on the other folds and is scored on fold k, in <run_dir>/cv<K>/fold<k>/ (a run directory of its
+    own); the summary (each fold's accuracy, macro F1 and balanced accuracy, their mean and standard deviation) is
+    printed and written to <run_dir>/cv<K>/summary.json. Run again after an interruption, it continues where it
+    stopped."""
+    from pipeline.stages import cv as stage
+
+    def on_fold(k, metrics):
+        click.echo(f"fold {k + 1}/{folds}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
+                   f"({metrics['examples']:,} examples, {metrics['seconds']:.0f} s)")  # fmt: skip
+
+    result = stage.run(config, run_dir, folds, overwrite=overwrite, on_fold=on_fold)
+    click.echo("\n".join(result.lines()))
+
+
 @main.command("config")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False, path_type=Path))
 @_set_option

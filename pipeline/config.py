@@ -88,6 +88,9 @@ class DataConfig:
                                 "'ignore'")  # fmt: skip
     validation_fraction: float = _key(0.1, "share of train held out for validation when no validation data is given")
     test_fraction: float = _key(0.0, "share of train held out for test when no test data is given")
+    cv_folds: int = _key(0, "files, sentiment: K > 1 splits train into K stratified folds, fold cv_fold being the "
+                         "test split (set by `rnnpipe cv`); 0: no folds")  # fmt: skip
+    cv_fold: int = _key(0, "files, sentiment: the fold held out for test, from 0 to cv_folds - 1")
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,11 @@ class TrainConfig:
                                               "perturbation of this norm")  # fmt: skip
     word_dropout: float = _key(0.0, "sentiment: probability of deleting each word of a training text, anew each "
                                "epoch")  # fmt: skip
+    class_weight: str = _key("none", "sentiment: weight of each class in the training loss: 'none', 'balanced' "
+                             "(n / (classes * count of the class)), or per class name, e.g. 'neg=1, pos=4' "
+                             "(unnamed classes 1)")  # fmt: skip
+    calibration: str = _key("none", "sentiment: 'temperature' fits one temperature on the validation split after "
+                            "training, which the exports and evaluate's calibrated figures apply; or 'none'")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,7 @@ _CHOICES = {
     "model.cell": lambda: CELLS,
     "model.pooling": lambda: ("last", "max", "mean"),
     "train.monitor": lambda: ("val_loss", "val_accuracy"),
+    "train.calibration": lambda: ("temperature", "none"),
     "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),
     "evaluate.split": lambda: ("test", "validation", "train"),
 }
@@ -478,6 +487,13 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"export.max_length: must be <= 2**24 ({MAX_MAX_LENGTH:,}), got {flat['export.max_length']:,}"
         )
+    folds, fold = config.data.cv_folds, config.data.cv_fold
+    if folds == 1 or folds < 0 or not 0 <= fold < max(folds, 1):
+        raise ConfigError(f"data.cv_folds / data.cv_fold: K >= 2 folds and a fold from 0 to K - 1 (or K = 0, no "
+                          f"folds); got {folds} / {fold}")  # fmt: skip
+    if folds and (config.data.test or config.data.source != "files"):
+        raise ConfigError("data.cv_folds: folds split local training files (data.source = 'files') and replace the "
+                          "test split; remove data.test")  # fmt: skip
     if flat["data.validation_fraction"] + flat["data.test_fraction"] >= 1.0:
         raise ConfigError("data.validation_fraction + data.test_fraction must leave some training data")
     try:
@@ -489,6 +505,7 @@ def _validate(config: Config) -> None:
     if config.data.source == "files" and not config.data.train:
         raise ConfigError("data.train: required when data.source = 'files' (a file, folder or glob)")
     _check_cell_options(config.model)
+    class_weights(config.train.class_weight)
     formats = config.export.formats
     if not formats or len(set(formats)) != len(formats) or not set(formats) <= set(EXPORT_FORMATS):
         raise ConfigError(f"export.formats: a list of distinct formats from {', '.join(EXPORT_FORMATS)}; got "
@@ -497,6 +514,24 @@ def _validate(config: Config) -> None:
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"export.name: must be a plain folder name, got {shorten(repr(name))}")
     recipes.get(config.task).check(config)
+
+
+def class_weights(text: str) -> str | dict[str, float]:
+    """`train.class_weight` read: "none", "balanced", or {class name: weight > 0} from "name=weight, ..."."""
+    if text in ("none", "balanced"):
+        return text
+    weights: dict[str, float] = {}
+    for item in text.split(","):
+        name, equals, value = item.strip().rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not equals or not name.strip() or not (math.isfinite(weight) and weight > 0) or name.strip() in weights:
+            raise ConfigError(f"train.class_weight: 'none', 'balanced' or 'name=weight, ...' with distinct names and "
+                              f"weights > 0; got {shorten(repr(text))}")  # fmt: skip
+        weights[name.strip()] = weight
+    return weights
 
 
 def _check_cell_options(model: ModelConfig) -> None:

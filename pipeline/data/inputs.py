@@ -11,6 +11,7 @@ next_char: the character ids of the split's text, streamed, cut into non-overlap
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from pipeline.data.text import Vocabulary, encode_chars, encode_words, lookup_table, ngram_table
@@ -57,6 +58,15 @@ def sentiment_dataset(
     else:
         ds = ds.padded_batch(batch_size, padded_shapes=(shape, []))
     return _prefetched(ds)
+
+
+def class_counts(examples: tf.data.Dataset, labels: tuple[str, ...]) -> np.ndarray:
+    """Examples per class (index = class id) of labelled `examples`."""
+    index = {label.encode("utf-8"): k for k, label in enumerate(labels)}
+    counts = np.zeros(len(labels), np.int64)
+    for batch in examples.map(lambda x: x["label"]).batch(4096).as_numpy_iterator():
+        np.add.at(counts, [index[label] for label in batch.tolist()], 1)
+    return counts
 
 
 def _drop_words(ds: tf.data.Dataset, rate: float, seed: int) -> tf.data.Dataset:

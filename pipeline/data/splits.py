@@ -57,7 +57,9 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
     order = rng.permutation(len(train))
     train = [train[i] for i in order]
     test = files.read_examples(data, "test", data.test, fmt) if data.test else None
-    if test is None and data.test_fraction > 0:
+    if data.cv_folds:
+        test, train = _fold(train, data.cv_folds, data.cv_fold)
+    elif test is None and data.test_fraction > 0:
         count = round(len(train) * data.test_fraction)
         if count == 0:
             raise DataError(f"data.test_fraction: {data.test_fraction} of {len(train)} examples holds none out; "
@@ -84,6 +86,18 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
                         f"or more examples of those classes")  # fmt: skip
     return Splits(_examples_dataset(train), _examples_dataset(validation),
                   None if test is None else _examples_dataset(test), labels)  # fmt: skip
+
+
+def _fold(examples: list[tuple[str, str]], folds: int, fold: int) -> tuple[list, list]:
+    """(fold `fold` of `folds`, the rest) of seeded-shuffled `examples`, stratified: each class's examples are dealt
+    to the folds in turn, so every fold holds each class in the data's proportion (to one example)."""
+    by_class: dict[str, list[int]] = {}
+    for i, (_, label) in enumerate(examples):
+        by_class.setdefault(label, []).append(i)
+    held = {i for members in by_class.values() for i in members[fold::folds]}
+    if not held:
+        raise DataError(f"data.cv_folds: {len(examples)} examples leave fold {fold} of {folds} empty")
+    return ([x for i, x in enumerate(examples) if i in held], [x for i, x in enumerate(examples) if i not in held])
 
 
 def _examples_dataset(examples: list[tuple[str, str]]) -> tf.data.Dataset:

@@ -21,7 +21,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, DataError, shorten
 
 # The stages that read the data (export and the serving commands read only the run directory or a SavedModel).
-DATA_STAGES = ("tokenize", "train", "evaluate", "run")
+DATA_STAGES = ("tokenize", "train", "evaluate", "run", "cv")
 
 
 def check(config: Config, stage: str) -> None:
@@ -65,7 +65,7 @@ def _check_evaluate_split(config: Config) -> None:
     data = config.data
     if config.evaluate.split != "test":
         return  # train always exists; validation is checked above
-    missing = not data.test_split if data.source == "tfds" else not data.test and data.test_fraction == 0
+    missing = not data.test_split if data.source == "tfds" else not (data.test or data.test_fraction or data.cv_folds)
     if missing:
         raise ConfigError(f"evaluate.split: 'test', but the data has no test split; {_how_to_make(config, 'test')}")
 

@@ -11,6 +11,7 @@
       checkpoints/backup/      train: Keras BackupAndRestore state, for resuming an interrupted run
       history.csv, training_curves.png, logs/ (TensorBoard)
       train_state.json         train: how training ended (completed, time budget, early stop, diverged, interrupted)
+      calibration.json         train (sentiment, train.calibration): the temperature fitted on the validation split
       members/<k>/             train, model.ensemble > 1: member k's checkpoints, history, logs and train_state.json
       metrics.json             evaluate (plus confusion_matrix.png for sentiment)
       export/<name>/<version>/ export: SavedModel in the TF Serving layout
@@ -102,6 +103,14 @@ class RunDir:
     @property
     def logs(self) -> Path:
         return self.path / "logs"
+
+    @property
+    def calibration(self) -> Path:
+        return self.path / "calibration.json"
+
+    @property
+    def reliability_diagram(self) -> Path:
+        return self.path / "reliability_diagram.png"
 
     @property
     def train_state(self) -> Path:

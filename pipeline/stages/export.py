@@ -24,6 +24,7 @@ from pipeline.data.text import Vocabulary
 from pipeline.errors import PipelineError, RunDirError, shorten
 from pipeline.export import warmup
 from pipeline.run import artifacts, freshness, rundir
+from pipeline.training.calibration import calibrated
 from pipeline.training.model import load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def run(config: Config, run_dir) -> ExportResult:
                                              recurrent_weight_dropout=0.0)  # fmt: skip
         model = task.build_model(serving_config, vocab, labels, seed=config.seed, jit_compile=False)
         model.set_weights(trained.get_weights())
+        if rd.calibration.exists():  # the exports serve the probabilities evaluate reports as calibrated
+            model = calibrated(model, artifacts.read_json(rd.calibration)["temperature"])
         formats = config.export.formats
         with artifacts.staged_path(target) as tmp:
             tmp.mkdir()

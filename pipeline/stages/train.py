@@ -102,14 +102,27 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
         splits = task.load_splits(config)
         val_ds = task.validation_dataset(config, splits, vocab, labels)
         vectors = np.load(rd.require(rd.vectors, "tokenize")) if vocab.vector_dim else None
-        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors)
+        class_weight = task.class_weight(config, splits, labels)
+        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors, class_weight)
         if config.model.ensemble == 1:
             result = _train_one(context, rd, config.seed, config.train.max_seconds)
         else:
             result = _train_ensemble(context, rd)
         if distribute.is_chief(strategy):
+            _calibrate(context, rd)
             freshness.record(rd, "train", config)
         return result
+
+
+def _calibrate(context: _Context, rd: RunDir) -> None:
+    """calibration.json: the task's calibration of the best checkpoint on the validation split (none: removed)."""
+    fitted = context.task.calibrate(load_checkpoint(rd.best_model), context.config, context.val_ds)
+    if fitted is None:
+        rd.calibration.unlink(missing_ok=True)
+        return
+    artifacts.write_json(rd.calibration, fitted)
+    logger.info("calibration: temperature %.3f (validation ECE %.4f -> %.4f)", fitted["temperature"],
+                fitted["validation"]["ece_before"], fitted["validation"]["ece_after"])  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +138,7 @@ class _Context:
     val_ds: object
     inputs: dict
     vectors: object = None  # the pretrained table tokenize made (numpy), if any
+    class_weight: dict | None = None  # {class id: weight} for the training loss, if any
 
 
 def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
@@ -187,7 +201,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     start = time.monotonic()
     try:
         with strategy.scope():
-            history = _fit(model, train_ds, context.val_ds, config, callbacks)
+            history = _fit(model, train_ds, context.val_ds, config, callbacks, context.class_weight)
     except KeyboardInterrupt:
         backup.save_now()  # the public API saves only on its schedule; keep the latest weights
         progress.write("interrupted", epochs=len(_history_rows(rd)))
@@ -281,7 +295,7 @@ def _compile(model: keras.Model, config: Config, vocab: Vocabulary) -> None:
     )
 
 
-def _fit(model, train_ds, val_ds, config: Config, callbacks):
+def _fit(model, train_ds, val_ds, config: Config, callbacks, class_weight=None):
     steps = config.train.steps_per_epoch or None
     with warnings.catch_warnings():
         # A tf.data pipeline of unknown length ends each epoch by running out of data: expected, not a problem.
@@ -293,6 +307,7 @@ def _fit(model, train_ds, val_ds, config: Config, callbacks):
             steps_per_epoch=steps,
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
+            class_weight=class_weight,
             verbose=_progress_verbosity(),
         )
 
@@ -423,7 +438,7 @@ def _history_rows(rd: RunDir) -> list[dict]:
 
 
 def _clear_training_outputs(rd: RunDir) -> None:
-    for path in (rd.history, rd.train_state, rd.curves):
+    for path in (rd.history, rd.train_state, rd.curves, rd.calibration):
         path.unlink(missing_ok=True)
     for folder in (rd.backup, rd.logs, rd.members):
         shutil.rmtree(folder, ignore_errors=True)

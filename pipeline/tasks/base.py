@@ -46,6 +46,15 @@ class Task(abc.ABC):
         `tokenize.pretrained_vectors`; only a task that reads words has them (its recipe refuses the key)."""
         raise NotImplementedError(f"task {self.name!r} has no pretrained word vectors")
 
+    def class_weight(self, config: Config, splits: Splits, labels: tuple[str, ...]) -> dict[int, float] | None:
+        """{class id: weight} for the training loss (`train.class_weight`), or None."""
+        return None
+
+    def calibrate(self, model: keras.Model, config: Config, validation: tf.data.Dataset) -> dict | None:
+        """What calibrates the model's probabilities, fitted on the validation batches (calibration.json), or
+        None for a task or config without calibration."""
+        return None
+
     def labels(self, splits: Splits) -> tuple[str, ...]:
         """Class names (index = class id), or () for a task without classes."""
         return ()

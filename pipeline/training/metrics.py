@@ -33,6 +33,9 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray, labels, pos
         "examples": int(truth.size),
         "accuracy": float((predicted == truth).mean()),
         "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        # The mean recall over the classes present: what accuracy would be with the classes equally frequent.
+        "balanced_accuracy": float(np.mean([c["recall"] for c in per_class.values() if c["support"]])),
+        "majority_share": float(support.max() / max(truth.size, 1)),
         "per_class": per_class,
         "labels": list(labels),
     }

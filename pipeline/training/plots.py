@@ -71,6 +71,31 @@ def confusion_matrix(truth, predicted, labels, path: Path) -> None:
     _save(fig, path)
 
 
+def reliability_diagram(before: dict, after: dict, temperature: float, path: Path) -> None:
+    """Accuracy against mean confidence per confidence bin (`pipeline.training.calibration.reliability`), before
+    and after temperature scaling; the diagonal is perfect calibration, the bars below show how many examples each
+    bin holds."""
+    bins = len(before["count"])
+    edges = np.linspace(0, 1, bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    for table, style, name in ((before, "o--", "before"), (after, "s-", f"after (temperature {temperature:.2f})")):
+        filled = table["count"] > 0
+        ax.plot(table["confidence"][filled], table["accuracy"][filled], style, label=name)
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    width = 1 / bins
+    counts.bar(centers - width / 4, before["count"], width / 2, label="before")
+    counts.bar(centers + width / 4, after["count"], width / 2, label="after")
+    counts.set_xlabel("confidence of the predicted class")
+    counts.set_ylabel("examples")
+    _save(fig, path)
+
+
 def most_confused(truth: np.ndarray, predicted: np.ndarray, n: int, k: int) -> np.ndarray:
     """The ids of the `k` classes (all, if n <= k) with the most mistakes made or received, then the most
     examples, then the lowest ids; in id order."""

@@ -16,11 +16,14 @@ in the variable `class_names`.
 
 from __future__ import annotations
 
+import logging
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from pipeline.data import inputs
+from pipeline.data.inputs import class_counts
 from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits
 from pipeline.data.text import (
     Vocabulary,
@@ -31,10 +34,20 @@ from pipeline.data.text import (
     ngram_table,
     with_vectors,
 )
-from pipeline.errors import DataError
+from pipeline.config import class_weights
+from pipeline.errors import ConfigError, DataError
+from pipeline.run import artifacts
 from pipeline.tasks.base import Serving, Task
-from pipeline.training import metrics, plots
+from pipeline.training import calibration, metrics, plots
+from pipeline.training.calibration import ECE_BINS
 from pipeline.training.model import Vectors, build_classifier
+
+
+logger = logging.getLogger(__name__)
+
+# The majority class's share of the training examples above which an unweighted model is warned about, and evaluate
+# leads with macro F1 and balanced accuracy: accuracy says little once one class is four fifths of the data.
+IMBALANCED = 0.8
 
 
 class SentimentTask(Task):
@@ -56,6 +69,37 @@ class SentimentTask(Task):
         t = config.tokenize
         counts = count_words(splits.train.map(lambda x: x["text"]).batch(1024), t.standardize)
         return with_vectors(vocab, t.pretrained_vectors, t.vector_words, counts, progress)
+
+    def class_weight(self, config, splits, labels):
+        counts = class_counts(splits.train, labels)
+        rule = class_weights(config.train.class_weight)
+        majority = counts.max() / max(counts.sum(), 1)
+        if rule == "none":
+            if majority > IMBALANCED and len(labels) > 1:
+                logger.warning("class %r is %.0f%% of the training examples and train.class_weight is 'none': the "
+                               "model may learn to predict it always; consider train.class_weight = 'balanced'",
+                               labels[int(counts.argmax())], 100 * majority)  # fmt: skip
+            return None
+        if rule == "balanced":
+            return {k: float(counts.sum() / (len(labels) * count)) for k, count in enumerate(counts) if count}
+        unknown = sorted(set(rule) - set(labels))
+        if unknown:
+            raise ConfigError(f"train.class_weight: no class named {', '.join(map(repr, unknown))}; the classes are "
+                              f"{', '.join(map(repr, labels[:20]))}")  # fmt: skip
+        return {k: rule.get(name, 1.0) for k, name in enumerate(labels)}
+
+    def calibrate(self, model, config, validation):
+        if config.train.calibration == "none":
+            return None
+        logits, truth = [], []
+        for ids, y in validation:
+            logits.append(model(ids, training=False).numpy())
+            truth.append(y.numpy())
+        logits, truth = np.concatenate(logits).astype(np.float64), np.concatenate(truth)
+        temperature = calibration.fit_temperature(logits, truth)
+        return {"method": "temperature", "temperature": temperature,
+                "validation": calibration.report(logits, truth, temperature),
+                "held_out_check": calibration.held_out_check(logits, truth, seed=config.seed)}  # fmt: skip
 
     def labels(self, splits) -> tuple[str, ...]:
         return splits.labels
@@ -82,7 +126,9 @@ class SentimentTask(Task):
         # member runs once and the model's own averaging layer joins their logits.
         members = [layer for layer in model.layers if layer.name.startswith("member_")]
         ds = inputs.sentiment_dataset(split, vocab, labels, config.evaluate.batch_size)
+        temperature = artifacts.read_json(run_dir.calibration)["temperature"] if run_dir.calibration.exists() else None
         truth, predicted, positive, member_predicted = [], [], [], [[] for _ in members]
+        before, after = _TopClass(), _TopClass()
         for ids, y in ds:
             if members:
                 member_logits = [member(ids, training=False) for member in members]
@@ -95,6 +141,9 @@ class SentimentTask(Task):
             truth.append(y.numpy())
             if len(labels) == 2:
                 positive.append(tf.nn.softmax(logits)[:, 1].numpy())
+            if temperature is not None:
+                before.add(logits, y)
+                after.add(logits / temperature, y)
         if not truth:
             raise DataError(f"evaluate.split: the {config.evaluate.split!r} split is empty")
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)
@@ -104,12 +153,26 @@ class SentimentTask(Task):
             scored = (metrics.classification_metrics(truth, np.concatenate(out), labels) for out in member_predicted)
             result["members"] = [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for m in scored]
         plots.confusion_matrix(truth, predicted, labels, run_dir.confusion_matrix)
+        if temperature is not None:
+            result["calibration"] = {"method": "temperature", "temperature": temperature, "bins": ECE_BINS,
+                                     **before.scores("before"), **after.scores("after")}  # fmt: skip
+            plots.reliability_diagram(before.table(), after.table(), temperature, run_dir.reliability_diagram)
+        else:
+            run_dir.reliability_diagram.unlink(missing_ok=True)
         return result
 
     def summary(self, result) -> str:
         auc = f", ROC AUC {result['roc_auc']:.4f}" if "roc_auc" in result else ""
-        line = (f"{result['split']}: accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}{auc} "
-                f"({result['examples']:,} examples)")  # fmt: skip
+        if result.get("majority_share", 0.0) > IMBALANCED:  # accuracy says little here: the balanced figures first
+            line = (f"{result['split']}: macro F1 {result['macro_f1']:.4f}, balanced accuracy "
+                    f"{result['balanced_accuracy']:.4f}, accuracy {result['accuracy']:.4f} (majority class "
+                    f"{result['majority_share']:.0%}){auc} ({result['examples']:,} examples)")  # fmt: skip
+        else:
+            line = (f"{result['split']}: accuracy {result['accuracy']:.4f}, macro F1 {result['macro_f1']:.4f}{auc} "
+                    f"({result['examples']:,} examples)")  # fmt: skip
+        if "calibration" in result:
+            c = result["calibration"]
+            line += f"; ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} (temperature {c['temperature']:.2f})"
         if "members" in result:
             alone = [m["accuracy"] for m in result["members"]]
             line += (f"; its {len(alone)} members alone: accuracy {np.mean(alone):.4f} "
@@ -128,6 +191,30 @@ class SentimentTask(Task):
             {"serving_default": module.serve},
             (("serving_default", {"text": ["a wonderful film", "", "dull and far too long " * 20]}),),
         )
+
+
+class _TopClass:
+    """Per example only the top class's probability, whether it is right, and the true class's log-probability:
+    what ECE, the reliability diagram and NLL need, in memory that grows with the examples alone."""
+
+    def __init__(self):
+        self.confidence, self.correct, self.log_likelihood = [], [], []
+
+    def add(self, logits, truth):
+        log_p = tf.nn.log_softmax(tf.cast(logits, tf.float64), axis=-1)
+        self.confidence.append(tf.exp(tf.reduce_max(log_p, axis=-1)).numpy())
+        self.correct.append((tf.argmax(log_p, axis=-1).numpy() == truth.numpy()))
+        self.log_likelihood.append(tf.gather(log_p, tf.cast(truth, tf.int32), batch_dims=1).numpy())
+
+    def arrays(self):
+        return np.concatenate(self.confidence), np.concatenate(self.correct)
+
+    def scores(self, when: str) -> dict:
+        return {f"ece_{when}": calibration.expected_calibration_error(*self.arrays()),
+                f"nll_{when}": float(-np.concatenate(self.log_likelihood).mean())}  # fmt: skip
+
+    def table(self) -> dict:
+        return calibration.reliability(*self.arrays())
 
 
 class SentimentServing(tf.Module):
