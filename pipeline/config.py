@@ -177,7 +177,8 @@ class TrainConfig:
                              "(n / (classes * count of the class)), or per class name, e.g. 'neg=1, pos=4' "
                              "(unnamed classes 1)")  # fmt: skip
     calibration: str = _key("none", "sentiment: 'temperature' fits one temperature on the validation split after "
-                            "training, which the exports and evaluate's calibrated figures apply; or 'none'")  # fmt: skip
+                            "training, which the exports and evaluate's calibrated figures apply; or "
+                            "'none'")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ class CVResult:
                         f"  {fold['examples']:>8,}")  # fmt: skip
         rows.append(f"{'mean':>4}  " + "  ".join(f"{self.summary[n]['mean']:>9.4f} ± {self.summary[n]['std']:.4f}"
                                                  for n in FIGURES))  # fmt: skip
-        per_class = [(name.removeprefix("f1 "), value) for name, value in self.summary.items() if name.startswith("f1 ")]
+        per_class = [
+            (name.removeprefix("f1 "), value) for name, value in self.summary.items() if name.startswith("f1 ")
+        ]
         if per_class:
             shown = ", ".join(f"{label} {v['mean']:.4f} ± {v['std']:.4f}" for label, v in per_class[:SHOWN_CLASSES])
             more = f" (and {len(per_class) - SHOWN_CLASSES} more in the file)" if len(per_class) > SHOWN_CLASSES else ""
@@ -53,8 +55,9 @@ class CVResult:
         if "ece_before" in self.summary:
             rows.append(f"calibration: ECE {self.summary['ece_before']['mean']:.4f} -> "
                         f"{self.summary['ece_after']['mean']:.4f} (mean over the folds)")  # fmt: skip
-        return rows + [f"cv: {len(self.folds)} folds, {self.summary['train_seconds']:.0f} s of training in all -> "
-                       f"{self.path}"]
+        return rows + [
+            f"cv: {len(self.folds)} folds, {self.summary['train_seconds']:.0f} s of training in all -> {self.path}"
+        ]
 
 
 def run(config: Config, run_dir, folds: int, overwrite: bool = False,

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipeline.config import class_weights
 from pipeline.data import inputs
 from pipeline.data.inputs import class_counts
 from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits
@@ -34,14 +35,12 @@ from pipeline.data.text import (
     ngram_table,
     with_vectors,
 )
-from pipeline.config import class_weights
 from pipeline.errors import ConfigError, DataError
 from pipeline.run import artifacts
 from pipeline.tasks.base import Serving, Task
 from pipeline.training import calibration, metrics, plots
 from pipeline.training.calibration import ECE_BINS
 from pipeline.training.model import Vectors, build_classifier
-
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +202,7 @@ class _TopClass:
     def add(self, logits, truth):
         log_p = tf.nn.log_softmax(tf.cast(logits, tf.float64), axis=-1)
         self.confidence.append(tf.exp(tf.reduce_max(log_p, axis=-1)).numpy())
-        self.correct.append((tf.argmax(log_p, axis=-1).numpy() == truth.numpy()))
+        self.correct.append(tf.argmax(log_p, axis=-1).numpy() == truth.numpy())
         self.log_likelihood.append(tf.gather(log_p, tf.cast(truth, tf.int32), batch_dims=1).numpy())
 
     def arrays(self):

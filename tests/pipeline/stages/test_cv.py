@@ -1,8 +1,8 @@
 """Cross-validation, class weights and calibration through the stages, on tiny data made here."""
 
 import json
-import re
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +45,12 @@ def test_folds_are_stratified_disjoint_and_cover_every_example():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("none", "none"), ("balanced", "balanced"), ("neg=1, pos=4.5", {"neg": 1.0, "pos": 4.5}),
-     ("a=b=2", {"a=b": 2.0})],  # fmt: skip
+    [
+        ("none", "none"),
+        ("balanced", "balanced"),
+        ("neg=1, pos=4.5", {"neg": 1.0, "pos": 4.5}),
+        ("a=b=2", {"a=b": 2.0}),
+    ],  # fmt: skip
 )
 def test_class_weight_is_read(text, expected):
     assert class_weights(text) == expected
