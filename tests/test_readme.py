@@ -4,6 +4,7 @@ as written.
 `python -m tests.test_readme --write` regenerates the config reference in docs/config.md.
 """
 
+import gzip
 import os
 import re
 import shlex
@@ -12,8 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from tests.pipeline.helpers import plain_text, sentiment_csv
+from tests.pipeline.helpers import NEGATIVE, POSITIVE, plain_text, sentiment_csv
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -68,8 +70,10 @@ def test_quick_start_runs_as_written_in_a_new_shell(tmp_path):
     """The set-up's activation line, then each quick-start command exactly as the README prints it, on tiny data made
     here, with the task defaults."""
     commands = quick_start_commands()
-    assert [c.split()[1] for c in commands] == ["init", "run", "predict", "init", "run", "generate"]
+    assert [c.split()[1] for c in commands] == ["init", "run", "predict", "init", "init", "run", "generate"]
     sentiment_csv(tmp_path / "reviews.csv", n=200)
+    vectors = "".join(f"{word} {' '.join(['0.1'] * 300)}\n" for word in POSITIVE + NEGATIVE)
+    (tmp_path / "glove.6B.300d.txt.gz").write_bytes(gzip.compress(vectors.encode()))
     plain_text(tmp_path / "corpus.txt", chars=20_000)
     assert clean_shell("command -v rnnpipe", tmp_path).returncode != 0, "rnnpipe must not be on PATH before"
     for command in commands:
@@ -79,6 +83,7 @@ def test_quick_start_runs_as_written_in_a_new_shell(tmp_path):
         assert result.stdout.strip(), command
     assert (tmp_path / "runs" / "reviews" / "export" / "model" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "runs" / "corpus" / "metrics.json").exists()
+    assert tomllib.loads((tmp_path / "reviews-glove.toml").read_text())["tokenize"]["pretrained_vectors"]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from pipeline import tasks
@@ -24,6 +25,7 @@ from pipeline.data.text import Vocabulary
 from pipeline.errors import PipelineError, RunDirError, shorten
 from pipeline.export import warmup
 from pipeline.run import artifacts, freshness, rundir
+from pipeline.run.rundir import RunDir
 from pipeline.training.calibration import calibrated
 from pipeline.training.model import load_checkpoint
 
@@ -60,15 +62,7 @@ def run(config: Config, run_dir) -> ExportResult:
         task = tasks.get(config.task)
         vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
         labels = rd.read_labels()
-        trained = load_checkpoint(rd.best_model)
-        # An export never trains: without the training-only rates its layers draw no dropout masks, which Keras
-        # would otherwise draw (unused) on every serving request.
-        serving_config = dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0,
-                                             recurrent_weight_dropout=0.0)  # fmt: skip
-        model = task.build_model(serving_config, vocab, labels, seed=config.seed, jit_compile=False)
-        model.set_weights(trained.get_weights())
-        if rd.calibration.exists():  # the exports serve the probabilities evaluate reports as calibrated
-            model = calibrated(model, artifacts.read_json(rd.calibration)["temperature"])
+        model = served_model(config, rd, vocab, labels)
         formats = config.export.formats
         with artifacts.staged_path(target) as tmp:
             tmp.mkdir()
@@ -79,6 +73,21 @@ def run(config: Config, run_dir) -> ExportResult:
         freshness.record(rd, "export", config, path=rd.relative(target))
         logger.info("exported %s", target)
         return ExportResult(target)
+
+
+def served_model(config: Config, rd: RunDir, vocab: Vocabulary, labels: tuple[str, ...]) -> keras.Model:
+    """The model an export serves: the best checkpoint's weights in a model built without training-only rates (an
+    export never trains; with them its layers would draw unused dropout masks on every request) and without XLA
+    (TF Serving's CPU build does not compile it), its logits divided by the run's calibration temperature if it has
+    one (the probabilities evaluate reports as calibrated)."""
+    trained = load_checkpoint(rd.best_model)
+    serving_config = dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0,
+                                         recurrent_weight_dropout=0.0)  # fmt: skip
+    model = tasks.get(config.task).build_model(serving_config, vocab, labels, seed=config.seed, jit_compile=False)
+    model.set_weights(trained.get_weights())
+    if rd.calibration.exists():
+        model = calibrated(model, artifacts.read_json(rd.calibration)["temperature"])
+    return model
 
 
 def _write_saved_model(serving, folder: Path, config: Config) -> None:

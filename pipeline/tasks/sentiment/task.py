@@ -2,11 +2,15 @@
 
 Data: labelled examples ({"text", "label"}) from local files (CSV/TSV, one folder per class, one file per class) or
 a TFDS dataset with a ClassLabel feature. Vocabulary: words, and with `tokenize.max_ngram` > 0 their character n-grams
-(sub-words, pipeline.data.text). Model: `pipeline.training.model.build_classifier`.
-Metrics: accuracy, macro F1, per-class precision / recall / F1 / support, the confusion matrix (rows = true class,
-columns = predicted; up to pipeline.training.metrics.MATRIX_CLASSES classes, the most frequent mistakes beyond) with its
-figure confusion_matrix.png (at most pipeline.training.plots.PLOT_CLASSES classes: the most confused ones), and, for two
-classes, ROC AUC (rank-based, ties averaged). At most pipeline.data.files.MAX_CLASSES classes.
+(sub-words, pipeline.data.text), with `tokenize.pretrained_vectors` the vectors file's words too. Model:
+`pipeline.training.model.build_classifier`; `train.class_weight` weighs the classes in its loss, and with
+`train.calibration` a temperature fitted on the validation split (pipeline.training.calibration) scales its logits
+in the exports.
+Metrics: accuracy, macro F1, balanced accuracy, per-class precision / recall / F1 / support, the confusion matrix
+(rows = true class, columns = predicted; up to pipeline.training.metrics.MATRIX_CLASSES classes, the most frequent
+mistakes beyond) with its figure confusion_matrix.png (at most pipeline.training.plots.PLOT_CLASSES classes: the most
+confused ones), and, for two classes, ROC AUC (rank-based, ties averaged); with calibration, ECE and NLL before and
+after it and the figure reliability_diagram.png. At most pipeline.data.files.MAX_CLASSES classes.
 
 Serving, signature "serving_default":
     text: tf.string [None]  ->  probabilities: float32 [None, num_classes], label: tf.string [None]

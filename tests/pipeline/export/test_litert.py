@@ -7,7 +7,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,6 +18,7 @@ from pipeline.config import ModelConfig
 from pipeline.data.text import Vocabulary, build_word_vocabulary, encode_chars, encode_words, lookup_table, ngram_table
 from pipeline.export import litert
 from pipeline.run.rundir import RunDir
+from pipeline.stages.export import served_model
 from pipeline.training.model import build_classifier, build_language_model
 from tests.isolation import BLOCK_OUR_CODE
 from tests.pipeline.helpers import FILLER, NEGATIVE, POSITIVE
@@ -259,7 +259,7 @@ def _litert_export_of_run(run, target):
     rd = RunDir(run_dir)
     vocab = Vocabulary.load(rd.vocabulary)
     labels = rd.read_labels()
-    model = keras.saving.load_model(rd.best_model)
+    model = served_model(config, rd, vocab, labels)  # what the run's export serves, calibration included
     return litert.export_litert(model, config.task, vocab, labels, target), tf.saved_model.load(str(export_dir))
 
 

@@ -142,7 +142,8 @@ def test_ensemble_export_serves_the_mean_of_its_members(tmp_path):
 
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     model = {"ensemble": 2, "bidirectional": True, "pooling": "max"}
-    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data, model=model, train={"epochs": 2}), [])
+    train_keys = {"epochs": 2, "calibration": "none"}  # the members' mean itself, not a calibrated one
+    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data, model=model, train=train_keys), [])
     tokenize.run(config, tmp_path / "run")
     train.run(config, tmp_path / "run")
     texts = ["superb film", "dull boring plot", "the acting was fine"]

@@ -112,8 +112,9 @@ def test_exports_give_a_word_unseen_in_training_its_pretrained_vector(tmp_path, 
 
     path, table = vectors_file(tmp_path / "v.txt")
     formats = {"formats": ["saved_model", "litert"]}
+    # Uncalibrated: the served probabilities are the checkpoint's softmax (calibration: stages/test_cv.py).
     config = config_for(tmp_path, path, tokenize={"max_ngram": max_ngram}, export=formats,
-                        model={"fine_tune_vectors": True})  # fmt: skip
+                        model={"fine_tune_vectors": True}, train={"calibration": "none"})  # fmt: skip
     run_dir = tmp_path / "run"
     vocab = tokenize.run(config, run_dir).vocabulary
     train.run(config, run_dir)
