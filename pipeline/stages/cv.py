@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline import recipes
 from pipeline.config import Config, replace
 from pipeline.errors import ConfigError
 from pipeline.run import artifacts
@@ -84,7 +85,7 @@ def run(config: Config, run_dir, folds: int, overwrite: bool = False,
 
 
 def check(config: Config, folds: int) -> None:
-    if config.task != "sentiment":
+    if not recipes.get(config.task).labelled:
         raise ConfigError(f"cv: cross-validation needs labelled examples (task sentiment), not task {config.task!r}")
     if not 2 <= folds <= MAX_FOLDS:
         raise ConfigError(f"--folds must be from 2 to {MAX_FOLDS}, got {folds}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tomllib
 
+from pipeline import recipes
 from pipeline.config import config_from_dict
 from pipeline.data.detect import TEST_FRACTION, Findings
 from pipeline.errors import PipelineError
@@ -25,7 +26,8 @@ from pipeline.errors import PipelineError
 def starter_config(findings: Findings, output: Path | None = None, vectors: str = "") -> str:
     """The starter config as TOML: the task and the data section, with what was found as comments, and a word
     vectors file when one is given (sentiment). Checked to load as a config before it is returned."""
-    if vectors and findings.task != "sentiment":
+    words = recipes.get(findings.task).labelled  # the labelled task reads words; the other, characters
+    if vectors and not words:
         raise PipelineError(f"--vectors: pretrained word vectors are for task sentiment, not {findings.task}")
     if vectors and not Path(vectors).expanduser().is_file():
         raise PipelineError(f"--vectors: {vectors} is not a file")
@@ -51,7 +53,7 @@ def starter_config(findings: Findings, output: Path | None = None, vectors: str 
         lines.append(f"{key} = {_toml(value)}")
     if vectors:
         lines += ["", "[tokenize]", f"pretrained_vectors = {_toml(vectors)}"]
-    elif findings.task == "sentiment":
+    elif words:
         lines += ["", "# Words can start from pretrained vectors (GloVe, word2vec or fastText; gzip or not):",
                   "# [tokenize]", '# pretrained_vectors = "glove.6B.300d.txt"']  # fmt: skip
     text = "\n".join(lines) + "\n"
