@@ -45,7 +45,7 @@ class _Group(click.Group):
             click.echo(f"error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            stage = ctx.invoked_subcommand in ("tokenize", "train", "evaluate", "export", "run")
+            stage = ctx.invoked_subcommand in ("tokenize", "train", "evaluate", "export", "run", "cv", "tune")
             click.echo("interrupted; progress is saved, run the same command again to resume" if stage
                        else "interrupted", err=True)  # fmt: skip
             sys.stdout.flush()
@@ -129,9 +129,10 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
+def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None, lock: bool = True):
     """CONFIG, --run-dir, --set (and --overwrite), shared by the stage commands: the command gets the loaded config
-    and the run directory, opened and locked for the whole command. `keys` maps a command's own options to the
+    and the run directory, opened and locked for the whole command (without `lock`: its path, for a command whose
+    processes share the folder and lock what they write themselves). `keys` maps a command's own options to the
     config keys they set (after --set, so the option wins)."""
 
     def decorate(func):
@@ -149,12 +150,15 @@ def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None):
 
             for option, key in (keys or {}).items():
                 value = kwargs.pop(option)
-                if value:
+                if value is not None and value != ():
                     overrides += (f"{key}={','.join(value) if isinstance(value, tuple) else value}",)
             config = load_config(config_path, overrides)
             preflight.check(config, func.__name__)  # before the run directory is created or locked
             _import_tensorflow_quietly()
-            with rundir.opened(run_dir or rundir.default_run_dir(config_path), config) as rd:
+            path = run_dir or rundir.default_run_dir(config_path)
+            if not lock:
+                return func(config=config, run_dir=path, **kwargs)
+            with rundir.opened(path, config) as rd:
                 return func(config=config, run_dir=rd, **kwargs)
 
         if overwrite:
@@ -275,6 +279,30 @@ def cv(config, run_dir, overwrite, folds):
                    f"({metrics['examples']:,} examples, {metrics['seconds']:.0f} s)")  # fmt: skip
 
     result = stage.run(config, run_dir, folds, overwrite=overwrite, on_fold=on_fold)
+    click.echo("\n".join(result.lines()))
+
+
+@main.command()
+@_config_options(overwrite=False, keys={"trials": "tune.trials", "timeout": "tune.timeout"}, lock=False)
+@click.option("--trials", type=click.IntRange(min=1), metavar="N",
+              help="Trials to finish in the study, counting those finished before (sets tune.trials).")  # fmt: skip
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="S",
+              help="Start no trial after S seconds (sets tune.timeout; 0: no limit).")  # fmt: skip
+@click.option("--storage", default="", metavar="URL",
+              help="Where the study lives: an SQLAlchemy URL (postgresql://user@host/db) shared by workers on "
+              "several machines, or a journal file.  [default: <run_dir>/tune/study.journal]")  # fmt: skip
+@click.option("--study", "study_name", default="tune", show_default=True, help="The study's name in its storage.")
+def tune(config, run_dir, storage, study_name):
+    """Search the config's [tune] space with Optuna, scoring each trial on the validation split.
+
+    Each trial trains the config with sampled values in <run_dir>/tune/trials/<n>/ (a run directory: evaluate or
+    export it like any other); trials whose validation loss lags are pruned after an epoch. At the end, and on
+    Ctrl-C: the table of trials, <run_dir>/tune/best.toml (the best trial's config, for `rnnpipe run`) and figures.
+    Run again, it continues the study up to --trials; several processes (with --storage, on several machines) can
+    work on one study at once."""
+    from pipeline.stages import tune as stage
+
+    result = stage.run(config, run_dir, storage=storage, study_name=study_name, on_event=click.echo)
     click.echo("\n".join(result.lines()))
 
 

@@ -17,6 +17,7 @@ import difflib
 import json
 import math
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ MAX_STRING_CHARS = 4096
 MAX_NGRAM = 10
 # The most vectors-only words an export carries (tokenize.vector_words): 1.2 GB of 300-dimensional vectors.
 MAX_VECTOR_WORDS = 1_000_000
+# Bounds on a search (`rnnpipe tune`): trials in one study, keys in its space, choices of one key.
+MAX_TRIALS = 10_000
+MAX_SPACE_KEYS = 64
+MAX_CHOICES = 256
+# The sections whose keys a search may vary: what a trial trains. The data and its split stay the config's, so
+# that every trial is scored on the same validation examples.
+SEARCHABLE_SECTIONS = ("tokenize", "model", "train")
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -203,6 +211,44 @@ class ExportConfig:
                                  "quarter of the size)")  # fmt: skip
 
 
+class SearchKey(typing.NamedTuple):
+    """One key of a search space (`tune.space`): a range from `low` to `high` (on a log scale with `log`; in steps
+    of `step`), or a list of `choices`. In TOML: `"train.learning_rate" = {low = 2e-4, high = 2e-3, log = true}`,
+    `"train.batch_size" = [16, 32, 64]`."""
+
+    key: str  # the dotted config key, e.g. "model.units"
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple = ()
+
+    def spec(self) -> list | dict:
+        """The key's value in a TOML [tune.space] table."""
+        if self.choices:
+            return list(self.choices)
+        spec = {"low": self.low, "high": self.high}
+        if self.log:
+            spec["log"] = True
+        if self.step is not None:
+            spec["step"] = self.step
+        return spec
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """`rnnpipe tune`: an Optuna study (TPE sampling) over `space`, each trial a run of the config with the
+    sampled values, scored on the validation split by `train.monitor`. A [tune.space] table in a config replaces
+    the task's default space whole."""
+
+    trials: int = _key(20, "trials to finish (completed or pruned); a rerun or another worker continues the study")
+    timeout: float = _key(0.0, "no trial starts after this many seconds of the search (0: no limit)")
+    pruning: bool = _key(True, "stop a trial whose validation loss after an epoch is worse than the median of the "
+                         "earlier trials' at that epoch (Optuna's MedianPruner)")  # fmt: skip
+    space: tuple[SearchKey, ...] = _key((), "{dotted key: {low, high, log, step} or [choices]}: the keys a search "
+                                        "varies, from the tokenize, model and train sections")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Config:
     task: str = _key("sentiment", "sentiment (text classification) or next_char (character language model)")
@@ -213,6 +259,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 _CHOICES = {
@@ -257,7 +304,10 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     raw = dict(raw)
     task = raw.get("task", Config.task)
     if isinstance(task, str) and task in TASKS:
-        raw = _merged(_nested(task_defaults(task)), raw)
+        defaults = _nested(task_defaults(task))
+        if isinstance(raw.get("tune"), Mapping) and "space" in raw["tune"]:
+            defaults.get("tune", {}).pop("space", None)  # a space is replaced whole, never merged key by key
+        raw = _merged(defaults, raw)
     config = _build(Config, raw, prefix="")
     _validate(config)
     return config
@@ -283,7 +333,12 @@ def to_toml(config: Config, comments: bool = False) -> str:
             for leaf in dataclasses.fields(value):
                 if comments:
                     lines.append(f"# {leaf.metadata['doc']}")
+                if leaf.name == "space":  # a table of its own, after the section's plain keys
+                    continue
                 lines.append(f"{leaf.name} = {_toml_value(getattr(value, leaf.name))}")
+            if section.name == "tune":
+                lines.append(f"\n[{section.name}.space]")
+                lines += [f"{_toml_key(k.key)} = {_toml_value(k.spec())}" for k in value.space]
         else:
             if comments:
                 lines.append(f"# {section.metadata['doc']}")
@@ -418,13 +473,102 @@ def _build(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown key '{shorten(path)}'{hint}")
         expected = hints[key]
-        if dataclasses.is_dataclass(expected):
+        if path == "tune.space":
+            values[key] = _build_space(value)
+        elif dataclasses.is_dataclass(expected):
             values[key] = _build(expected, value, prefix=path + ".")
         else:
             if isinstance(value, _OverrideValue):
                 value = _parse_override(value, expected)
             values[key] = _check_type(path, value, expected)
     return cls(**values)
+
+
+def _build_space(raw: Any) -> tuple[SearchKey, ...]:
+    """`tune.space` read: a table {dotted key: spec} (TOML: quoted dotted keys, or sections of keys), or the
+    SearchKeys of a config being rebuilt (`replace`). Each key and bound is checked as the key itself would be."""
+    if isinstance(raw, (list, tuple)) and all(isinstance(k, SearchKey) for k in raw):
+        return tuple(_search_key(k.key, k.spec()) for k in raw)
+    if isinstance(raw, _OverrideValue):
+        raw = _parse_override(raw, dict)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"tune.space: expected a table of keys to search, got {_describe(raw)}")
+    specs: dict[str, Any] = {}
+    sections = {name for name, kind in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(kind)}
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for name, spec in table.items():
+            dotted = prefix + name
+            if dotted in sections and isinstance(spec, Mapping):  # [tune.space.model] units = [...]
+                walk(spec, dotted + ".")
+            else:
+                specs[dotted] = spec
+
+    walk(raw, "")
+    if len(specs) > MAX_SPACE_KEYS:
+        raise ConfigError(f"tune.space: {len(specs)} keys; a search varies at most {MAX_SPACE_KEYS}")
+    return tuple(_search_key(dotted, spec) for dotted, spec in specs.items())
+
+
+def _search_key(dotted: str, spec: Any) -> SearchKey:
+    path = f"tune.space.{shorten(dotted, 80)}"
+    section, _, leaf = dotted.partition(".")
+    hints = typing.get_type_hints(Config)
+    if section not in hints or not dataclasses.is_dataclass(hints[section]) or not leaf:
+        raise ConfigError(f"{path}: not a config key; a search varies keys of the {', '.join(SEARCHABLE_SECTIONS)} "
+                          f"sections, e.g. 'model.units'")  # fmt: skip
+    leaves = typing.get_type_hints(hints[section])
+    if leaf not in leaves:
+        close = difflib.get_close_matches(leaf, list(leaves), n=1)
+        hint = f" (did you mean '{section}.{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown key '{path}'{hint}")
+    if section not in SEARCHABLE_SECTIONS:
+        raise ConfigError(f"{path}: a search varies keys of the {', '.join(SEARCHABLE_SECTIONS)} sections; "
+                          f"{section} stays the config's in every trial")  # fmt: skip
+    expected = leaves[leaf]
+    if isinstance(spec, _OverrideValue):
+        spec = _parse_override(spec, dict)
+    if isinstance(spec, (list, tuple)):
+        if not spec or len(spec) > MAX_CHOICES:
+            raise ConfigError(f"{path}: a list of 1 to {MAX_CHOICES} choices, got {len(spec)}")
+        choices = tuple(_check_type(path, value, expected) for value in spec)
+        if len(set(choices)) != len(choices):
+            raise ConfigError(f"{path}: the choices repeat a value: {shorten(repr(list(choices)))}")
+        return SearchKey(dotted, choices=choices)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{path}: expected a range {{low = ..., high = ...}} or a list of choices, got "
+                          f"{_describe(spec)}")  # fmt: skip
+    if expected not in (int, float):
+        raise ConfigError(f"{path}: a {expected.__name__} key is searched over a list of choices, not a range")
+    unknown = set(spec) - {"low", "high", "log", "step"}
+    if unknown or not {"low", "high"} <= set(spec):
+        raise ConfigError(f"{path}: a range has low, high and optionally log (true: a log scale) and step; got "
+                          f"{', '.join(sorted(map(str, spec))) or 'nothing'}")  # fmt: skip
+    low, high = (_check_type(f"{path}.{bound}", spec[bound], expected) for bound in ("low", "high"))
+    log = _check_type(f"{path}.log", spec.get("log", False), bool)
+    step = spec.get("step")
+    if step is not None:
+        step = _check_type(f"{path}.step", step, expected)
+        if step <= 0 or log:
+            raise ConfigError(f"{path}.step: a step is > 0 and on a linear scale (no log), got {step}")
+    if not low < high:
+        raise ConfigError(f"{path}: low must be below high, got {low} and {high}")
+    if log and low <= 0:
+        raise ConfigError(f"{path}: a log scale needs low > 0, got {low}")
+    return SearchKey(dotted, low, high, log, step)
+
+
+def _check_space(config: Config) -> None:
+    """Every value a search can give a key is one the key takes: the bounds and choices are set into the config
+    in turn and checked as a config (other keys keep the config's values)."""
+    bare = dataclasses.replace(config, tune=dataclasses.replace(config.tune, space=()))
+    for key in config.tune.space:
+        for value in key.choices or (key.low, key.high):
+            try:
+                replace(bare, **{key.key: value})
+            except ConfigError as e:
+                raise ConfigError(f"tune.space.{key.key}: {shorten(repr(value))} is not a value the key takes "
+                                  f"({e})") from None  # fmt: skip
 
 
 def _check_type(path: str, value: Any, expected: type) -> Any:
@@ -461,7 +605,7 @@ def _validate(config: Config) -> None:
         "tokenize.min_ngram", "tokenize.max_ngrams", "tokenize.ngrams_per_word",
         "model.embedding_dim", "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
         "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
-        "train.learning_rate", "export.max_length",
+        "train.learning_rate", "export.max_length", "tune.trials",
     ]  # fmt: skip
     for key in positive:
         if flat[key] <= 0:
@@ -472,7 +616,7 @@ def _validate(config: Config) -> None:
                           f"got {high}")  # fmt: skip
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
-                "export.version"):  # fmt: skip
+                "export.version", "tune.timeout"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",
@@ -514,7 +658,10 @@ def _validate(config: Config) -> None:
     name = config.export.name
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"export.name: must be a plain folder name, got {shorten(repr(name))}")
+    if flat["tune.trials"] > MAX_TRIALS:
+        raise ConfigError(f"tune.trials: at most {MAX_TRIALS:,} in one study, got {flat['tune.trials']:,}")
     recipes.get(config.task).check(config)
+    _check_space(config)
 
 
 def class_weights(text: str) -> str | dict[str, float]:
@@ -556,6 +703,10 @@ def _is_remote(path: str) -> bool:
     return "://" in path
 
 
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -564,6 +715,10 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         # JSON's string escapes are a subset of TOML's basic-string escapes.
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, SearchKey):
+        return _toml_value(value.spec())
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

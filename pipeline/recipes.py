@@ -73,6 +73,17 @@ SENTIMENT_DEFAULTS = {
     # error on the other half in 12 of 22 runs (MR, CR, an imbalanced set), and the mean test ECE on all three
     # (docs/recipes.md, "Cross-validation and calibration").
     "train.calibration": "temperature",
+    # `rnnpipe tune`'s default space: the recipe's neighbourhood, each range bracketing the recipe's value (units
+    # and embedding size on a grid through it), over the keys its choice on validation found to matter most.
+    "tune.space": {
+        "train.learning_rate": {"low": 2e-4, "high": 2e-3, "log": True},
+        "model.units": {"low": 50, "high": 250, "step": 50},
+        "model.embedding_dim": {"low": 100, "high": 300, "step": 50},
+        "model.dropout": {"low": 0.2, "high": 0.6},
+        "model.output_dropout": {"low": 0.2, "high": 0.6},
+        "train.adversarial_epsilon": {"low": 0.1, "high": 2.0, "log": True},
+        "train.batch_size": [16, 32, 64],
+    },
 }
 
 
@@ -101,6 +112,16 @@ NEXT_CHAR_DEFAULTS = {
     "train.clipnorm": 5.0,
     "train.epochs": 30,
     "train.shuffle_buffer": 20000,
+    # `rnnpipe tune`'s default space: the recipe's neighbourhood (docs/recipes-next_char.md), with the
+    # regularizers the time budget trades against capacity.
+    "tune.space": {
+        "train.learning_rate": {"low": 1e-3, "high": 5e-3, "log": True},
+        "model.units": {"low": 256, "high": 768, "step": 128},
+        "model.embedding_dim": [32, 64, 128],
+        "model.output_dropout": {"low": 0.0, "high": 0.3},
+        "model.recurrent_weight_dropout": {"low": 0.0, "high": 0.5},
+        "train.batch_size": [16, 32, 64],
+    },
 }
 
 

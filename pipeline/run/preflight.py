@@ -21,7 +21,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, DataError, shorten
 
 # The stages that read the data (export and the serving commands read only the run directory or a SavedModel).
-DATA_STAGES = ("tokenize", "train", "evaluate", "run", "cv")
+DATA_STAGES = ("tokenize", "train", "evaluate", "run", "cv", "tune")
 
 
 def check(config: Config, stage: str) -> None:

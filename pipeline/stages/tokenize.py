@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 
 import numpy as np
 
@@ -72,3 +74,27 @@ def run(config: Config, run_dir, overwrite: bool = False, progress: Progress | N
         freshness.record(rd, "tokenize", config)
         return TokenizeResult(vocab, labels, str(rd.vocabulary), note=splits.note,
                               vectors=report.summary() if report else "")  # fmt: skip
+
+
+def reuse(config: Config, source, run_dir) -> None:
+    """Give `run_dir` the results of the tokenize in `source` (run for the same tokenize inputs: data, tokenize
+    keys, seed), as though it had run there: a search shares one tokenize between the trials whose vocabulary keys
+    are the same (pipeline.stages.tune). Hard links where the file system allows them."""
+    with rundir.opened(source, config) as src:
+        freshness.require_up_to_date(src, "tokenize", config)
+        with rundir.opened(run_dir, config) as rd:
+            if freshness.recorded(rd, "tokenize") and not freshness.decide(rd, "tokenize", config, True, False).run:
+                return
+            for name in ("vocabulary", "labels", "vectors", "vectors_report"):
+                origin, target = getattr(src, name), getattr(rd, name)
+                target.unlink(missing_ok=True)
+                if origin.exists():
+                    _link_or_copy(origin, target)
+            freshness.record(rd, "tokenize", config)
+
+
+def _link_or_copy(origin, target) -> None:
+    try:
+        os.link(origin, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(origin, target)

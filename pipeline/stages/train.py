@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -73,10 +74,13 @@ class TrainResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "skipped"}
 
 
-def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
+def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()
+        ) -> TrainResult:  # fmt: skip
     """Train the model of `config` into `run_dir`; an ensemble trains its members one after the other in
     <run_dir>/members/<k>/ (each with its own checkpoints, history and state, so an interrupted ensemble resumes
-    at the member it was in) and then joins them into checkpoints/best.keras."""
+    at the member it was in) and then joins them into checkpoints/best.keras. `callbacks` join the stage's own in
+    every model's fit (a search's pruning, pipeline.stages.tune); they run after them, so a callback that stops
+    training sees the epoch validated and checkpointed."""
     preflight.check(config, "train")
     strategy = distribute.make_strategy(config.train.strategy)  # multi-worker needs it before other TF work
     with rundir.opened(run_dir, config) as rd:
@@ -103,7 +107,8 @@ def run(config: Config, run_dir, overwrite: bool = False) -> TrainResult:
         val_ds = task.validation_dataset(config, splits, vocab, labels)
         vectors = np.load(rd.require(rd.vectors, "tokenize")) if vocab.vector_dim else None
         class_weight = task.class_weight(config, splits, labels)
-        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors, class_weight)
+        context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors, class_weight,
+                           tuple(callbacks))  # fmt: skip
         if config.model.ensemble == 1:
             result = _train_one(context, rd, config.seed, config.train.max_seconds)
         else:
@@ -139,6 +144,7 @@ class _Context:
     inputs: dict
     vectors: object = None  # the pretrained table tokenize made (numpy), if any
     class_weight: dict | None = None  # {class id: weight} for the training loss, if any
+    callbacks: tuple = ()  # the caller's, after the stage's own
 
 
 def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
@@ -195,7 +201,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     place(rd.history).parent.mkdir(parents=True, exist_ok=True)
     callbacks = [backup, stopper, best, progress, early_stopping,
                  keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
-                 keras.callbacks.TensorBoard(str(place(rd.logs)))]  # fmt: skip
+                 keras.callbacks.TensorBoard(str(place(rd.logs))), *context.callbacks]  # fmt: skip
 
     distribute.adapt_keras_fit(model, train_ds, strategy)
     start = time.monotonic()

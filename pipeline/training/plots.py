@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pipeline.run import artifacts  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 # A confusion-matrix figure shows at most this many classes (900 cells, about 2,000 x 2,000 pixels).
 PLOT_CLASSES = 30
@@ -109,6 +112,25 @@ def most_confused(truth: np.ndarray, predicted: np.ndarray, n: int, k: int) -> n
 
 def _cut(label: str) -> str:
     return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "\u2026"
+
+
+def study_figures(study, folder: Path) -> tuple[str, ...]:
+    """An Optuna study's optimization history (each trial's value and the best so far), and its parameter
+    importances once two trials have completed: optimization_history.png, param_importances.png in `folder`."""
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as optuna_plots
+
+    written = [folder / "optimization_history.png"]
+    _save(optuna_plots.plot_optimization_history(study).figure, written[0])
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
+        try:
+            axes = optuna_plots.plot_param_importances(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as e:  # values that tell nothing apart (all equal)
+            logger.info("no parameter importances: %s", e)
+        else:
+            written.append(folder / "param_importances.png")
+            _save(axes.figure, written[-1])
+    return tuple(str(path) for path in written)
 
 
 def _save(fig, path: Path) -> None:
