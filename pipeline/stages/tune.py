@@ -5,7 +5,7 @@ trains it, in a run directory of its own; its value is the best `train.monitor` 
 figure that chooses checkpoints. The test split is never read. With `tune.pruning`, a trial whose validation loss
 after an epoch is worse than the median of the earlier trials' at that epoch stops there (Optuna's MedianPruner).
 
-    <run_dir>/tune/
+    <run_dir>/tune/               (another study than the default: <run_dir>/tune-<name>/)
       study.journal           the study (Optuna's journal file storage; `storage` names another)
       trials/<n>/             trial n: a run directory (evaluate or export it like any other)
       tokenized/<digest>/     one tokenize per distinct set of vocabulary keys, shared by the trials that have them
@@ -36,6 +36,7 @@ import fcntl
 import logging
 import math
 import os
+import re
 import socket
 import time
 import warnings
@@ -91,9 +92,20 @@ class TuneResult:
         if self.best:
             lines.append(f"best: trial {self.best['number']}, {self.monitor} {self.best['value']:.4f} -> "
                          f"{Path(self.root) / 'best.toml'} (run directory {self.best['run_dir']})")  # fmt: skip
-        lines.append(f"tune: {finished} trials finished, {len(self.rows)} in the study; this run took "
+        running = sum(row["state"] == "running" for row in self.rows)
+        running = f", {running} running in other workers" if running else ""
+        lines.append(f"tune: {finished} trials finished{running}, {len(self.rows)} in the study; this run took "
                      f"{self.seconds:.0f} s -> {self.root}")  # fmt: skip
         return lines
+
+
+def study_folder(run_dir, study_name: str = DEFAULT_STUDY) -> Path:
+    """<run_dir>/tune/ for the default study, <run_dir>/tune-<name>/ for another: each study's trials apart."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", study_name):
+        raise ConfigError(f"--study: a name of letters, digits, '_', '.' and '-' (at most 100), got "
+                          f"{shorten(repr(study_name), 60)}")  # fmt: skip
+    folder = "tune" if study_name == DEFAULT_STUDY else f"tune-{study_name}"
+    return Path(getattr(run_dir, "path", run_dir)).absolute() / folder
 
 
 def _shown(value) -> str:
@@ -112,13 +124,13 @@ def run(config: Config, run_dir, storage: str = "", study_name: str = DEFAULT_ST
     directory's journal."""
     if not config.tune.space:
         raise ConfigError("tune.space: empty; name the keys to search in a [tune.space] table")
-    root = Path(getattr(run_dir, "path", run_dir)).absolute() / "tune"
-    root.mkdir(parents=True, exist_ok=True)
+    root = study_folder(run_dir, study_name)
     say = on_event or (lambda line: None)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures reach the user as our one-line notes
     start = time.monotonic()
+    backend = _storage(root, storage)  # a bad --storage is refused before anything is written
     with _worker(root) as worker:
-        study = _study(config, root, storage, study_name)
+        study = _study(config, backend, study_name)
         try:
             _search(study, config, root, worker, start, say)
         except KeyboardInterrupt:
@@ -131,7 +143,7 @@ def run(config: Config, run_dir, storage: str = "", study_name: str = DEFAULT_ST
 def _search(study: optuna.Study, config: Config, root: Path, worker: str, start: float, say) -> None:
     failures = 0
     while True:
-        _fail_abandoned(study, root)
+        _fail_abandoned(study)
         if _active(study) >= config.tune.trials:
             return
         if config.tune.timeout and time.monotonic() - start >= config.tune.timeout:
@@ -162,7 +174,7 @@ class _Surplus(Exception):
 
 
 class _Objective:
-    def __init__(self, config: Config, root: Path, worker: str, say):
+    def __init__(self, config: Config, root: Path, worker: Path, say):
         self.config, self.root, self.worker, self.say = config, root, worker, say
         self.trial = None
         self.failed = ""
@@ -170,7 +182,8 @@ class _Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.trial = trial
-        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker_lock", str(self.worker))
         if _rank(trial) >= self.config.tune.trials:
             self.surplus = True
             trial.set_user_attr("note", "not run: the study had its trials")
@@ -266,8 +279,7 @@ def _tokenized(config: Config, root: Path, run_dir: Path) -> None:
 # --- the study -------------------------------------------------------------------------------------------------
 
 
-def _study(config: Config, root: Path, storage: str, name: str) -> optuna.Study:
-    backend = _storage(root, storage)
+def _study(config: Config, backend, name: str) -> optuna.Study:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     sampler = optuna.samplers.TPESampler(seed=zlib.crc32(f"{config.seed}:{worker}".encode()), constant_liar=True)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if config.tune.pruning
@@ -295,6 +307,7 @@ def _study(config: Config, root: Path, storage: str, name: str) -> optuna.Study:
 
 def _storage(root: Path, storage: str):
     if not storage:
+        root.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(root / "study.journal")))
     if "://" not in storage:
         path = Path(storage).expanduser().absolute()
@@ -309,7 +322,7 @@ def _storage(root: Path, storage: str):
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's, since 2.9
             return optuna.storages.RDBStorage(
                 storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                failed_trial_callback=lambda study, trial: _retry(study, trial, "no heartbeat from its worker"),
+                heartbeat_stale_trial_callback=lambda study, trial: _retry(study, trial, "its worker went silent"),
             )  # fmt: skip
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as e:
         shown = url.render_as_string(hide_password=True) if "url" in locals() else "the URL"
@@ -371,7 +384,7 @@ def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str) -> No
     logger.info("trial %d %s: queued again", trial.number, why)
 
 
-def _fail_abandoned(study: optuna.Study, root: Path) -> None:
+def _fail_abandoned(study: optuna.Study) -> None:
     """Trials left RUNNING by a worker of this machine that no longer runs (killed): failed, and queued again."""
     host = socket.gethostname() + ":"
     now = datetime.datetime.now()
@@ -382,37 +395,31 @@ def _fail_abandoned(study: optuna.Study, root: Path) -> None:
             if (now - started).total_seconds() > UNCLAIMED_SECONDS:
                 _retry(study, trial, "abandoned before it started")
             continue
-        if worker.startswith(host) and not _alive(root, worker):
+        if worker.startswith(host) and not _alive(Path(trial.user_attrs.get("worker_lock", "/nonexistent"))):
             _retry(study, trial, "its worker stopped (killed?)")
 
 
 # --- workers ---------------------------------------------------------------------------------------------------
 
 
-def _worker_lock(root: Path, worker: str) -> Path:
-    return root / "workers" / worker.replace(":", "-").replace("/", "-")
-
-
 @contextlib.contextmanager
 def _worker(root: Path):
     """This process as a worker of the study: a lock file held for its lifetime (the kernel drops it however the
-    process ends), which `_alive` tests."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    path = _worker_lock(root, worker)
+    process ends), which its trials name and `_alive` tests."""
+    path = root / "workers" / f"{socket.gethostname()}-{os.getpid()}".replace("/", "-")
     path.parent.mkdir(parents=True, exist_ok=True)
     with _flock(path, wait=False):
         try:
-            yield worker
+            yield path
         finally:
             path.unlink(missing_ok=True)
 
 
-def _alive(root: Path, worker: str) -> bool:
-    path = _worker_lock(root, worker)
-    if not path.exists():
+def _alive(lock: Path) -> bool:
+    if not lock.exists():
         return False
     try:
-        with _flock(path, wait=False):
+        with _flock(lock, wait=False):
             return False
     except BlockingIOError:
         return True
@@ -471,5 +478,5 @@ def report(study: optuna.Study, config: Config, root: Path, seconds: float) -> T
         artifacts.write_text(root / "best.toml", header + to_toml(best_config))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            figures = plots.study_figures(study, root)
+            figures = plots.study_figures(study, root, f"{config.train.monitor} (validation)")
     return TuneResult(rows, best, config.train.monitor, str(root), seconds, figures)

@@ -114,27 +114,28 @@ def _cut(label: str) -> str:
     return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "\u2026"
 
 
-def study_figures(study, folder: Path) -> tuple[str, ...]:
-    """An Optuna study's optimization history (each trial's value and the best so far), and its parameter
+def study_figures(study, folder: Path, value: str) -> tuple[str, ...]:
+    """An Optuna study's optimization history (each trial's `value` and the best so far), and its parameter
     importances once two trials have completed: optimization_history.png, param_importances.png in `folder`."""
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as optuna_plots
 
     written = [folder / "optimization_history.png"]
-    _save(optuna_plots.plot_optimization_history(study).figure, written[0])
+    _save(optuna_plots.plot_optimization_history(study, target_name=value).figure, written[0], legend_outside=True)
     if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= 2:
         try:
-            axes = optuna_plots.plot_param_importances(study)
+            axes = optuna_plots.plot_param_importances(study, target_name=value)
         except (ValueError, RuntimeError, ZeroDivisionError) as e:  # values that tell nothing apart (all equal)
             logger.info("no parameter importances: %s", e)
         else:
             written.append(folder / "param_importances.png")
-            _save(axes.figure, written[-1])
+            _save(axes.figure, written[-1], legend_outside=True)
     return tuple(str(path) for path in written)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, legend_outside: bool = False) -> None:
     fig.tight_layout()
     with artifacts.staged_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        # A legend beside the axes lies outside the figure's box: the tight box takes it in.
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight" if legend_outside else None)
     plt.close(fig)

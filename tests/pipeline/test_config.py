@@ -169,3 +169,55 @@ def test_the_cell_names_and_options_are_those_of_custom_layers():
         having = tuple(name for name, layer in custom_layers.LAYERS.items()
                        if option in inspect.signature(layer).parameters)  # fmt: skip
         assert cells == having, option
+
+
+# --- tune.space ------------------------------------------------------------------------------------------------
+
+
+def test_a_search_space_is_read_in_either_toml_form_and_written_back(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'task = "sentiment"\n[data]\ntrain = "x"\n[tune]\ntrials = 7\n[tune.space]\n'
+        '"train.learning_rate" = {low = 1e-4, high = 1e-2, log = true}\n"model.pooling" = ["max", "mean"]\n'
+        "[tune.space.model]\nunits = {low = 50, high = 250, step = 50}\n"
+    )
+    config = load_config(path)
+    assert config.tune.trials == 7
+    assert [key.spec() for key in config.tune.space] == [
+        {"low": 1e-4, "high": 1e-2, "log": True},
+        ["max", "mean"],
+        {"low": 50, "high": 250, "step": 50},
+    ]
+    assert config_from_dict(tomllib.loads(to_toml(config))) == config
+    # A space in the file replaces the recipe's whole; --set replaces the file's.
+    assert [key.key for key in config.tune.space] == ["train.learning_rate", "model.pooling", "model.units"]
+    assert [k.key for k in load_config(path, ["tune.space.model.dropout=[0.1, 0.2]"]).tune.space][-1] == "model.dropout"
+    assert len(load_config(write(tmp_path, 'task = "sentiment"\n[data]\ntrain = "x"')).tune.space) == 7
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("tune.space.model.unit=[1]", "unknown key 'tune.space.model.unit' (did you mean 'model.units'?)"),
+        ("tune.space.data.train=['a']", "tune.space.data.train: a search varies keys of the tokenize, model, train"),
+        ("tune.space.seed=[1, 2]", "tune.space.seed: not a config key"),
+        ("tune.space.model.units={low = 1.5, high = 3}", "tune.space.model.units.low: expected int, got float 1.5"),
+        ("tune.space.model.units={low = 8}", "tune.space.model.units: a range has low, high and optionally log"),
+        ("tune.space.model.units={low = 8, high = 4}", "tune.space.model.units: low must be below high"),
+        ("tune.space.model.pooling={low = 1, high = 2}", "tune.space.model.pooling: a str key is searched over a list"),
+        ("tune.space.model.pooling=['max', 'sum']", "tune.space.model.pooling: 'sum' is not a value the key takes"),
+        ("tune.space.model.dropout={low = 0.1, high = 1.0}", "tune.space.model.dropout: 1.0 is not a value the key"),
+        ("tune.space.train.learning_rate={low = 0, high = 1, log = true}", "a log scale needs low > 0, got 0.0"),
+        ("tune.space.train.learning_rate={low = 1e-4, high = 1, log = true, step = 0.1}", "on a linear scale"),
+        ("tune.space.model.units=[]", "tune.space.model.units: a list of 1 to 256 choices, got 0"),
+        ("tune.space.model.units=[8, 8]", "tune.space.model.units: the choices repeat a value"),
+        ("tune.space.model.units=8", "tune.space.model.units: expected a range {low = ..., high = ...} or a list"),
+        ("tune.trials=0", "tune.trials: must be > 0, got 0"),
+        ("tune.trials=100000", "tune.trials: at most 10,000 in one study"),
+        ("tune.timeout=-1", "tune.timeout: must be >= 0"),
+    ],  # fmt: skip
+)
+def test_a_bad_search_space_names_the_key(tmp_path, override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, 'task = "sentiment"\n[data]\ntrain = "x"'), [override])
+    assert message in str(error.value)
