@@ -147,7 +147,7 @@ def _search(study: optuna.Study, config: Config, root: Path, worker: str, start:
         if _active(study) >= config.tune.trials:
             return
         if config.tune.timeout and time.monotonic() - start >= config.tune.timeout:
-            say(f"tune: time budget of {config.tune.timeout:.0f} s spent; no new trial starts")
+            say(f"tune: the time budget ({config.tune.timeout:g} s) is spent; no new trial starts")
             return
         objective = _Objective(config, root, worker, say)
         try:

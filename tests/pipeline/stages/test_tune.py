@@ -97,6 +97,15 @@ def test_trials_are_scored_on_validation_and_never_evaluated(tmp_path):
     assert not (run_dir / "metrics.json").exists()
 
 
+def test_no_trial_starts_once_the_time_budget_is_spent(tmp_path):
+    path = tune_config(tmp_path, trials=3)
+    result = CliRunner().invoke(main, ["tune", str(path), "--run-dir", str(tmp_path / "r"), "--timeout", "1e-9"])
+    assert result.exit_code == 0, result.output
+    assert "tune: the time budget (1e-09 s) is spent; no new trial starts" in result.output
+    assert "tune: 0 trials finished, 0 in the study" in result.output
+    assert not (tmp_path / "r" / "tune" / "best.toml").exists()
+
+
 def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, monkeypatch):
     real = tune.train.run
 
