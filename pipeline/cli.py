@@ -45,7 +45,8 @@ class _Group(click.Group):
             click.echo(f"error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
-            stage = ctx.invoked_subcommand in ("tokenize", "train", "evaluate", "export", "run", "cv", "tune")
+            stage = ctx.invoked_subcommand in ("tokenize", "pretrain", "train", "evaluate", "export", "run", "cv",
+                                               "tune")  # fmt: skip
             click.echo("interrupted; progress is saved, run the same command again to resume" if stage
                        else "interrupted", err=True)  # fmt: skip
             sys.stdout.flush()
@@ -211,6 +212,18 @@ class _ReadProgress:
 
 @main.command()
 @_config_options()
+def pretrain(config, run_dir, overwrite):
+    """Pretrain the sentiment model's embedding and recurrent layers as forward and backward word language models on
+    unlabelled texts (data.unlabelled, or data.unlabelled_split for TFDS); train then starts from them.
+
+    Resumes an interrupted run; pretrain.max_seconds is its time budget. Writes <run_dir>/pretrain/."""
+    from pipeline.stages import pretrain as stage
+
+    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
+
+
+@main.command()
+@_config_options()
 def train(config, run_dir, overwrite):
     """Train the model, resuming an interrupted run; keeps the best checkpoint on train.monitor.
 
@@ -253,10 +266,13 @@ def export(config, run_dir):
 @main.command()
 @_config_options()
 def run(config, run_dir, overwrite):
-    """Run every stage: tokenize -> train -> evaluate -> export (each skipped while up to date)."""
-    from pipeline.stages import evaluate, export, tokenize, train
+    """Run every stage: tokenize -> (pretrain, with unlabelled texts) -> train -> evaluate -> export (each skipped
+    while up to date)."""
+    from pipeline.stages import evaluate, export, pretrain, tokenize, train
 
     click.echo(tokenize.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
+    if pretrain.configured(config):
+        click.echo(pretrain.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(export.run(config, run_dir).summary())

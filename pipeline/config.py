@@ -39,6 +39,8 @@ MAX_STRING_CHARS = 4096
 MAX_NGRAM = 10
 # The most vectors-only words an export carries (tokenize.vector_words): 1.2 GB of 300-dimensional vectors.
 MAX_VECTOR_WORDS = 1_000_000
+# The most unlabelled texts pretraining reads (data.max_unlabelled): they are held in memory, as the labelled are.
+MAX_UNLABELLED = 10_000_000
 # Bounds on a search (`rnnpipe tune`): trials in one study, keys in its space, choices of one key.
 MAX_TRIALS = 10_000
 MAX_SPACE_KEYS = 64
@@ -99,6 +101,13 @@ class DataConfig:
     cv_folds: int = _key(0, "files, sentiment: K > 1 splits train into K stratified folds, fold cv_fold being the "
                          "test split (set by `rnnpipe cv`); 0: no folds")  # fmt: skip
     cv_fold: int = _key(0, "files, sentiment: the fold held out for test, from 0 to cv_folds - 1")
+    unlabelled: str = _key("", "sentiment: texts without labels for `rnnpipe pretrain`: a text file (one per line), "
+                           "a CSV/TSV (text_column), a folder of .txt files (aclImdb's unsup/) or a glob of "
+                           "them")  # fmt: skip
+    unlabelled_split: str = _key("", "tfds, sentiment: the split of unlabelled texts, e.g. 'unsupervised'")
+    max_unlabelled: int = _key(100000, "sentiment: read at most this many unlabelled texts (the first ones)")
+    unlabelled_with_train: bool = _key(True, "sentiment: the training texts join the unlabelled ones for "
+                                       "pretraining")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -184,9 +193,24 @@ class TrainConfig:
     class_weight: str = _key("none", "sentiment: weight of each class in the training loss: 'none', 'balanced' "
                              "(n / (classes * count of the class)), or per class name, e.g. 'neg=1, pos=4' "
                              "(unnamed classes 1)")  # fmt: skip
+    fine_tune: str = _key("plain", "sentiment, after `rnnpipe pretrain`: 'plain' trains the pretrained embedding "
+                          "and recurrent layers with the head; 'frozen' keeps them as pretrained")  # fmt: skip
     calibration: str = _key("none", "sentiment: 'temperature' fits one temperature on the validation split after "
                             "training, which the exports and evaluate's calibrated figures apply; or "
                             "'none'")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """`rnnpipe pretrain` (sentiment, with data.unlabelled): the classifier's embedding and recurrent layers trained
+    as word-level language models, forward and backward, on the unlabelled texts; `train` starts from them."""
+
+    epochs: int = _key(10, "the most epochs over the unlabelled texts")
+    batch_size: int = _key(64, "texts per step")
+    learning_rate: float = _key(1e-3, "Adam's learning rate")
+    max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes")
+    patience: int = _key(2, "stop after this many epochs without a lower held-out loss (0: never stop early)")
+    validation_fraction: float = _key(0.05, "share of the unlabelled texts held out to measure perplexity")
 
 
 @dataclass(frozen=True)
@@ -257,6 +281,7 @@ class Config:
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
@@ -274,10 +299,11 @@ _CHOICES = {
     "model.pooling": lambda: ("last", "max", "mean"),
     "train.monitor": lambda: ("val_loss", "val_accuracy"),
     "train.calibration": lambda: ("temperature", "none"),
+    "train.fine_tune": lambda: ("plain", "frozen"),
     "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),
     "evaluate.split": lambda: ("test", "validation", "train"),
 }
-_PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test",
+_PATH_KEYS = ("data.data_dir", "data.manual_dir", "data.train", "data.validation", "data.test", "data.unlabelled",
               "tokenize.pretrained_vectors")  # fmt: skip
 EXPORT_FORMATS = ("saved_model", "litert")
 # The recurrent layers of custom_layers (custom_layers.LAYERS, which imports Keras; a test ties the two).
@@ -605,7 +631,8 @@ def _validate(config: Config) -> None:
         "tokenize.min_ngram", "tokenize.max_ngrams", "tokenize.ngrams_per_word",
         "model.embedding_dim", "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
         "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
-        "train.learning_rate", "export.max_length", "tune.trials",
+        "train.learning_rate", "export.max_length", "tune.trials", "data.max_unlabelled", "pretrain.epochs",
+        "pretrain.batch_size", "pretrain.learning_rate",
     ]  # fmt: skip
     for key in positive:
         if flat[key] <= 0:
@@ -616,11 +643,12 @@ def _validate(config: Config) -> None:
                           f"got {high}")  # fmt: skip
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
-                "export.version", "tune.timeout"):  # fmt: skip
+                "export.version", "tune.timeout", "pretrain.max_seconds", "pretrain.patience"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",
-                "train.word_dropout", "data.validation_fraction", "data.test_fraction"):  # fmt: skip
+                "train.word_dropout", "data.validation_fraction", "data.test_fraction",
+                "pretrain.validation_fraction"):  # fmt: skip
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
     if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds
@@ -658,6 +686,13 @@ def _validate(config: Config) -> None:
     name = config.export.name
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
         raise ConfigError(f"export.name: must be a plain folder name, got {shorten(repr(name))}")
+    if config.data.unlabelled and config.data.source != "files":
+        raise ConfigError("data.unlabelled: local files; a TFDS dataset names its split of unlabelled texts in "
+                          "data.unlabelled_split")  # fmt: skip
+    if config.data.unlabelled_split and config.data.source != "tfds":
+        raise ConfigError("data.unlabelled_split: a TFDS split; local files are named in data.unlabelled")
+    if flat["data.max_unlabelled"] > MAX_UNLABELLED:
+        raise ConfigError(f"data.max_unlabelled: at most {MAX_UNLABELLED:,} texts, got {flat['data.max_unlabelled']:,}")
     if flat["tune.trials"] > MAX_TRIALS:
         raise ConfigError(f"tune.trials: at most {MAX_TRIALS:,} in one study, got {flat['tune.trials']:,}")
     recipes.get(config.task).check(config)

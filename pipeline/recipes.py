@@ -91,6 +91,11 @@ def _check_sentiment(config: Config) -> None:
     if config.data.source == "files" and config.data.format == "text":
         raise ConfigError("data.format: sentiment reads labelled examples (csv, tsv, class_dirs, class_files), "
                           "not plain text")  # fmt: skip
+    unlabelled = config.data.unlabelled or config.data.unlabelled_split
+    if unlabelled and config.model.bidirectional and config.model.layers > 1:
+        raise ConfigError(f"model.layers: {config.model.layers} bidirectional layers cannot be pretrained as "
+                          f"language models (each direction of the second layer sees the other's future); use 1 "
+                          f"with data.unlabelled")  # fmt: skip
 
 
 NEXT_CHAR_DEFAULTS = {
@@ -156,6 +161,10 @@ def _check_next_char(config: Config) -> None:
                           "remove the key")  # fmt: skip
     if m.fine_tune_vectors:
         raise ConfigError("model.fine_tune_vectors: next_char has no pretrained word vectors; set it to false")
+    if config.data.unlabelled or config.data.unlabelled_split:
+        key = "data.unlabelled" if config.data.unlabelled else "data.unlabelled_split"
+        raise ConfigError(f"{key}: next_char learns from plain text already; unlabelled texts are for sentiment's "
+                          f"pretraining: remove the key")  # fmt: skip
 
 
 RECIPES = {

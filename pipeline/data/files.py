@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import glob
 import io
 import logging
@@ -141,18 +142,23 @@ def _read_table(data: DataConfig, key: str, path: Path, fmt: str) -> list[tuple[
 
 def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple[int, list[str]]]):
     _, header = next(rows)
-    missing = [c for c in (data.text_column, data.label_column) if c not in header]
+    labelled = bool(data.label_column)  # a table of unlabelled texts has none (read_unlabelled)
+    missing = [c for c in (data.text_column, data.label_column) if c and c not in header]
     if missing:
         raise DataError(
             f"data.{key}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
             f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} (set data.text_column "
             f"/ data.label_column)"
         )
-    text_at, label_at = header.index(data.text_column), header.index(data.label_column)
+    text_at = header.index(data.text_column)
+    label_at = header.index(data.label_column) if labelled else None
     examples = []
     for line_number, row in rows:
         if len(row) != len(header):
             raise DataError(f"data.{key}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
+        if not labelled:
+            examples.append((row[text_at], ""))
+            continue
         label = label_of(row[label_at], data.label_case)
         if not label:
             raise DataError(f"data.{key}: {path} line {line_number} has no label (column {data.label_column!r} is "
@@ -270,6 +276,58 @@ def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, 
             raise DataError(f"data.{key}: {file} is empty")
         examples.extend((line.strip(), label) for line in text.split("\n") if line.strip())
     return examples
+
+
+def read_unlabelled(data: DataConfig) -> list[str]:
+    """The texts of `data.unlabelled`, at most `data.max_unlabelled` (the first, in file order): a CSV/TSV's text
+    column, each .txt file of a folder (recursively: aclImdb's unsup/), or each non-empty line of a text file; a
+    glob may name several of these."""
+    spec = data.unlabelled
+    paths = [Path(spec)] if Path(spec).exists() else sorted(Path(p) for p in glob.glob(spec))
+    if not paths:
+        raise DataError(f"data.unlabelled: {spec} does not exist" if not any(c in spec for c in "*?[") else
+                        f"data.unlabelled: no file matches {spec}")  # fmt: skip
+    texts: list[str] = []
+    limit = data.max_unlabelled
+    for path in paths:
+        if len(texts) >= limit:
+            break
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*.txt") if p.is_file() and not p.name.startswith(".")):
+                if len(texts) >= limit:
+                    break
+                text = read_text(file, data.encoding, data.encoding_errors).strip()
+                if text:
+                    texts.append(text)
+        elif path.suffix.lower() in (".csv", ".tsv"):
+            texts += [text for text, _ in _read_table(_unlabelled_table(data), "unlabelled", path,
+                                                      path.suffix.lower()[1:])][: limit - len(texts)]  # fmt: skip
+        else:
+            for chunk_line in _lines(path, data.encoding, data.encoding_errors):
+                if len(texts) >= limit:
+                    break
+                texts.append(chunk_line)
+    if not texts:
+        raise DataError(f"data.unlabelled: {spec} holds no texts")
+    if len(texts) >= limit:
+        logger.info("data.unlabelled: read the first %d texts (data.max_unlabelled)", limit)
+    return texts
+
+
+def _unlabelled_table(data: DataConfig) -> DataConfig:
+    """A CSV/TSV of texts alone: the label column is not looked for."""
+    return dataclasses.replace(data, label_column="")
+
+
+def _lines(path: Path, encoding: str, errors: str) -> Iterator[str]:
+    """The non-empty lines of a text file, stripped, streamed."""
+    rest = ""
+    for chunk in iter_text(path, encoding, errors):
+        lines = (rest + chunk).split("\n")
+        rest = lines.pop()
+        yield from (line.strip() for line in lines if line.strip())
+    if rest.strip():
+        yield rest.strip()
 
 
 def count_chars(path: Path, encoding: str, errors: str) -> int:

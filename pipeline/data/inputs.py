@@ -60,6 +60,63 @@ def sentiment_dataset(
     return _prefetched(ds)
 
 
+def word_lm_dataset(
+    texts: tf.data.Dataset,
+    vocab: Vocabulary,
+    batch_size: int,
+    lm_words: int,
+    *,
+    bidirectional: bool,
+    shuffle_buffer: int = 0,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Texts -> (ids, targets, weights) batches for next-word language models (build_word_language_models): per
+    position the next word (forward; id 0 after the last) and, `bidirectional`, the previous one (id 0 before the
+    first), weighted 1 where a word is. Words at or beyond `lm_words` are predicted as the out-of-vocabulary id."""
+    words, ngrams = lookup_table(vocab), ngram_table(vocab)
+
+    def encode(text):
+        return encode_words(tf.expand_dims(text, 0), vocab, words, ngrams)[0]
+
+    ds = texts.map(encode, num_parallel_calls=AUTOTUNE).cache()
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
+    boundaries = [b for b in BUCKET_BOUNDARIES if b < vocab.sequence_length]
+    ds = ds.bucket_by_sequence_length(lambda ids: tf.shape(ids)[0], bucket_boundaries=[b + 1 for b in boundaries],
+                                      bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+                                      padded_shapes=shape)  # fmt: skip
+
+    def targets(ids):
+        word = ids if vocab.word_width == 1 else ids[..., 0]
+        word = tf.where(word < lm_words, word, tf.fill(tf.shape(word), vocab.oov_id))
+        weight = tf.cast(word > 0, tf.float32)
+        forward = tf.pad(word[:, 1:], [[0, 0], [0, 1]])
+        if not bidirectional:
+            return ids, forward, weight
+        backward = tf.pad(word[:, :-1], [[0, 0], [1, 0]])
+        return ids, (forward, backward), (weight, weight)
+
+    return _prefetched(ds.map(targets, num_parallel_calls=AUTOTUNE))
+
+
+def with_unlabelled(labelled: tf.data.Dataset, texts: list[str], vocab: Vocabulary, batch_size: int,
+                    seed: int = 0) -> tf.data.Dataset:  # fmt: skip
+    """Each (ids, label) batch of `labelled` as ((ids, unlabelled ids), label): a batch of `texts` beside it, drawn
+    shuffled and repeated, for the terms of the loss that need no label (virtual adversarial training)."""
+    words, ngrams = lookup_table(vocab), ngram_table(vocab)
+
+    def encode(text):
+        return encode_words(tf.expand_dims(text, 0), vocab, words, ngrams)[0]
+
+    shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
+    unlabelled = (tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
+                  .map(encode, num_parallel_calls=AUTOTUNE).cache()
+                  .shuffle(min(len(texts), 100_000), seed=seed, reshuffle_each_iteration=True).repeat()
+                  .padded_batch(batch_size, padded_shapes=shape))  # fmt: skip
+    return _prefetched(tf.data.Dataset.zip(labelled, unlabelled).map(lambda batch, more: ((batch[0], more), batch[1])))
+
+
 def class_counts(examples: tf.data.Dataset, labels: tuple[str, ...]) -> np.ndarray:
     """Examples per class (index = class id) of labelled `examples`."""
     index = {label.encode("utf-8"): k for k, label in enumerate(labels)}

@@ -107,6 +107,25 @@ def _examples_dataset(examples: list[tuple[str, str]]) -> tf.data.Dataset:
                                                "label": tf.constant(labels, tf.string)})  # fmt: skip
 
 
+# --- unlabelled texts (sentiment's pretraining) ----------------------------------------------------------------
+
+
+def unlabelled_texts(data: DataConfig) -> tf.data.Dataset:
+    """The texts of `data.unlabelled` (local files, pipeline.data.files.read_unlabelled) or of the TFDS split
+    `data.unlabelled_split`, at most `data.max_unlabelled` of them, as a dataset of strings."""
+    if data.source == "files":
+        return tf.data.Dataset.from_tensor_slices(tf.constant(files.read_unlabelled(data), tf.string))
+    builder = _tfds_builder(data)
+    with _quiet_tfds():
+        try:
+            split = builder.as_dataset(split=data.unlabelled_split, shuffle_files=False)
+        except (ValueError, KeyError) as error:
+            raise DataError(f"data.unlabelled_split: TFDS {data.name!r} has no split {data.unlabelled_split!r} "
+                            f"({_first_line(error)}); it has {sorted(builder.info.splits)}") from None  # fmt: skip
+    feature = data.text_feature
+    return split.take(data.max_unlabelled).map(lambda x: x[feature])
+
+
 # --- local files: next_char --------------------------------------------------------------------------------------
 
 

@@ -35,10 +35,12 @@ from pipeline.run.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("tokenize", "train", "evaluate", "export")
-# Per stage: the stage whose results it reads, and the config sections / keys its results depend on.
+STAGES = ("tokenize", "pretrain", "train", "evaluate", "export")
+# Per stage: the stage whose results it reads, and the config sections / keys its results depend on. train reads
+# pretrain's results when the config has unlabelled texts (`_before`), tokenize's otherwise.
 _DEPENDS = {
     "tokenize": (None, ("task", "seed", "data", "tokenize")),
+    "pretrain": ("tokenize", ("model", "pretrain")),
     "train": ("tokenize", ("model", "train")),
     "evaluate": ("train", ("evaluate",)),
     "export": ("train", ("export",)),
@@ -56,7 +58,7 @@ class Decision:
 def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
     """What `stage`'s results depend on, as {name: value}: config keys, data files' digests, the digest of the
     stage before it."""
-    before, sections = _DEPENDS[stage]
+    before, sections = _before(stage, config), _DEPENDS[stage][1]
     flat = flatten(config_to_dict(config))
     found = {key: value for key, value in flat.items()
              if key.split(".")[0] in sections and key not in _IGNORED}  # fmt: skip
@@ -70,6 +72,12 @@ def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
     return found
 
 
+def _before(stage: str, config: Config) -> str | None:
+    if stage == "train" and (config.data.unlabelled or config.data.unlabelled_split):
+        return "pretrain"
+    return _DEPENDS[stage][0]
+
+
 def digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
@@ -77,7 +85,7 @@ def digest(values: dict[str, Any]) -> str:
 def decide(rd: RunDir, stage: str, config: Config, has_results: bool, overwrite: bool) -> Decision:
     """Whether `stage` must run (see the module docstring); raises RunDirError when its results exist, were made
     from other inputs and `overwrite` is not given."""
-    require_up_to_date(rd, _DEPENDS[stage][0], config)
+    require_up_to_date(rd, _before(stage, config), config)
     record = _records(rd).get(stage)
     current = inputs(rd, stage, config)
     if record and record["digest"] == digest(current) and has_results:
@@ -96,7 +104,7 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
     if stage is None:
         return
     # The earliest outdated stage is the one to name: it is where the difference is, and what to run first.
-    require_up_to_date(rd, _DEPENDS[stage][0], config)
+    require_up_to_date(rd, _before(stage, config), config)
     record = _records(rd).get(stage)
     current = inputs(rd, stage, config)
     if record is None:
@@ -109,7 +117,7 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
 def check_resumable(rd: RunDir, stage: str, config: Config, recorded: dict | None, overwrite: bool) -> bool:
     """For a stage that resumes (train): whether the unfinished attempt whose inputs were `recorded` may be resumed;
     False means start over (`overwrite` given). Raises RunDirError for different inputs without `overwrite`."""
-    require_up_to_date(rd, _DEPENDS[stage][0], config)
+    require_up_to_date(rd, _before(stage, config), config)
     if not recorded:
         return False
     current = inputs(rd, stage, config)
@@ -160,7 +168,7 @@ def _records(rd: RunDir) -> dict:
 def _data_files(config: Config) -> dict[str, str]:
     """{path: "size:sha256"} of every local file the data section reads (a TFDS dataset: its manual_dir)."""
     data = config.data
-    specs = [data.manual_dir] if data.source == "tfds" else [data.train, data.validation, data.test]
+    specs = [data.manual_dir] if data.source == "tfds" else [data.train, data.validation, data.test, data.unlabelled]
     files = []
     for spec in filter(None, specs):
         path = Path(spec)

@@ -21,7 +21,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError, DataError, shorten
 
 # The stages that read the data (export and the serving commands read only the run directory or a SavedModel).
-DATA_STAGES = ("tokenize", "train", "evaluate", "run", "cv", "tune")
+DATA_STAGES = ("tokenize", "pretrain", "train", "evaluate", "run", "cv", "tune")
 
 
 def check(config: Config, stage: str) -> None:
@@ -32,6 +32,9 @@ def check(config: Config, stage: str) -> None:
     _check_evaluate_split(config)
     if config.data.source == "files":
         _check_files(config)
+    unlabelled = config.data.unlabelled
+    if unlabelled and not Path(unlabelled).exists() and not glob.glob(unlabelled):
+        raise DataError(f"data.unlabelled: {shorten(unlabelled)} does not exist")
     vectors = config.tokenize.pretrained_vectors
     if vectors and not Path(vectors).is_file():
         what = "is a folder, not a vectors file" if Path(vectors).is_dir() else "does not exist"

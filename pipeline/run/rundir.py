@@ -12,6 +12,8 @@
       history.csv, training_curves.png, logs/ (TensorBoard)
       train_state.json         train: how training ended (completed, time budget, early stop, diverged, interrupted)
       calibration.json         train (sentiment, train.calibration): the temperature fitted on the validation split
+      pretrain/                pretrain (data.unlabelled): encoder.weights.h5 (the language models' best weights),
+                               state.json (perplexities, how it ended), history.csv, backup/ while it runs
       members/<k>/             train, model.ensemble > 1: member k's checkpoints, history, logs and train_state.json
       metrics.json             evaluate (plus confusion_matrix.png for sentiment)
       export/<name>/<version>/ export: SavedModel in the TF Serving layout
@@ -115,6 +117,14 @@ class RunDir:
     @property
     def train_state(self) -> Path:
         return self.path / "train_state.json"
+
+    @property
+    def pretrain(self) -> Path:
+        return self.path / "pretrain"
+
+    @property
+    def pretrained_encoder(self) -> Path:
+        return self.pretrain / "encoder.weights.h5"
 
     @property
     def members(self) -> Path:

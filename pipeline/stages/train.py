@@ -40,8 +40,15 @@ from pipeline.run import artifacts, cluster, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, distribute, plots
 from pipeline.training.adversarial import AdversarialModel
+from pipeline.training.callbacks import AtomicBackup, EarlyStopping, Stopper
 from pipeline.training.fused_adam import FusedAdam
-from pipeline.training.model import load_checkpoint
+from pipeline.training.model import (
+    ENCODER_LAYERS,
+    Vectors,
+    build_word_language_models,
+    copy_encoder,
+    load_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +114,11 @@ def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[ke
         val_ds = task.validation_dataset(config, splits, vocab, labels)
         vectors = np.load(rd.require(rd.vectors, "tokenize")) if vocab.vector_dim else None
         class_weight = task.class_weight(config, splits, labels)
+        pretrained = None
+        if config.data.unlabelled or config.data.unlabelled_split:
+            pretrained = rd.require(rd.pretrained_encoder, "pretrain")
         context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors, class_weight,
-                           tuple(callbacks))  # fmt: skip
+                           tuple(callbacks), pretrained)  # fmt: skip
         if config.model.ensemble == 1:
             result = _train_one(context, rd, config.seed, config.train.max_seconds)
         else:
@@ -145,6 +155,7 @@ class _Context:
     vectors: object = None  # the pretrained table tokenize made (numpy), if any
     class_weight: dict | None = None  # {class id: weight} for the training loss, if any
     callbacks: tuple = ()  # the caller's, after the stage's own
+    pretrained: object = None  # pretrain's encoder weights (a path), which the model starts from
 
 
 def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
@@ -178,6 +189,8 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     with strategy.scope():
         single = dataclasses.replace(config.model, ensemble=1)
         model = context.task.build_model(single, context.vocab, context.labels, seed=seed, vectors=context.vectors)
+        if context.pretrained is not None:
+            _start_from_pretrained(model, context)
         if config.train.adversarial_epsilon or config.train.virtual_adversarial_epsilon:
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
@@ -192,11 +205,11 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     spent_before = float(previous.get("seconds", 0.0))  # an interrupted attempt's time counts against the budget
     monitor = config.train.monitor
     progress = _Progress(rd, monitor, inputs, spent_before, record=is_chief)
-    stopper = _Stopper(max_seconds - spent_before if max_seconds else 0.0)
+    stopper = Stopper(max_seconds - spent_before if max_seconds else 0.0)
     best = _BestCheckpoint(monitor, path=place(rd.best_model), progress=progress, previous=previous)
-    backup = _AtomicBackup(str(place(rd.backup)), save_freq=config.train.backup_every_steps or "epoch")
+    backup = AtomicBackup(str(place(rd.backup)), save_freq=config.train.backup_every_steps or "epoch")
     mode = "max" if monitor == "val_accuracy" else "min"
-    early_stopping = _EarlyStopping(monitor, patience=config.train.patience or 10**9, mode=mode,
+    early_stopping = EarlyStopping(monitor, patience=config.train.patience or 10**9, mode=mode,
                                     min_steps=config.train.min_steps)  # fmt: skip
     place(rd.history).parent.mkdir(parents=True, exist_ok=True)
     callbacks = [backup, stopper, best, progress, early_stopping,
@@ -229,6 +242,31 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     result = TrainResult(status, epochs, monitor, best.best, round(seconds, 1), rd.relative(rd.best_model))
     progress.finish(result)
     return result
+
+
+def _start_from_pretrained(model: keras.Model, context: _Context) -> None:
+    """The classifier's embedding and recurrent layers from pretrain's language models; with `train.fine_tune =
+    "frozen"` they stay as pretrained. A model they do not fit (another vocabulary, cell or size) is refused."""
+    config = context.config
+    lm = build_word_language_models(config.model, context.vocab.embedding_rows, context.vocab.trained_words,
+                                    word_width=context.vocab.word_width, vectors=_vectors_spec(context))  # fmt: skip
+    try:
+        lm.load_weights(context.pretrained)
+        copy_encoder(lm, model)
+    except ValueError as error:
+        raise RunDirError(
+            f"train: the pretrained encoder {context.pretrained} does not fit this model "
+            f"({str(error).splitlines()[0]}); run `rnnpipe pretrain` for this config"
+        ) from None
+    if config.train.fine_tune == "frozen":
+        for layer in model.layers:
+            if layer.name.startswith(ENCODER_LAYERS):
+                layer.trainable = False
+
+
+def _vectors_spec(context: _Context):
+    vocab = context.vocab
+    return Vectors(vocab.size, vocab.trained_words, vocab.vector_dim, context.vectors) if vocab.vector_dim else None
 
 
 def _join_ensemble(context: _Context, rd: RunDir, members, seconds) -> TrainResult:
@@ -328,55 +366,6 @@ def _result_fields(state: dict) -> dict:
     names = {f.name for f in dataclasses.fields(TrainResult)}
     fields = {k: v for k, v in state.items() if k in names}
     return {**fields, "members": tuple(fields.get("members", ()))}
-
-
-class _AtomicBackup(_keras_private.BackupAndRestore):
-    """Keras' BackupAndRestore, with its two files written to temporary names and renamed: a kill during a save
-    leaves either the previous backup or the new one, never an unreadable one."""
-
-    def write_backup(self, weights_path, metadata_path, metadata):
-        with artifacts.staged_path(weights_path) as tmp:
-            self.model.save_weights(tmp)
-        artifacts.write_json(metadata_path, metadata)
-
-
-class _Stopper(keras.callbacks.Callback):
-    """Stops on a NaN/inf loss (before the bad weights reach a checkpoint) or when the time budget is spent."""
-
-    def __init__(self, max_seconds: float):
-        super().__init__()
-        self.max_seconds = max_seconds
-        self.reason = ""
-        self.bad_loss = None
-
-    def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.reason, self.bad_loss = "diverged", float(loss)
-            self.model.stop_training = True
-        elif self.max_seconds and time.monotonic() - self.start > self.max_seconds and not self.reason:
-            self.reason = "time_budget"
-            self.model.stop_training = True
-
-
-class _EarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' early stopping, idle for the first `min_steps` training steps (like its `start_from_epoch`, but
-    counted in steps, which do not depend on the data set's size). A small data set spends its first hundred or
-    two steps learning only the class balance, with a flat or rising validation loss: counted in epochs, that
-    plateau exhausted the patience and left a model that predicts the majority class."""
-
-    def __init__(self, monitor: str, patience: int, mode: str, min_steps: int):
-        super().__init__(monitor, patience=patience, mode=mode)
-        self.min_steps = min_steps
-
-    def on_epoch_end(self, epoch, logs=None):
-        # convert_to_numpy, not int(): under a distribution strategy the counter is a MirroredVariable.
-        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) < self.min_steps:
-            return  # neither a best value nor a waiting epoch is recorded yet
-        super().on_epoch_end(epoch, logs)
 
 
 class _Progress(keras.callbacks.Callback):

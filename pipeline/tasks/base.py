@@ -55,6 +55,11 @@ class Task(abc.ABC):
         None for a task or config without calibration."""
         return None
 
+    def unlabelled(self, config: Config, splits: Splits) -> list[str] | None:
+        """The texts pretraining learns from (`data.unlabelled`, with the training texts if
+        `data.unlabelled_with_train`), or None when the config names none."""
+        return None
+
     def labels(self, splits: Splits) -> tuple[str, ...]:
         """Class names (index = class id), or () for a task without classes."""
         return ()

@@ -7,7 +7,8 @@ in the direction that raises the loss fastest (to first order):
     g = d loss(e) / d e,    r_adv = epsilon * g / ||g||_2    (norm over all of an example's tokens),
     loss_total = loss(e) + loss(e + r_adv).
 
-Virtual adversarial (`virtual_epsilon`) needs no labels: it penalizes how far the predicted distribution p(e)
+Virtual adversarial (`virtual_epsilon`) needs no labels (fit's inputs may be (ids, unlabelled ids): the term is then
+taken on both batches): it penalizes how far the predicted distribution p(e)
 moves under the perturbation of norm virtual_epsilon that moves it most, found by one power-iteration step from a
 random unit direction d:
 
@@ -66,6 +67,9 @@ class AdversarialModel(keras.Model):
         if not (self.epsilon or self.virtual_epsilon):
             return super().train_step(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        unlabelled = None
+        if isinstance(x, (tuple, list)):  # (ids, unlabelled ids): pipeline.data.inputs.with_unlabelled
+            x, unlabelled = x
         embedding, chain = _embedding_chain(self)
         with tf.GradientTape() as tape:
             embedded = embedding(x, training=True)
@@ -86,12 +90,25 @@ class AdversarialModel(keras.Model):
                                            training=True)  # fmt: skip
             if self.virtual_epsilon:
                 total += self._virtual_adversarial_loss(forward, embedded, mask, y_pred, output_mask)
+                if unlabelled is not None:
+                    total += self._unlabelled_virtual_adversarial_loss(embedding, chain, unlabelled)
             scaled = self.optimizer.scale_loss(total)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         # "loss" reports the clean loss, comparable with val_loss and with runs without perturbations.
         _keras_private.loss_tracker(self).update_state(loss * _replicas(), sample_weight=tf.shape(x)[0])
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def _unlabelled_virtual_adversarial_loss(self, embedding, chain, x):
+        """The virtual adversarial term on a batch of texts without labels, as on the labelled batch."""
+        embedded = embedding(x, training=True)
+        mask = embedding.compute_mask(x)
+
+        def forward(inputs):
+            return _forward(chain, inputs, mask)
+
+        logits, output_mask = _forward(chain, embedded, mask, with_mask=True)
+        return self._virtual_adversarial_loss(forward, embedded, mask, logits, output_mask)
 
     def _virtual_adversarial_loss(self, forward, embedded, mask, logits, output_mask=None):
         target = tf.stop_gradient(tf.nn.softmax(logits))

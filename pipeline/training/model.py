@@ -273,8 +273,19 @@ def build_classifier(
         logits = EnsembleAverage(name="ensemble")([member(tokens) for member in members])
         return keras.Model(tokens, logits, name=name or "sentiment")
     tokens = keras.Input(shape=shape, dtype="int32", name="tokens")
+    x = _word_embedding(config, vocab_size, word_width, vectors)(tokens)
+    pooled = config.pooling != "last"
+    x = _recurrent_stack(x, config, sequences_out=pooled, seed=seed, jit_compile=jit_compile)
+    if pooled:
+        x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
+    x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="head")(x)
+    return keras.Model(tokens, logits, name=name or "sentiment")
+
+
+def _word_embedding(config: ModelConfig, vocab_size: int, word_width: int, vectors: Vectors | None):
     if vectors is not None:
-        x = WordVectorEmbedding(
+        return WordVectorEmbedding(
             vocab_size,
             config.embedding_dim,
             vectors.words,
@@ -283,18 +294,54 @@ def build_classifier(
             fine_tune=config.fine_tune_vectors,
             vectors=vectors.table,
             name="embedding",
-        )(tokens)
-    elif word_width == 1:
-        x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(tokens)
-    else:
-        x = SubwordEmbedding(vocab_size, config.embedding_dim, name="embedding")(tokens)
-    pooled = config.pooling != "last"
-    x = _recurrent_stack(x, config, sequences_out=pooled, seed=seed, jit_compile=jit_compile)
-    if pooled:
-        x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
+        )
+    if word_width == 1:
+        return keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")
+    return SubwordEmbedding(vocab_size, config.embedding_dim, name="embedding")
+
+
+# The layers a classifier shares with its pretraining language models (build_word_language_models): same names,
+# same weights' shapes, so that the weights move from one to the other by name.
+ENCODER_LAYERS = ("embedding", "rnn_")
+
+
+def build_word_language_models(
+    config: ModelConfig,
+    vocab_size: int,
+    lm_words: int,
+    seed: int = 0,
+    jit_compile: bool = True,
+    word_width: int = 1,
+    vectors: Vectors | None = None,
+) -> keras.Model:
+    """A classifier's encoder (`build_classifier`'s embedding and recurrent layers, by the same names) under
+    next-word heads: [batch, time(, word_width)] ids -> forward logits [batch, time, lm_words] (the word after each
+    position; id 0 after the last) and, for a bidirectional encoder, backward logits (the word before; id 0 before
+    the first), the backward direction's outputs read at the positions they end at. Each direction sees only its
+    own side of the text (one bidirectional layer: its forward and backward halves are separate recurrences)."""
+    tokens = keras.Input(shape=(None,) if word_width == 1 else (None, word_width), dtype="int32", name="tokens")
+    x = _word_embedding(config, vocab_size, word_width, vectors)(tokens)
+    x = _recurrent_stack(x, config, sequences_out=True, seed=seed, jit_compile=jit_compile)
     x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="head")(x)
-    return keras.Model(tokens, logits, name=name or "sentiment")
+    if not config.bidirectional:
+        return keras.Model(tokens, keras.layers.Dense(lm_words, name="lm_forward")(x), name="word_lm")
+    forward = keras.layers.Dense(lm_words, name="lm_forward")(x[..., : config.units])
+    backward = keras.layers.Dense(lm_words, name="lm_backward")(x[..., config.units :])
+    return keras.Model(tokens, [forward, backward], name="word_lm")
+
+
+def copy_encoder(source: keras.Model, target: keras.Model) -> None:
+    """The encoder layers' weights (ENCODER_LAYERS) of `source` into `target`; a ValueError naming the first layer
+    whose weights differ in shape."""
+    for layer in target.layers:
+        if not layer.name.startswith(ENCODER_LAYERS):
+            continue
+        weights = source.get_layer(layer.name).get_weights()
+        for mine, theirs in zip(layer.get_weights(), weights):
+            if mine.shape != theirs.shape:
+                raise ValueError(f"layer {layer.name}: pretrained weights of shape {theirs.shape}, the model's "
+                                 f"{mine.shape}")  # fmt: skip
+        layer.set_weights(weights)
 
 
 def build_language_model(

@@ -29,7 +29,7 @@ import tensorflow as tf
 from pipeline.config import class_weights
 from pipeline.data import inputs
 from pipeline.data.inputs import class_counts
-from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits
+from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits, unlabelled_texts
 from pipeline.data.text import (
     Vocabulary,
     build_word_vocabulary,
@@ -63,7 +63,12 @@ class SentimentTask(Task):
 
     def build_vocabulary(self, config, splits) -> Vocabulary:
         t = config.tokenize
-        texts = splits.train.map(lambda x: x["text"]).batch(1024)
+        texts = splits.train.map(lambda x: x["text"])
+        if config.data.unlabelled or config.data.unlabelled_split:
+            # The words pretraining learns from the unlabelled texts are the vocabulary's too: a word they hold and
+            # the few labelled ones lack keeps what pretraining learned of it.
+            texts = texts.concatenate(unlabelled_texts(config.data))
+        texts = texts.batch(1024)
         sizes = tuple(range(t.min_ngram, t.max_ngram + 1)) if t.max_ngram else ()
         return build_word_vocabulary(texts, t.max_tokens, t.standardize, t.sequence_length, t.min_word_count,
                                      sizes, t.max_ngrams, t.ngrams_per_word)  # fmt: skip
@@ -72,6 +77,14 @@ class SentimentTask(Task):
         t = config.tokenize
         counts = count_words(splits.train.map(lambda x: x["text"]).batch(1024), t.standardize)
         return with_vectors(vocab, t.pretrained_vectors, t.vector_words, counts, progress)
+
+    def unlabelled(self, config, splits):
+        if not (config.data.unlabelled or config.data.unlabelled_split):
+            return None
+        texts = [text.decode("utf-8") for text in unlabelled_texts(config.data).as_numpy_iterator()]
+        if config.data.unlabelled_with_train:
+            texts += [x["text"].decode("utf-8") for x in splits.train.as_numpy_iterator()]
+        return texts
 
     def class_weight(self, config, splits, labels):
         counts = class_counts(splits.train, labels)
@@ -109,8 +122,14 @@ class SentimentTask(Task):
 
     def training_dataset(self, config, splits, vocab, labels, seed):
         t = config.train
-        return inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
-                                        seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
+        ds = inputs.sentiment_dataset(splits.train, vocab, labels, t.batch_size, shuffle_buffer=t.shuffle_buffer,
+                                      seed=seed, bucketing=t.bucketing, word_dropout=t.word_dropout)  # fmt: skip
+        texts = self.unlabelled(config, splits) if t.virtual_adversarial_epsilon else None
+        if texts:
+            # The virtual adversarial term needs no label: each step also takes it on a batch of unlabelled texts
+            # (Miyato et al. 2017), pipeline.training.adversarial.
+            ds = inputs.with_unlabelled(ds, texts, vocab, t.batch_size, seed)
+        return ds
 
     def validation_dataset(self, config, splits, vocab, labels):
         t = config.train

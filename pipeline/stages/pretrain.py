@@ -1,0 +1,226 @@
+"""Stage between tokenize and train (sentiment, with unlabelled texts: `data.unlabelled` or `data.unlabelled_split`):
+the classifier's embedding and recurrent layers trained as word-level language models on texts without labels.
+
+The language models (pipeline.training.model.build_word_language_models) are the classifier's encoder under
+next-word heads: a bidirectional encoder's forward half predicts each word from the words before it and its
+backward half from the words after it (Dai & Le 2015; Howard & Ruder 2018, both directions; Peters et al. 2018).
+They share the classifier's vocabulary, sub-words and pretrained vectors; each head is a full softmax over the
+words of the vocabulary seen in the texts (tokens, not the vectors-only words). A seeded `pretrain.validation_fraction`
+of the texts is held out: it chooses the best epoch, stops training early, and gives the perplexities reported.
+`train` then starts the classifier from these weights (`train.fine_tune`).
+
+    <run_dir>/pretrain/encoder.weights.h5   the best epoch's weights (written atomically)
+    <run_dir>/pretrain/state.json           how it ended, epochs, seconds, held-out perplexity of each direction
+    <run_dir>/pretrain/history.csv          per-epoch losses; backup/ while it runs (a rerun resumes from it)
+
+Like train: `pretrain.max_seconds` (counted across resumes), early stopping after `pretrain.patience` epochs, and an
+interrupted run resumes when the same command runs again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import shutil
+import sys
+import time
+import warnings
+
+import keras
+import numpy as np
+
+from pipeline import tasks
+from pipeline.config import Config
+from pipeline.data.inputs import word_lm_dataset
+from pipeline.data.text import Vocabulary
+from pipeline.errors import ConfigError, RunDirError
+from pipeline.run import artifacts, freshness, preflight, rundir
+from pipeline.run.rundir import RunDir
+from pipeline.training import _keras_private
+from pipeline.training.callbacks import AtomicBackup, EarlyStopping, Stopper
+from pipeline.training.model import Vectors, build_word_language_models
+
+logger = logging.getLogger(__name__)
+
+FINISHED = ("completed", "early_stopped", "time_budget", "diverged")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainResult:
+    status: str
+    epochs: int
+    perplexity: dict  # {"forward": ..., "backward": ...} on the held-out texts
+    texts: int  # trained on
+    held_out: int
+    seconds: float
+    path: str
+    skipped: bool = False
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"pretrain: up to date ({self.status}), kept {self.path}"
+        shown = ", ".join(f"{side} {value:.1f}" for side, value in self.perplexity.items())
+        return (f"pretrain: {self.status} after {self.epochs} epoch(s) in {self.seconds:.0f} s on {self.texts:,} "
+                f"texts; held-out perplexity ({self.held_out:,} texts): {shown} -> {self.path}")  # fmt: skip
+
+    def state(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "skipped"}
+
+
+def configured(config: Config) -> bool:
+    """Whether the config names unlabelled texts (and train starts from pretrain's results)."""
+    return bool(config.data.unlabelled or config.data.unlabelled_split)
+
+
+def run(config: Config, run_dir, overwrite: bool = False) -> PretrainResult:
+    preflight.check(config, "pretrain")
+    if not configured(config):
+        raise ConfigError("pretrain: no unlabelled texts; set data.unlabelled (local files) or "
+                          "data.unlabelled_split (TFDS)")  # fmt: skip
+    with rundir.opened(run_dir, config) as rd:
+        vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
+        state_path = rd.pretrain / "state.json"
+        state = artifacts.read_json(state_path) if state_path.exists() else {}
+        inputs = freshness.inputs(rd, "pretrain", config)
+        if state.get("status") in FINISHED:
+            decision = freshness.decide(rd, "pretrain", config, rd.pretrained_encoder.exists(), overwrite)
+            if not decision.run:
+                fields = {f.name for f in dataclasses.fields(PretrainResult)}
+                return PretrainResult(**{k: v for k, v in state.items() if k in fields}, skipped=True)
+            if decision.reason:
+                logger.warning(decision.reason)
+            _clear(rd)
+            state = {}
+        elif state and not freshness.check_resumable(rd, "pretrain", config, state.get("inputs"), overwrite):
+            _clear(rd)
+            state = {}
+        result = _pretrain(config, rd, vocab, inputs, float(state.get("seconds", 0.0)))
+        freshness.record(rd, "pretrain", config)
+        return result
+
+
+def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent_before: float) -> PretrainResult:
+    p = config.pretrain
+    task = tasks.get(config.task)
+    texts = task.unlabelled(config, task.load_splits(config))
+    order = np.random.default_rng(config.seed).permutation(len(texts))
+    held = max(1, round(len(texts) * p.validation_fraction))
+    if len(texts) - held < 1:
+        raise RunDirError(f"pretrain: {len(texts)} unlabelled texts; too few to hold out {held} and train on the rest")
+    held_out = [texts[i] for i in order[:held]]
+    training = [texts[i] for i in order[held:]]
+    lm_words = vocab.trained_words
+    bidirectional = config.model.bidirectional
+
+    def dataset(part, shuffle):
+        import tensorflow as tf
+
+        return word_lm_dataset(tf.data.Dataset.from_tensor_slices(tf.constant(part, tf.string)), vocab, p.batch_size,
+                               lm_words, bidirectional=bidirectional, shuffle_buffer=10000 if shuffle else 0,
+                               seed=config.seed)  # fmt: skip
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_lm(config, rd, vocab)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
+    model.compile(optimizer=keras.optimizers.Adam(p.learning_rate, clipnorm=config.train.clipnorm or None),
+                  loss=[loss, loss] if bidirectional else loss)  # fmt: skip
+    rd.pretrain.mkdir(parents=True, exist_ok=True)
+    stopper = Stopper(p.max_seconds - spent_before if p.max_seconds else 0.0)
+    best = _BestWeights(rd, inputs, spent_before)
+    callbacks = [
+        AtomicBackup(str(rd.pretrain / "backup"), save_freq=config.train.backup_every_steps or "epoch"),
+        stopper,
+        best,
+        EarlyStopping("val_loss", patience=p.patience or 10**9, mode="min", min_steps=0),
+        keras.callbacks.CSVLogger(str(rd.pretrain / "history.csv"), append=True),
+    ]
+    start = time.monotonic()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            history = model.fit(dataset(training, True), validation_data=dataset(held_out, False), epochs=p.epochs,
+                                callbacks=callbacks, shuffle=False,
+                                verbose=1 if sys.stdout.isatty() else 2)  # fmt: skip
+    except KeyboardInterrupt:
+        callbacks[0].save_now()
+        best.write("interrupted")
+        raise
+    seconds = spent_before + time.monotonic() - start
+    epochs = _keras_private.initial_epoch(model) + len(history.epoch)
+    status = stopper.reason or ("completed" if epochs >= p.epochs else "early_stopped")
+    if not rd.pretrained_encoder.exists():
+        raise RunDirError(f"pretrain: no epoch finished with a finite held-out loss (status {status}); lower "
+                          f"pretrain.learning_rate (now {p.learning_rate})")  # fmt: skip
+    model.load_weights(rd.pretrained_encoder)
+    perplexity = _perplexity(model, dataset(held_out, False), bidirectional)
+    result = PretrainResult(status, epochs, perplexity, len(training), len(held_out), round(seconds, 1),
+                            rd.relative(rd.pretrained_encoder))  # fmt: skip
+    artifacts.write_json(rd.pretrain / "state.json", {**result.state(), "inputs": inputs})
+    shutil.rmtree(rd.pretrain / "backup", ignore_errors=True)
+    return result
+
+
+def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = True) -> keras.Model:
+    """The language models of this run directory's vocabulary (and pretrained vectors)."""
+    vectors = None
+    if vocab.vector_dim:
+        vectors = Vectors(
+            vocab.size, vocab.trained_words, vocab.vector_dim, np.load(rd.require(rd.vectors, "tokenize"))
+        )
+    return build_word_language_models(config.model, vocab.embedding_rows, vocab.trained_words, seed=config.seed,
+                                      jit_compile=jit_compile, word_width=vocab.word_width,
+                                      vectors=vectors)  # fmt: skip
+
+
+def _perplexity(model: keras.Model, ds, bidirectional: bool) -> dict:
+    """exp(mean cross-entropy per word) of each direction, over every held-out word (not a mean of batch means)."""
+    sides = ("forward", "backward") if bidirectional else ("forward",)
+    total, words = np.zeros(len(sides)), 0.0
+    for ids, targets, weights in ds:
+        outputs = model(ids, training=False)
+        outputs = outputs if bidirectional else [outputs]
+        targets = targets if bidirectional else [targets]
+        weight = keras.ops.convert_to_numpy(weights[0] if bidirectional else weights)
+        for k, (logits, target) in enumerate(zip(outputs, targets)):
+            loss = keras.losses.sparse_categorical_crossentropy(target, logits, from_logits=True)
+            total[k] += float(np.sum(keras.ops.convert_to_numpy(loss) * weight))
+        words += float(weight.sum())
+    return {side: math.exp(total[k] / max(words, 1.0)) for k, side in enumerate(sides)}
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Saves the weights (atomically) whenever the held-out loss improves, and keeps state.json current (status
+    "running", epochs, the seconds spent, which a resumed run counts against its budget)."""
+
+    def __init__(self, rd: RunDir, inputs: dict, spent_before: float):
+        super().__init__()
+        self.rd, self.inputs, self.spent_before = rd, inputs, spent_before
+        self.start = time.monotonic()
+        history = rd.pretrain / "history.csv"
+        self.best = math.inf
+        if history.exists() and rd.pretrained_encoder.exists():  # a resumed run keeps the better weights
+            with open(history, newline="", encoding="utf-8") as f:
+                values = [float(row["val_loss"]) for row in csv.DictReader(f) if row.get("val_loss")]
+            self.best = min((v for v in values if math.isfinite(v)), default=math.inf)
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs = epoch + 1
+        value = (logs or {}).get("val_loss")
+        if value is not None and math.isfinite(value) and value < self.best:
+            self.best = float(value)
+            with artifacts.staged_path(self.rd.pretrained_encoder) as tmp:
+                self.model.save_weights(tmp)
+            logger.info("pretrain epoch %d: held-out loss %.4f, saved %s", epoch + 1, value, self.rd.pretrained_encoder)
+        self.write("running")
+
+    def write(self, status: str) -> None:
+        seconds = round(self.spent_before + time.monotonic() - self.start, 1)
+        artifacts.write_json(self.rd.pretrain / "state.json", {"status": status, "epochs": self.epochs,
+                                                               "seconds": seconds, "inputs": self.inputs})  # fmt: skip
+
+
+def _clear(rd: RunDir) -> None:
+    shutil.rmtree(rd.pretrain, ignore_errors=True)
