@@ -114,6 +114,11 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
                           f"({describe_changes(record['inputs'], current)}): run `rnnpipe {stage}` first")  # fmt: skip
 
 
+def require_inputs(rd: RunDir, stage: str, config: Config) -> None:
+    """A RunDirError unless the stage `stage` reads from has finished with the inputs `config` gives it."""
+    require_up_to_date(rd, _before(stage, config), config)
+
+
 def check_resumable(rd: RunDir, stage: str, config: Config, recorded: dict | None, overwrite: bool) -> bool:
     """For a stage that resumes (train): whether the unfinished attempt whose inputs were `recorded` may be resumed;
     False means start over (`overwrite` given). Raises RunDirError for different inputs without `overwrite`."""

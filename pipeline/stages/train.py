@@ -108,6 +108,8 @@ def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[ke
         elif state and not freshness.check_resumable(rd, "train", config, state.get("inputs"), overwrite):
             logger.warning("train: starting over (--overwrite): the unfinished run had other inputs")
             _clear_training_outputs(rd)
+        else:
+            freshness.require_inputs(rd, "train", config)  # a first run: what it reads is made for this config
 
         task = tasks.get(config.task)
         splits = task.load_splits(config)

@@ -13,6 +13,7 @@ import pytest
 from pipeline.config import load_config, replace
 from pipeline.errors import RunDirError
 from pipeline.stages import evaluate, tokenize, train
+from pipeline.training.callbacks import EarlyStopping, Stopper
 from tests.pipeline.helpers import plain_text, sentiment_csv, write_config
 
 
@@ -65,7 +66,7 @@ def test_early_stopping_waits_for_min_steps(min_steps, stopped_after):
     from types import SimpleNamespace
 
     model = SimpleNamespace(optimizer=SimpleNamespace(iterations=0), stop_training=False)
-    stopper = train._EarlyStopping("val_loss", patience=2, mode="min", min_steps=min_steps)
+    stopper = EarlyStopping("val_loss", patience=2, mode="min", min_steps=min_steps)
     stopper.set_model(model)
     stopper.on_train_begin()
     for epoch in range(20):
@@ -242,9 +243,9 @@ def test_time_budget_counts_across_a_resume_after_ctrl_c(tmp_path, monkeypatch):
     assert spent > 0
 
     budgets = []
-    stopper_init = train._Stopper.__init__
+    stopper_init = Stopper.__init__
     monkeypatch.setattr(
-        train._Stopper, "__init__", lambda self, seconds: (budgets.append(seconds), stopper_init(self, seconds))[1]
+        Stopper, "__init__", lambda self, seconds: (budgets.append(seconds), stopper_init(self, seconds))[1]
     )
     started = time.monotonic()
     result = train.run(config, run_dir)

@@ -1,0 +1,189 @@
+"""Pretraining on unlabelled texts: the readers, the language models' targets, the stage, train starting from it,
+the aclImdb layout and TFDS's unsupervised split (mock data), and what is refused; tiny data made here."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from pipeline import tasks
+from pipeline.cli import main
+from pipeline.config import config_from_dict, load_config
+from pipeline.data.files import read_unlabelled
+from pipeline.data.inputs import word_lm_dataset
+from pipeline.data.text import Vocabulary
+from pipeline.errors import DataError, RunDirError
+from pipeline.run import freshness
+from pipeline.run.rundir import RunDir
+from pipeline.stages import evaluate, export, pretrain, tokenize, train
+from pipeline.training.model import load_checkpoint
+from tests.pipeline.helpers import FILLER, sentiment_csv, write_config
+
+UNSEEN = ["marvellous", "dreadful"]  # words only the unlabelled texts hold
+
+
+def few_labels(tmp_path: Path, **sections) -> Path:
+    """80 labelled texts; 300 more as unlabelled, with words the labelled ones never use."""
+    lines = sentiment_csv(tmp_path / "all.csv", n=380).read_text().splitlines()
+    (tmp_path / "train.csv").write_text("\n".join(lines[:81]) + "\n")
+    texts = [line.rsplit(",", 1)[0] + f" {UNSEEN[i % 2]}" for i, line in enumerate(lines[81:])]
+    (tmp_path / "unlabelled.txt").write_text("\n".join(texts) + "\n")
+    data = {"train": str(tmp_path / "train.csv"), "test_fraction": 0.2,
+            "unlabelled": str(tmp_path / "unlabelled.txt")}  # fmt: skip
+    sections = {"model": {"bidirectional": True, "pooling": "max"}, "pretrain": {"epochs": 2}, **sections}
+    return write_config(tmp_path / "s.toml", "sentiment", data, **sections)
+
+
+def test_unlabelled_texts_are_read_from_lines_tables_and_folders(tmp_path):
+    (tmp_path / "lines.txt").write_text("one text\n\n  two texts  \nthree\n")
+    (tmp_path / "table.csv").write_text('review,stars\n"a, b",5\nc,1\n')
+    unsup = tmp_path / "aclImdb" / "train" / "unsup"
+    unsup.mkdir(parents=True)
+    for i in range(3):
+        (unsup / f"{i}_0.txt").write_text(f"review {i}<br />more\n")
+
+    def read(spec, **data):
+        return read_unlabelled(config_from_dict({"task": "sentiment", "data": {"train": "x", "unlabelled": spec,
+                                                                               **data}}).data)  # fmt: skip
+
+    assert read(str(tmp_path / "lines.txt")) == ["one text", "two texts", "three"]
+    assert read(str(tmp_path / "table.csv"), text_column="review") == ["a, b", "c"]
+    assert read(str(unsup)) == ["review 0<br />more", "review 1<br />more", "review 2<br />more"]
+    assert read(str(tmp_path / "*.txt")) == ["one text", "two texts", "three"]
+    assert read(str(unsup), max_unlabelled=2) == ["review 0<br />more", "review 1<br />more"]
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(DataError, match="data.unlabelled: .*empty.txt holds no texts"):
+        read(str(tmp_path / "empty.txt"))
+    with pytest.raises(DataError, match="data.unlabelled: .*table.csv has no column 'text'"):
+        read(str(tmp_path / "table.csv"))
+
+
+def test_the_language_models_predict_the_next_and_the_previous_word():
+    vocab = Vocabulary("word", ("", "[UNK]", "a", "b", "c"), standardize="lower", sequence_length=10)
+    texts = tf.data.Dataset.from_tensor_slices(["a b c", "c a"])
+    ids, (forward, backward), (weight, _) = next(iter(word_lm_dataset(texts, vocab, 2, lm_words=4,
+                                                                      bidirectional=True)))  # fmt: skip
+    rows = {tuple(r[r > 0]): i for i, r in enumerate(ids.numpy())}
+    first, second = rows[(2, 3, 4)], rows[(4, 2)]
+    assert forward.numpy()[first].tolist() == [3, 1, 0]  # c is beyond lm_words: the out-of-vocabulary id
+    assert backward.numpy()[first].tolist() == [0, 2, 3]
+    assert forward.numpy()[second].tolist()[:2] == [2, 0] and backward.numpy()[second].tolist()[:2] == [0, 1]
+    assert weight.numpy()[second].tolist() == [1, 1, 0]
+
+
+def test_pretraining_then_training_from_it(tmp_path):
+    config = load_config(few_labels(tmp_path, train={"fine_tune": "frozen", "epochs": 1}))
+    run_dir = tmp_path / "run"
+    vocab = tokenize.run(config, run_dir).vocabulary
+    assert set(UNSEEN) <= set(vocab.tokens)  # the unlabelled texts' words are the vocabulary's too
+    result = pretrain.run(config, run_dir)
+    state = json.loads((run_dir / "pretrain" / "state.json").read_text())
+    assert (
+        state["status"] in ("completed", "early_stopped") and state["texts"] + state["held_out"] == 300 + 58
+    )  # unlabelled, and the training split
+    assert set(state["perplexity"]) == {"forward", "backward"}
+    assert 1 < state["perplexity"]["forward"] < vocab.trained_words
+    assert "held-out perplexity (18 texts): forward" in result.summary()
+    assert pretrain.run(config, run_dir).skipped
+
+    train.run(config, run_dir)
+    lm = pretrain.build_lm(config, RunDir(run_dir), vocab)
+    lm.load_weights(run_dir / "pretrain" / "encoder.weights.h5")
+    classifier = load_checkpoint(run_dir / "checkpoints" / "best.keras")
+    for name in ("embedding", "rnn_0"):  # frozen: as pretrained
+        for mine, pretrained in zip(classifier.get_layer(name).get_weights(), lm.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(mine, pretrained)
+    evaluate.run(config, run_dir)
+    exported = export.run(config, run_dir).path
+    served = tf.saved_model.load(exported).signatures["serving_default"]
+    assert served(text=tf.constant(["great film marvellous"]))["probabilities"].shape == (1, 2)
+
+
+def test_a_model_that_does_not_fit_the_pretrained_encoder_is_refused(tmp_path):
+    path = few_labels(tmp_path)
+    config = load_config(path)
+    run_dir = tmp_path / "run"
+    tokenize.run(config, run_dir)
+    pretrain.run(config, run_dir)
+    other = load_config(path, ["model.units=12"])
+    result = CliRunner().invoke(main, ["train", str(path), "--run-dir", str(run_dir), "--set", "model.units=12"])
+    assert result.exit_code != 0
+    assert result.output.strip() == (f"error: pretrain in {run_dir} is not up to date with this config (model.units: "
+                                     f"8 -> 12): run `rnnpipe pretrain` first")  # fmt: skip
+    # An encoder of another size put in its place (copied from another run directory) is refused too.
+    elsewhere = tmp_path / "other"
+    tokenize.run(other, elsewhere)
+    pretrain.run(other, elsewhere)
+    shutil.copy(elsewhere / "pretrain" / "encoder.weights.h5", run_dir / "pretrain" / "encoder.weights.h5")
+    with pytest.raises(RunDirError, match=r"the pretrained encoder .* does not fit this model \(.*\); run `rnnpipe "):
+        train.run(config, run_dir)
+
+
+def test_without_unlabelled_texts_train_reads_tokenize_as_before(tmp_path):
+    path = write_config(tmp_path / "s.toml", "sentiment", {"train": str(sentiment_csv(tmp_path / "t.csv"))})
+    config = load_config(path)
+    assert not pretrain.configured(config)
+    assert "stage tokenize" in freshness.inputs(RunDir(tmp_path / "run"), "train", config)
+    result = CliRunner().invoke(main, ["pretrain", str(path), "--run-dir", str(tmp_path / "run")])
+    assert result.output.strip() == ("error: pretrain: no unlabelled texts; set data.unlabelled (local files) or "
+                                     "data.unlabelled_split (TFDS)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.unlabelled=/nowhere.txt", "error: data.unlabelled: /nowhere.txt does not exist"),
+        ("data.unlabelled_split=unsupervised", "error: data.unlabelled_split: a TFDS split; local files are named"),
+        ("model.layers=2", "error: model.layers: 2 bidirectional layers cannot be pretrained as language models"),
+        ("data.max_unlabelled=0", "error: data.max_unlabelled: must be > 0, got 0"),
+        ("train.fine_tune=gradual", "error: train.fine_tune: must be one of plain, frozen; got 'gradual'"),
+    ],  # fmt: skip
+)
+def test_bad_pretraining_settings_are_one_line(tmp_path, override, message):
+    result = CliRunner().invoke(main, ["pretrain", str(few_labels(tmp_path)), "--run-dir", str(tmp_path / "r"),
+                                       "--set", override])  # fmt: skip
+    assert result.exit_code != 0 and result.output.strip().startswith(message), result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_aclimdb_layout_with_its_unsup_folder(tmp_path):
+    root = tmp_path / "aclImdb" / "train"
+    for label, words in (("pos", ["great", "superb"]), ("neg", ["awful", "dull"])):
+        (root / label).mkdir(parents=True)
+        for i in range(30):
+            (root / label / f"{i}_9.txt").write_text(f"the {FILLER[i % 10]} was {words[i % 2]}")
+    (root / "unsup").mkdir()
+    for i in range(40):
+        (root / "unsup" / f"{i}_0.txt").write_text(f"a {FILLER[i % 10]} story, {UNSEEN[i % 2]}<br />")
+    data = {"train": str(root), "format": "class_dirs", "test_fraction": 0.2, "unlabelled": str(root / "unsup")}
+    config = load_config(write_config(tmp_path / "imdb.toml", "sentiment", data, pretrain={"epochs": 1}))
+    run_dir = tmp_path / "run"
+    vocab = tokenize.run(config, run_dir).vocabulary
+    assert set(UNSEEN) <= set(vocab.tokens)
+    result = pretrain.run(config, run_dir)
+    assert result.texts + result.held_out == 40 + 43  # unsup/, and the training split (60 less 12 test, 5 validation)
+    assert train.run(config, run_dir).status in ("completed", "early_stopped")
+
+
+def test_tfds_imdb_reviews_unsupervised_split_with_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    data = {"source": "tfds", "name": "imdb_reviews", "data_dir": str(tmp_path / "tfds"),
+            "unlabelled_split": "unsupervised", "max_unlabelled": 25}  # fmt: skip
+    config = load_config(write_config(tmp_path / "imdb.toml", "sentiment", data, pretrain={"epochs": 1}))
+    run_dir = tmp_path / "run"
+    with tfds.testing.mock_data(num_examples=20):
+        tokenize.run(config, run_dir)
+        result = pretrain.run(config, run_dir)
+        trained = len(list(tasks.get("sentiment").load_splits(config).train))
+        assert result.texts + result.held_out == 20 + trained  # the unsupervised split's 20 mock texts, and train
+        assert train.run(config, run_dir).status in ("completed", "early_stopped")
+
+
+def test_next_char_refuses_unlabelled_texts(tmp_path):
+    path = write_config(tmp_path / "c.toml", "next_char", {"train": "x.txt", "unlabelled": "u.txt"})
+    with pytest.raises(Exception, match="data.unlabelled: next_char learns from plain text already"):
+        load_config(path)
