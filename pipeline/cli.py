@@ -466,8 +466,10 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
 @click.option("--test", metavar="PATH", help="Test data in DATA's format.  [default: 10% held out]")
 @click.option("--vectors", metavar="PATH", help="sentiment: a word vectors file (GloVe, word2vec, fastText) to "
               "start the words from (tokenize.pretrained_vectors).")  # fmt: skip
+@click.option("--unlabelled", metavar="PATH", help="sentiment: texts without labels to pretrain on "
+              "(data.unlabelled): a text file, a CSV/TSV, or a folder of .txt files (aclImdb/train/unsup).")  # fmt: skip
 def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, tsv_quoting,
-         label_case, validation, test, vectors) -> None:  # fmt: skip
+         label_case, validation, test, vectors, unlabelled) -> None:  # fmt: skip
     """Inspect DATA and write a starter config for it; asks nothing.
 
     \b
@@ -488,7 +490,7 @@ def init(data: tuple[str, ...], task, output: Path | None, text_column, label_co
     findings = detect.inspect(data, task=task, fmt=fmt, text_column=text_column, label_column=label_column,
                              encoding=encoding, validation=validation, test=test, tsv_quoting=tsv_quoting,
                              label_case=label_case)  # fmt: skip
-    text = stage.starter_config(findings, output, vectors or "")
+    text = stage.starter_config(findings, output, vectors or "", unlabelled or "")
     summary = "\n".join(findings.summary())
     if output is None:
         click.echo(summary, err=True)  # stdout is the config: rnnpipe init data.csv > data.toml

@@ -11,6 +11,7 @@ written today gets tomorrow's better recipe.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -23,12 +24,18 @@ from pipeline.data.detect import TEST_FRACTION, Findings
 from pipeline.errors import PipelineError
 
 
-def starter_config(findings: Findings, output: Path | None = None, vectors: str = "") -> str:
+def starter_config(findings: Findings, output: Path | None = None, vectors: str = "", unlabelled: str = "") -> str:
     """The starter config as TOML: the task and the data section, with what was found as comments, and a word
-    vectors file when one is given (sentiment). Checked to load as a config before it is returned."""
+    vectors file and unlabelled texts when given (sentiment). Checked to load as a config before it is
+    returned."""
     words = recipes.get(findings.task).labelled  # the labelled task reads words; the other, characters
     if vectors and not words:
         raise PipelineError(f"--vectors: pretrained word vectors are for task sentiment, not {findings.task}")
+    if unlabelled and not words:
+        raise PipelineError(f"--unlabelled: unlabelled texts are for task sentiment's pretraining, not "
+                            f"{findings.task}")  # fmt: skip
+    if unlabelled and not Path(unlabelled).expanduser().exists() and not glob.glob(unlabelled):
+        raise PipelineError(f"--unlabelled: {unlabelled} does not exist")
     if vectors and not Path(vectors).expanduser().is_file():
         raise PipelineError(f"--vectors: {vectors} is not a file")
     this = str(output) if output is not None else "<this file>"
@@ -51,6 +58,10 @@ def starter_config(findings: Findings, output: Path | None = None, vectors: str 
             where = "the last" if findings.format == "text" else "a seeded"
             lines.append(f"# The data has no test split: {where} {TEST_FRACTION:.0%} of train is held out for test.")
         lines.append(f"{key} = {_toml(value)}")
+    if unlabelled:
+        lines += ["# Texts without labels: `rnnpipe run` pretrains the model on them (and the training texts) as",
+                  "# language models before training it on the labelled ones (rnnpipe pretrain).",
+                  f"unlabelled = {_toml(unlabelled)}"]  # fmt: skip
     if vectors:
         lines += ["", "[tokenize]", f"pretrained_vectors = {_toml(vectors)}"]
     elif words:

@@ -208,3 +208,21 @@ def test_a_checkpoint_of_adversarial_training_loads_in_a_fresh_process(tmp_path)
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.split()[-1] == "AdversarialModel"
+
+
+def test_virtual_adversarial_training_takes_a_batch_of_unlabelled_texts_too():
+    x, y = _batch()
+    unlabelled = np.arange(30, 40, dtype="int32").reshape(2, 5)
+    weights = []
+    for inputs in (x, (x, unlabelled)):
+        plain = _plain(seed=1)
+        model = AdversarialModel(plain.inputs, plain.outputs, virtual_epsilon=1.0)
+        model.compile(keras.optimizers.Adam(1e-2), LOSS)
+        keras.utils.set_random_seed(5)
+        data = tf.data.Dataset.from_tensors((inputs, y))
+        history = model.fit(data, epochs=3, verbose=0).history
+        assert np.all(np.isfinite(history["loss"]))
+        weights.append(model.get_layer("embedding").get_weights()[0])
+    # Rows of words only the unlabelled batch holds move only when it is given.
+    np.testing.assert_array_equal(weights[0][30:40], _plain(seed=1).get_layer("embedding").get_weights()[0][30:40])
+    assert np.abs(weights[1][30:40] - weights[0][30:40]).max() > 1e-4
