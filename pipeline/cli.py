@@ -467,7 +467,7 @@ def generate(export_dir: Path, prompt: str | None, input_file, length: int, temp
 @click.option("--vectors", metavar="PATH", help="sentiment: a word vectors file (GloVe, word2vec, fastText) to "
               "start the words from (tokenize.pretrained_vectors).")  # fmt: skip
 @click.option("--unlabelled", metavar="PATH", help="sentiment: texts without labels to pretrain on "
-              "(data.unlabelled): a text file, a CSV/TSV, or a folder of .txt files (aclImdb/train/unsup).")  # fmt: skip
+              "(data.unlabelled): a text file, a CSV/TSV or a folder of .txt files (aclImdb/train/unsup).")  # fmt: skip
 def init(data: tuple[str, ...], task, output: Path | None, text_column, label_column, fmt, encoding, tsv_quoting,
          label_case, validation, test, vectors, unlabelled) -> None:  # fmt: skip
     """Inspect DATA and write a starter config for it; asks nothing.
