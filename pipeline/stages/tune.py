@@ -198,7 +198,7 @@ class _Objective:
             retry = f", again after trial {trial.user_attrs['retry_of']}" if "retry_of" in trial.user_attrs else ""
             self.say(f"trial {trial.number} ({finished} of {self.config.tune.trials} finished{retry}): {shown}")
             _tokenized(config, self.root, run_dir)
-            pruning = _Pruning(trial, config.train.monitor)
+            pruning = _Pruning(trial, config.train.monitor, config.train.min_steps)
             result = train.run(config, run_dir, callbacks=[pruning])
         except Exception as error:  # a setting that fails (out of memory among them); MAX_FAILURES_IN_A_ROW stops a bug
             return self._fail(trial, _one_line(error), started)
@@ -246,11 +246,13 @@ def trial_config(config: Config, trial: optuna.Trial) -> Config:
 
 class _Pruning(keras.callbacks.Callback):
     """Reports the monitored validation figure after each epoch (numbered on across an ensemble's members) and
-    stops training when the pruner says so; the stage's own callbacks have checkpointed that epoch by then."""
+    stops training when the pruner says so; the stage's own callbacks have checkpointed that epoch by then. Like
+    early stopping, it waits for `min_steps` training steps (`train.min_steps`): a small data set's first steps sit
+    at the majority class, a plateau that says nothing of where a trial ends."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str):
+    def __init__(self, trial: optuna.Trial, monitor: str, min_steps: int = 0):
         super().__init__()
-        self.trial, self.monitor = trial, monitor
+        self.trial, self.monitor, self.min_steps = trial, monitor, min_steps
         self.steps = 0
         self.pruned = False
 
@@ -260,6 +262,8 @@ class _Pruning(keras.callbacks.Callback):
             return
         self.trial.report(float(value), self.steps)
         self.steps += 1
+        if self.min_steps and int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) < self.min_steps:
+            return
         if self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True

@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from click.testing import CliRunner
@@ -154,6 +155,16 @@ def test_a_pruned_trial_stops_after_the_epoch_the_pruner_rejects():
     worse.on_epoch_end(0, {"val_loss": float("nan")})  # not reported
     worse.on_epoch_end(1, {"val_loss": 0.9})
     assert worse.pruned and worse.model.stop_training and worse.steps == 1
+    # Before train.min_steps training steps, nothing is pruned (the plateau of a small data set's first steps).
+    waiting = tune._Pruning(study.ask(), "val_loss", min_steps=100)
+    model = Model()
+    model.optimizer = type("Optimizer", (), {"iterations": np.int64(60)})()
+    waiting.set_model(model)
+    waiting.on_epoch_end(0, {"val_loss": 0.9})
+    assert not waiting.pruned
+    model.optimizer.iterations = np.int64(120)
+    waiting.on_epoch_end(1, {"val_loss": 0.9})
+    assert waiting.pruned
 
 
 def test_a_study_refuses_another_config(tmp_path):
