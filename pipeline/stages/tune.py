@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import errno
 import fcntl
+import json
 import logging
 import math
 import os
@@ -46,12 +47,11 @@ from pathlib import Path
 
 import keras
 import optuna
-import tomllib
 
-from pipeline.config import Config, config_from_dict, config_to_dict, flatten, replace, to_toml
+from pipeline.config import Config, config_to_dict, flatten, replace, to_toml
 from pipeline.errors import ConfigError, PipelineError, RunDirError, shorten
 from pipeline.run import artifacts, freshness
-from pipeline.run.rundir import RunDir, differences
+from pipeline.run.rundir import RunDir
 from pipeline.stages import tokenize, train
 from pipeline.training import plots
 
@@ -298,14 +298,15 @@ def _study(config: Config, backend, name: str) -> optuna.Study:
         raise ConfigError(f"tune: study {name!r} was started to {study.direction.name.lower()} its value; this "
                           f"config's train.monitor {config.train.monitor!r} asks to {direction} it: use --study NAME "
                           f"for a new study")  # fmt: skip
-    fingerprint = _fingerprint(config)
+    settings = _settings(config)
     recorded = study.user_attrs.get("config")
     if recorded is None:
-        study.set_user_attr("config", fingerprint)
-        study.set_user_attr("config_toml", to_toml(config))
-    elif recorded != fingerprint:
-        raise ConfigError(f"tune: study {name!r} was started from another config ({_differences(study, config)}); "
-                          f"use --study NAME for a new study, or the config it was started from")  # fmt: skip
+        study.set_user_attr("config", settings)
+    else:
+        changed = _changed(recorded, settings)
+        if changed:
+            raise ConfigError(f"tune: study {name!r} was started from another config ({changed}); use --study NAME "
+                              f"for a new study, or the config it was started from")  # fmt: skip
     return study
 
 
@@ -333,19 +334,22 @@ def _storage(root: Path, storage: str):
         raise ConfigError(f"--storage: cannot use {shorten(shown, 120)}: {_one_line(e)}") from None
 
 
-def _fingerprint(config: Config) -> str:
-    """What must stay the same across the workers and runs of one study: everything but the budget."""
+def _settings(config: Config) -> dict:
+    """What must stay the same across the workers and runs of one study, as JSON values: everything but the
+    budget."""
     flat = flatten(config_to_dict(config))
+    flat["tune.space"] = {key.key: key.spec() for key in config.tune.space}
     kept = {key: value for key, value in flat.items() if key not in ("tune.trials", "tune.timeout")}
-    return freshness.digest(kept)
+    return json.loads(json.dumps(kept))  # tuples as lists, as the storage gives them back
 
 
-def _differences(study: optuna.Study, config: Config) -> str:
-    try:
-        old = config_from_dict(tomllib.loads(study.user_attrs.get("config_toml", "")))
-    except (ConfigError, tomllib.TOMLDecodeError):
-        return "its config no longer loads"
-    return differences(replace(old, **{"tune.trials": 1}), replace(config, **{"tune.trials": 1})) or "a key changed"
+def _changed(recorded: dict, current: dict, limit: int = 3) -> str:
+    """'key: old -> new; ...' for the keys both know that differ (a key of a newer or older rnnpipe is not a
+    difference)."""
+    changed = [f"{key}: {shorten(repr(recorded[key]), 60)} -> {shorten(repr(current[key]), 60)}"
+               for key in current if key in recorded and recorded[key] != current[key]]  # fmt: skip
+    more = f"; and {len(changed) - limit} more" if len(changed) > limit else ""
+    return "; ".join(changed[:limit]) + more
 
 
 def _maximize(config: Config) -> bool:
