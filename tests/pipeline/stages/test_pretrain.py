@@ -76,7 +76,8 @@ def test_the_language_models_predict_the_next_and_the_previous_word():
 
 
 def test_pretraining_then_training_from_it(tmp_path):
-    config = load_config(few_labels(tmp_path, train={"fine_tune": "frozen", "epochs": 1}))
+    config = load_config(few_labels(tmp_path, train={"fine_tune": "frozen", "epochs": 1}),
+                         ["export.formats=saved_model,litert"])  # fmt: skip
     run_dir = tmp_path / "run"
     vocab = tokenize.run(config, run_dir).vocabulary
     assert set(UNSEEN) <= set(vocab.tokens)  # the unlabelled texts' words are the vocabulary's too
@@ -101,6 +102,7 @@ def test_pretraining_then_training_from_it(tmp_path):
     exported = export.run(config, run_dir).path
     served = tf.saved_model.load(exported).signatures["serving_default"]
     assert served(text=tf.constant(["great film marvellous"]))["probabilities"].shape == (1, 2)
+    assert (Path(exported) / "litert" / "model.tflite").stat().st_size > 0  # the same model: it converts as ever
 
 
 def test_a_model_that_does_not_fit_the_pretrained_encoder_is_refused(tmp_path):
