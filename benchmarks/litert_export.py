@@ -6,7 +6,7 @@ configs/mr_lstm.toml with one member, configs/shakespeare_char_lstm.toml for `--
 directories given. Latencies are medians over `--rounds` rounds, each round timing every candidate in turn
 (`--calls` calls each), so that a change in the machine's load affects all of them alike.
 
-    nice -n 10 python benchmarks/litert.py [--work DIR] [--sentiment-run DIR] [--next-char-run DIR]
+    nice -n 10 python benchmarks/litert_export.py [--work DIR] [--sentiment-run DIR] [--next-char-run DIR]
 """
 
 import argparse
