@@ -268,7 +268,8 @@ class TuneConfig:
     trials: int = _key(20, "trials to finish (completed or pruned); a rerun or another worker continues the study")
     timeout: float = _key(0.0, "no trial starts after this many seconds of the search (0: no limit)")
     pruning: bool = _key(True, "stop a trial whose validation loss after an epoch is worse than the median of the "
-                         "earlier trials' at that epoch (Optuna's MedianPruner)")  # fmt: skip
+                         "earlier trials' there and has stopped improving (Optuna's median pruner, after "
+                         "train.min_steps)")  # fmt: skip
     space: tuple[SearchKey, ...] = _key((), "{dotted key: {low, high, log, step} or [choices]}: the keys a search "
                                         "varies, from the tokenize, model and train sections")  # fmt: skip
 

@@ -2,8 +2,9 @@
 
 Each trial is the config with values sampled for the space's keys (TPE sampling), trained as `rnnpipe train`
 trains it, in a run directory of its own; its value is the best `train.monitor` on the validation split, the
-figure that chooses checkpoints. The test split is never read. With `tune.pruning`, a trial whose validation loss
-after an epoch is worse than the median of the earlier trials' at that epoch stops there (Optuna's MedianPruner).
+figure that chooses checkpoints. The test split is never read. With `tune.pruning`, a trial stops after an epoch
+where its validation figure is worse than the median of the earlier trials' at that epoch and has stopped improving
+(`_pruner`), once past `train.min_steps` training steps.
 
     <run_dir>/tune/               (another study than the default: <run_dir>/tune-<name>/)
       study.journal           the study (Optuna's journal file storage; `storage` names another)
@@ -65,6 +66,9 @@ UNCLAIMED_SECONDS = 600
 # Database storages: each running trial's heartbeat, and how long without one makes it stale (a worker on
 # another machine that died).
 HEARTBEAT_SECONDS = 60
+# A trial is pruned only once its monitored value has improved by less than this over this many epochs (_pruner).
+PRUNE_PATIENCE = 2
+PRUNE_MIN_DELTA = 0.005
 GRACE_SECONDS = 300
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -286,8 +290,7 @@ def _tokenized(config: Config, root: Path, run_dir: Path) -> None:
 def _study(config: Config, backend, name: str) -> optuna.Study:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     sampler = optuna.samplers.TPESampler(seed=zlib.crc32(f"{config.seed}:{worker}".encode()), constant_liar=True)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1) if config.tune.pruning
-              else optuna.pruners.NopPruner())  # fmt: skip
+    pruner = _pruner() if config.tune.pruning else optuna.pruners.NopPruner()
     direction = "maximize" if _maximize(config) else "minimize"
     try:
         study = optuna.create_study(storage=backend, study_name=name, sampler=sampler, pruner=pruner,
@@ -332,6 +335,34 @@ def _storage(root: Path, storage: str):
     except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as e:
         shown = url.render_as_string(hide_password=True) if "url" in locals() else "the URL"
         raise ConfigError(f"--storage: cannot use {shorten(shown, 120)}: {_one_line(e)}") from None
+
+
+def _pruner() -> optuna.pruners.BasePruner:
+    """Median pruning, once five trials have finished, of a trial that has also stopped improving: worse at an
+    epoch than the median of the finished trials there, and better by less than PRUNE_MIN_DELTA over its last
+    PRUNE_PATIENCE epochs. The median alone stopped trials still on the slow start a small data set's first
+    epochs can have, among them the best of a 20-trial search on MR (docs/recipes.md, "A search on MR")."""
+    return _Stalled(optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+
+
+class _Stalled(optuna.pruners.BasePruner):
+    """Defers to `pruner` only for a trial whose best value of its last PRUNE_PATIENCE reports improves on its best
+    before them by less than PRUNE_MIN_DELTA. (Optuna's PatientPruner defers only once the value got worse, so a
+    trial creeping along a plateau is never pruned.)"""
+
+    def __init__(self, pruner: optuna.pruners.BasePruner):
+        self.pruner = pruner
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        if len(values) <= PRUNE_PATIENCE:
+            return False
+        before, recent = values[:-PRUNE_PATIENCE], values[-PRUNE_PATIENCE:]
+        if study.direction == optuna.study.StudyDirection.MINIMIZE:
+            gain = min(before) - min(recent)
+        else:
+            gain = max(recent) - max(before)
+        return gain < PRUNE_MIN_DELTA and self.pruner.prune(study, trial)
 
 
 def _settings(config: Config) -> dict:

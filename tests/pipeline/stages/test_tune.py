@@ -167,6 +167,27 @@ def test_a_pruned_trial_stops_after_the_epoch_the_pruner_rejects():
     assert waiting.pruned
 
 
+def test_the_search_prunes_a_lagging_trial_only_once_it_stops_improving():
+    # Five finished trials that fell fast; a sixth on a slow start that is still improving is kept, one that has
+    # stopped improving is pruned.
+    study = optuna.create_study(pruner=tune._pruner())
+    for _ in range(5):
+        trial = study.ask()
+        for step, value in enumerate([0.6, 0.48, 0.46, 0.47]):
+            trial.report(value, step)
+        study.tell(trial, 0.46)
+    slow = study.ask()
+    for step, value in enumerate([0.692, 0.684, 0.652, 0.596]):
+        slow.report(value, step)
+        assert not slow.should_prune()
+    stuck = study.ask()
+    pruned = []
+    for step, value in enumerate([0.692, 0.691, 0.690, 0.690]):
+        stuck.report(value, step)
+        pruned.append(stuck.should_prune())
+    assert pruned == [False, False, True, True]
+
+
 def test_a_study_refuses_another_config(tmp_path):
     path = tune_config(tmp_path, trials=1)
     run_dir = tmp_path / "run"
