@@ -47,6 +47,9 @@ _DEPENDS = {
 }
 # Keys that change how a stage runs, not what it produces.
 _IGNORED = frozenset({"train.strategy", "train.backup_every_steps", "evaluate.batch_size", "export.version"})
+# Keys of a stage's sections that do not reach what that stage makes: pretrain's language models have no pooling,
+# and one pretrained encoder starts every member of an ensemble.
+_NOT_READ = {"pretrain": frozenset({"model.ensemble", "model.pooling"})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +63,8 @@ def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
     stage before it."""
     before, sections = _before(stage, config), _DEPENDS[stage][1]
     flat = flatten(config_to_dict(config))
-    found = {key: value for key, value in flat.items()
-             if key.split(".")[0] in sections and key not in _IGNORED}  # fmt: skip
+    skipped = _IGNORED | _NOT_READ.get(stage, frozenset())
+    found = {key: value for key, value in flat.items() if key.split(".")[0] in sections and key not in skipped}
     if stage == "tokenize":
         found.update({f"file {path}": digest for path, digest in _data_files(config).items()})
         vectors = config.tokenize.pretrained_vectors

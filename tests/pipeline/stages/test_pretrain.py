@@ -125,6 +125,15 @@ def test_a_model_that_does_not_fit_the_pretrained_encoder_is_refused(tmp_path):
         train.run(config, run_dir)
 
 
+def test_one_pretraining_serves_an_ensemble_and_any_pooling(tmp_path):
+    path = few_labels(tmp_path)
+    run_dir = RunDir(tmp_path / "run")
+    inputs = freshness.inputs(run_dir, "pretrain", load_config(path))
+    for override in ("model.ensemble=3", "model.pooling=mean"):
+        assert freshness.inputs(run_dir, "pretrain", load_config(path, [override])) == inputs
+    assert freshness.inputs(run_dir, "pretrain", load_config(path, ["model.units=12"])) != inputs
+
+
 def test_without_unlabelled_texts_train_reads_tokenize_as_before(tmp_path):
     path = write_config(tmp_path / "s.toml", "sentiment", {"train": str(sentiment_csv(tmp_path / "t.csv"))})
     config = load_config(path)
