@@ -39,12 +39,10 @@ from pipeline.errors import ConfigError, RunDirError
 from pipeline.run import artifacts, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private
-from pipeline.training.callbacks import AtomicBackup, EarlyStopping, Stopper
+from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper
 from pipeline.training.model import Vectors, build_word_language_models
 
 logger = logging.getLogger(__name__)
-
-FINISHED = ("completed", "early_stopped", "time_budget", "diverged")
 
 
 @dataclasses.dataclass(frozen=True)

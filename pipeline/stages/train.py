@@ -40,7 +40,7 @@ from pipeline.run import artifacts, cluster, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, distribute, plots
 from pipeline.training.adversarial import AdversarialModel
-from pipeline.training.callbacks import AtomicBackup, EarlyStopping, Stopper
+from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper
 from pipeline.training.fused_adam import FusedAdam
 from pipeline.training.model import (
     ENCODER_LAYERS,
@@ -51,8 +51,6 @@ from pipeline.training.model import (
 )
 
 logger = logging.getLogger(__name__)
-
-FINISHED = ("completed", "early_stopped", "time_budget", "diverged")
 
 
 @dataclasses.dataclass(frozen=True)

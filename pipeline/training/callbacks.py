@@ -11,6 +11,10 @@ import keras
 from pipeline.run import artifacts
 from pipeline.training import _keras_private
 
+# How a training run that stopped on its own ended (train_state.json, pretrain/state.json): all epochs, early
+# stopping, the time budget (Stopper), or a NaN loss (Stopper); "running" and "interrupted" are not finished.
+FINISHED = ("completed", "early_stopped", "time_budget", "diverged")
+
 
 class AtomicBackup(_keras_private.BackupAndRestore):
     """Keras' BackupAndRestore, with its two files written to temporary names and renamed: a kill during a save
