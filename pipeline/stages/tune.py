@@ -70,6 +70,8 @@ HEARTBEAT_SECONDS = 60
 PRUNE_PATIENCE = 2
 PRUNE_MIN_DELTA = 0.005
 GRACE_SECONDS = 300
+# Attempts to open a database storage whose tables another worker is creating at the same moment.
+SCHEMA_ATTEMPTS = 5
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -324,17 +326,26 @@ def _storage(root: Path, storage: str):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     import sqlalchemy.exc
 
-    try:
-        url = sqlalchemy.engine.make_url(storage)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's, since 2.9
-            return optuna.storages.RDBStorage(
-                storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=lambda study, trial: _retry(study, trial, "its worker went silent"),
-            )  # fmt: skip
-    except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as e:
-        shown = url.render_as_string(hide_password=True) if "url" in locals() else "the URL"
-        raise ConfigError(f"--storage: cannot use {shorten(shown, 120)}: {_one_line(e)}") from None
+    shown = "the URL"
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            shown = sqlalchemy.engine.make_url(storage).render_as_string(hide_password=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat's
+                return optuna.storages.RDBStorage(
+                    storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=lambda study, trial: _retry(study, trial,
+                                                                               "its worker went silent"),
+                )  # fmt: skip
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+            # Workers started together on an empty database each create Optuna's tables; all but one lose the
+            # race. Their next attempt finds the tables.
+            error = e
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.SQLAlchemyError, ValueError, ImportError) as e:
+            error = e
+            break
+    raise ConfigError(f"--storage: cannot use {shorten(shown, 120)}: {_one_line(error)}") from None
 
 
 def _pruner() -> optuna.pruners.BasePruner:
