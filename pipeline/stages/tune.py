@@ -188,8 +188,9 @@ class _Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.trial = trial
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        # The lock first: another worker takes a trial that names its worker but no lock for an abandoned one.
         trial.set_user_attr("worker_lock", str(self.worker))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if _rank(trial) >= self.config.tune.trials:
             self.surplus = True
             trial.set_user_attr("note", "not run: the study had its trials")
@@ -281,9 +282,9 @@ def _tokenized(config: Config, root: Path, run_dir: Path) -> None:
     key = freshness.digest(freshness.inputs(RunDir(root), "tokenize", config))[:16]
     shared = root / "tokenized" / key
     shared.parent.mkdir(parents=True, exist_ok=True)
-    with _flock(shared.parent / f"{key}.lock", wait=True):
+    with _flock(shared.parent / f"{key}.lock", wait=True):  # held while reading it too: `opened` never waits
         tokenize.run(config, shared)
-    tokenize.reuse(config, shared, run_dir)
+        tokenize.reuse(config, shared, run_dir)
 
 
 # --- the study -------------------------------------------------------------------------------------------------
