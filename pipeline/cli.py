@@ -312,8 +312,9 @@ def tune(config, run_dir, storage, study_name):
     """Search the config's [tune] space with Optuna, scoring each trial on the validation split.
 
     Each trial trains the config with sampled values in <run_dir>/tune/trials/<n>/ (a run directory: evaluate or
-    export it like any other); trials whose validation loss lags are pruned after an epoch. At the end, and on
-    Ctrl-C: the table of trials, <run_dir>/tune/best.toml (the best trial's config, for `rnnpipe run`) and figures.
+    export it like any other); a trial whose validation loss lags and has stopped improving is pruned after an
+    epoch. At the end, and on Ctrl-C: the table of trials, <run_dir>/tune/best.toml (the best trial's config, for
+    `rnnpipe run`) and figures.
     Run again, it continues the study up to --trials; several processes (with --storage, on several machines) can
     work on one study at once."""
     from pipeline.stages import tune as stage
