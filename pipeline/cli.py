@@ -19,7 +19,7 @@ from pipeline import __version__
 
 # Plain tuples, for click's choices: importing them keeps `rnnpipe --help` free of TensorFlow.
 from pipeline.data.detect import FORMATS as _INIT_FORMATS
-from pipeline.errors import PipelineError, shorten
+from pipeline.errors import PipelineError, describe, shorten
 from pipeline.recipes import TASKS as _TASK_NAMES
 
 logger = logging.getLogger("pipeline")
@@ -64,16 +64,8 @@ class _Group(click.Group):
         except Exception as e:  # a bug, or an input we failed to anticipate: still one line, details on request
             if ctx.meta.get("rnnpipe.debug"):
                 raise
-            click.echo(f"error: {_one_line(_describe(e))} (run with --debug for the traceback)", err=True)
+            click.echo(f"error: {_one_line(describe(e))} (run with --debug for the traceback)", err=True)
             ctx.exit(1)
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        # The file system refused (permissions, a full disk, a vanished file): what, and where.
-        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
-    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {message}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

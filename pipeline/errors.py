@@ -34,3 +34,15 @@ def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit - 30]}... ({len(text) - limit + 30:,} more characters)"
+
+
+def describe(error: BaseException) -> str:
+    """An exception as one line for the user: a PipelineError's own message, the file system's reason and path for
+    an OSError, otherwise its type and the first line of its message."""
+    if isinstance(error, PipelineError):
+        return shorten(str(error), 10**6)
+    if isinstance(error, OSError) and error.strerror:
+        # The file system refused (permissions, a full disk, a vanished file): what, and where.
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {message}"

@@ -32,14 +32,13 @@ def sentiment_dataset(
     bucketing: bool = False,
     word_dropout: float = 0.0,
 ) -> tf.data.Dataset:
-    words, ngrams = lookup_table(vocab), ngram_table(vocab)
+    encode_text = _text_encoder(vocab)
     classes = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(labels), tf.range(len(labels), dtype=tf.int64)), -1
     )
 
     def encode(example):
-        ids = encode_words(tf.expand_dims(example["text"], 0), vocab, words, ngrams)[0]
-        return ids, tf.cast(classes.lookup(example["label"]), tf.int32)
+        return encode_text(example["text"]), tf.cast(classes.lookup(example["label"]), tf.int32)
 
     ds = examples.map(encode, num_parallel_calls=AUTOTUNE).cache()
     if shuffle_buffer:
@@ -73,12 +72,7 @@ def word_lm_dataset(
     """Texts -> (ids, targets, weights) batches for next-word language models (build_word_language_models): per
     position the next word (forward; id 0 after the last) and, `bidirectional`, the previous one (id 0 before the
     first), weighted 1 where a word is. Words at or beyond `lm_words` are predicted as the out-of-vocabulary id."""
-    words, ngrams = lookup_table(vocab), ngram_table(vocab)
-
-    def encode(text):
-        return encode_words(tf.expand_dims(text, 0), vocab, words, ngrams)[0]
-
-    ds = texts.map(encode, num_parallel_calls=AUTOTUNE).cache()
+    ds = texts.map(_text_encoder(vocab), num_parallel_calls=AUTOTUNE).cache()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
@@ -104,17 +98,23 @@ def with_unlabelled(labelled: tf.data.Dataset, texts: list[str], vocab: Vocabula
                     seed: int = 0) -> tf.data.Dataset:  # fmt: skip
     """Each (ids, label) batch of `labelled` as ((ids, unlabelled ids), label): a batch of `texts` beside it, drawn
     shuffled and repeated, for the terms of the loss that need no label (virtual adversarial training)."""
-    words, ngrams = lookup_table(vocab), ngram_table(vocab)
-
-    def encode(text):
-        return encode_words(tf.expand_dims(text, 0), vocab, words, ngrams)[0]
-
+    encode = _text_encoder(vocab)
     shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
     unlabelled = (tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
                   .map(encode, num_parallel_calls=AUTOTUNE).cache()
                   .shuffle(min(len(texts), 100_000), seed=seed, reshuffle_each_iteration=True).repeat()
                   .padded_batch(batch_size, padded_shapes=shape))  # fmt: skip
     return _prefetched(tf.data.Dataset.zip(labelled, unlabelled).map(lambda batch, more: ((batch[0], more), batch[1])))
+
+
+def _text_encoder(vocab: Vocabulary):
+    """One text (a scalar string) -> its ids, as encode_words gives them."""
+    words, ngrams = lookup_table(vocab), ngram_table(vocab)
+
+    def encode(text):
+        return encode_words(tf.expand_dims(text, 0), vocab, words, ngrams)[0]
+
+    return encode
 
 
 def class_counts(examples: tf.data.Dataset, labels: tuple[str, ...]) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 from pipeline import tasks
 from pipeline.config import Config
 from pipeline.data.text import Vocabulary
-from pipeline.errors import RunDirError
+from pipeline.errors import RunDirError, describe, shorten
 from pipeline.run import artifacts, cluster, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, distribute, plots
@@ -256,7 +256,7 @@ def _start_from_pretrained(model: keras.Model, context: _Context) -> None:
     except ValueError as error:
         raise RunDirError(
             f"train: the pretrained encoder {context.pretrained} does not fit this model "
-            f"({str(error).splitlines()[0]}); run `rnnpipe pretrain` for this config"
+            f"({shorten(describe(error), 200)}); run `rnnpipe pretrain` for this config"
         ) from None
     if config.train.fine_tune == "frozen":
         for layer in model.layers:

@@ -50,7 +50,7 @@ import keras
 import optuna
 
 from pipeline.config import Config, config_to_dict, flatten, replace, to_toml
-from pipeline.errors import ConfigError, PipelineError, RunDirError, shorten
+from pipeline.errors import ConfigError, RunDirError, describe, shorten
 from pipeline.run import artifacts, freshness
 from pipeline.run.rundir import RunDir
 from pipeline.stages import tokenize, train
@@ -233,8 +233,7 @@ class _Objective:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return shorten(f"{type(error).__name__}: {text}" if not isinstance(error, PipelineError) else text, 300)
+    return shorten(describe(error), 300)
 
 
 def trial_config(config: Config, trial: optuna.Trial) -> Config:
@@ -386,13 +385,13 @@ def _settings(config: Config) -> dict:
     return json.loads(json.dumps(kept))  # tuples as lists, as the storage gives them back
 
 
-def _changed(recorded: dict, current: dict, limit: int = 3) -> str:
-    """'key: old -> new; ...' for the keys both know that differ (a key of a newer or older rnnpipe is not a
-    difference)."""
-    changed = [f"{key}: {shorten(repr(recorded[key]), 60)} -> {shorten(repr(current[key]), 60)}"
-               for key in current if key in recorded and recorded[key] != current[key]]  # fmt: skip
-    more = f"; and {len(changed) - limit} more" if len(changed) > limit else ""
-    return "; ".join(changed[:limit]) + more
+def _changed(recorded: dict, current: dict) -> str:
+    """The keys both know that differ, as freshness describes them (a key of a newer or older rnnpipe is not a
+    difference): '' when none."""
+    common = [key for key in current if key in recorded and recorded[key] != current[key]]
+    if not common:
+        return ""
+    return freshness.describe_changes({k: recorded[k] for k in common}, {k: current[k] for k in common})
 
 
 def _maximize(config: Config) -> bool:
