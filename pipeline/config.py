@@ -172,6 +172,9 @@ class TrainConfig:
     batch_size: int = _key(64, "examples per step (the global batch, across replicas)")
     epochs: int = _key(10, "the most epochs to train")
     learning_rate: float = _key(1e-3, "Adam's learning rate")
+    lr_schedule: str = _key("constant", "the learning rate over the run: 'constant', or decayed to zero by where the "
+                            "run ends (train.epochs or train.max_seconds, whichever comes first), 'linear' or "
+                            "'cosine'")  # fmt: skip
     clipnorm: float = _key(1.0, "clip each gradient to this L2 norm (0: no clipping)")
     patience: int = _key(3, "stop after this many epochs without improvement of monitor (0: never stop early)")
     min_steps: int = _key(0, "early stopping counts no epoch against patience before this many training steps")
@@ -299,6 +302,7 @@ _CHOICES = {
     "model.cell": lambda: CELLS,
     "model.pooling": lambda: ("last", "max", "mean"),
     "train.monitor": lambda: ("val_loss", "val_accuracy"),
+    "train.lr_schedule": lambda: ("constant", "linear", "cosine"),
     "train.calibration": lambda: ("temperature", "none"),
     "train.fine_tune": lambda: ("plain", "frozen"),
     "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),

@@ -40,7 +40,7 @@ from pipeline.run import artifacts, cluster, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, distribute, plots
 from pipeline.training.adversarial import AdversarialModel
-from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper
+from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, LearningRateDecay, Stopper
 from pipeline.training.fused_adam import FusedAdam
 from pipeline.training.model import (
     ENCODER_LAYERS,
@@ -212,7 +212,10 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     early_stopping = EarlyStopping(monitor, patience=config.train.patience or 10**9, mode=mode,
                                     min_steps=config.train.min_steps)  # fmt: skip
     place(rd.history).parent.mkdir(parents=True, exist_ok=True)
-    callbacks = [backup, stopper, best, progress, early_stopping,
+    schedule = [] if config.train.lr_schedule == "constant" else [
+        LearningRateDecay(config.train.lr_schedule, config.train.learning_rate, config.train.epochs, max_seconds,
+                          spent_before)]  # fmt: skip
+    callbacks = [backup, stopper, *schedule, best, progress, early_stopping,
                  keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
                  keras.callbacks.TensorBoard(str(place(rd.logs))), *context.callbacks]  # fmt: skip
 

@@ -1,5 +1,5 @@
 """Keras callbacks of the training stages (train, pretrain): an atomic resumable backup, a time budget and NaN stop,
-and early stopping that waits for a number of steps."""
+early stopping that waits for a number of steps, and a learning rate that decays over the run's length."""
 
 from __future__ import annotations
 
@@ -63,3 +63,53 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) < self.min_steps:
             return  # neither a best value nor a waiting epoch is recorded yet
         super().on_epoch_end(epoch, logs)
+
+
+# train.lr_schedule: the learning rate's factor at a run's progress p in [0, 1].
+SCHEDULES = {
+    "constant": lambda p: 1.0,
+    "linear": lambda p: 1.0 - p,
+    "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
+}
+
+
+class LearningRateDecay(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate before each step to `base` times `SCHEDULES[schedule](progress)`, so that
+    it reaches zero where the run ends: progress is the larger of the steps taken over `epochs` epochs' steps and the
+    seconds spent over `max_seconds` (0: no budget), both counted across resumes. A run that stops on its time budget
+    therefore ends its last epoch at a learning rate near zero, which is where a decayed run gains over a constant
+    one. Until the first epoch has ended, an epoch's steps are known only if the data set's length is.
+
+    The rate is also logged (`learning_rate` in the history) at each epoch's end."""
+
+    def __init__(self, schedule: str, base: float, epochs: int, max_seconds: float = 0.0, spent_before: float = 0.0):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        self.factor, self.base, self.epochs = SCHEDULES[schedule], base, epochs
+        self.max_seconds, self.spent_before = max_seconds, spent_before
+        self.steps_per_epoch = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+        self.steps_per_epoch = self.params.get("steps") or None
+
+    def progress(self) -> float:
+        done = []
+        if self.steps_per_epoch:
+            done.append(self._iterations() / (self.epochs * self.steps_per_epoch))
+        if self.max_seconds:
+            done.append((self.spent_before + time.monotonic() - self.start) / self.max_seconds)
+        return min(1.0, max(done, default=0.0))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate.assign(self.base * self.factor(self.progress()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.steps_per_epoch:  # a data set of unknown length: its first epoch has measured it
+            self.steps_per_epoch = max(1, self._iterations() // (epoch + 1))
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _iterations(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
