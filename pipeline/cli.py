@@ -263,7 +263,7 @@ def run(config, run_dir, overwrite):
     from pipeline.stages import evaluate, export, pretrain, tokenize, train
 
     click.echo(tokenize.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
-    if pretrain.configured(config):
+    if config.pretrains:
         click.echo(pretrain.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())

@@ -208,7 +208,8 @@ class PretrainConfig:
     """`rnnpipe pretrain` (sentiment, with data.unlabelled): the classifier's embedding and recurrent layers trained
     as word-level language models, forward and backward, on the unlabelled texts; `train` starts from them."""
 
-    epochs: int = _key(10, "the most epochs over the unlabelled texts")
+    epochs: int = _key(10, "the most epochs over the unlabelled texts (0: no language-model pretraining; the "
+                       "unlabelled texts still shape the vocabulary and train's virtual adversarial term)")  # fmt: skip
     batch_size: int = _key(64, "texts per step")
     learning_rate: float = _key(1e-3, "Adam's learning rate")
     max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes")
@@ -289,6 +290,12 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+
+    @property
+    def pretrains(self) -> bool:
+        """Whether `rnnpipe pretrain` trains language models that `train` starts from: unlabelled texts are named
+        and `pretrain.epochs` > 0."""
+        return bool(self.data.unlabelled or self.data.unlabelled_split) and self.pretrain.epochs > 0
 
 
 _CHOICES = {
@@ -636,7 +643,7 @@ def _validate(config: Config) -> None:
         "tokenize.min_ngram", "tokenize.max_ngrams", "tokenize.ngrams_per_word",
         "model.embedding_dim", "model.units", "model.layers", "model.ensemble", "train.batch_size", "train.epochs",
         "train.sequence_length", "train.shuffle_buffer", "train.backup_every_steps", "evaluate.batch_size",
-        "train.learning_rate", "export.max_length", "tune.trials", "data.max_unlabelled", "pretrain.epochs",
+        "train.learning_rate", "export.max_length", "tune.trials", "data.max_unlabelled",
         "pretrain.batch_size", "pretrain.learning_rate",
     ]  # fmt: skip
     for key in positive:
@@ -648,7 +655,7 @@ def _validate(config: Config) -> None:
                           f"got {high}")  # fmt: skip
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
-                "export.version", "tune.timeout", "pretrain.max_seconds", "pretrain.patience"):  # fmt: skip
+                "export.version", "tune.timeout", "pretrain.epochs", "pretrain.max_seconds", "pretrain.patience"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("tokenize", "pretrain", "train", "evaluate", "export")
 # Per stage: the stage whose results it reads, and the config sections / keys its results depend on. train reads
-# pretrain's results when the config has unlabelled texts (`_before`), tokenize's otherwise.
+# pretrain's results when the config pretrains (`Config.pretrains`, `_before`), tokenize's otherwise.
 _DEPENDS = {
     "tokenize": (None, ("task", "seed", "data", "tokenize")),
     "pretrain": ("tokenize", ("model", "pretrain")),
@@ -76,7 +76,7 @@ def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
 
 
 def _before(stage: str, config: Config) -> str | None:
-    if stage == "train" and (config.data.unlabelled or config.data.unlabelled_split):
+    if stage == "train" and config.pretrains:
         return "pretrain"
     return _DEPENDS[stage][0]
 

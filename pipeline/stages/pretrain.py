@@ -67,16 +67,14 @@ class PretrainResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "skipped"}
 
 
-def configured(config: Config) -> bool:
-    """Whether the config names unlabelled texts (and train starts from pretrain's results)."""
-    return bool(config.data.unlabelled or config.data.unlabelled_split)
-
-
 def run(config: Config, run_dir, overwrite: bool = False) -> PretrainResult:
     preflight.check(config, "pretrain")
-    if not configured(config):
+    if not (config.data.unlabelled or config.data.unlabelled_split):
         raise ConfigError("pretrain: no unlabelled texts; set data.unlabelled (local files) or "
                           "data.unlabelled_split (TFDS)")  # fmt: skip
+    if not config.pretrains:
+        raise ConfigError("pretrain: pretrain.epochs is 0, so there is nothing to pretrain (the unlabelled texts "
+                          "serve the vocabulary and train's virtual adversarial term only)")  # fmt: skip
     with rundir.opened(run_dir, config) as rd:
         vocab = Vocabulary.load(rd.require(rd.vocabulary, "tokenize"))
         state_path = rd.pretrain / "state.json"

@@ -115,7 +115,7 @@ def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[ke
         vectors = np.load(rd.require(rd.vectors, "tokenize")) if vocab.vector_dim else None
         class_weight = task.class_weight(config, splits, labels)
         pretrained = None
-        if config.data.unlabelled or config.data.unlabelled_split:
+        if config.pretrains:
             pretrained = rd.require(rd.pretrained_encoder, "pretrain")
         context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors, class_weight,
                            tuple(callbacks), pretrained)  # fmt: skip

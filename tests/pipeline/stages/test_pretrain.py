@@ -137,11 +137,30 @@ def test_one_pretraining_serves_an_ensemble_and_any_pooling(tmp_path):
 def test_without_unlabelled_texts_train_reads_tokenize_as_before(tmp_path):
     path = write_config(tmp_path / "s.toml", "sentiment", {"train": str(sentiment_csv(tmp_path / "t.csv"))})
     config = load_config(path)
-    assert not pretrain.configured(config)
+    assert not config.pretrains
     assert "stage tokenize" in freshness.inputs(RunDir(tmp_path / "run"), "train", config)
     result = CliRunner().invoke(main, ["pretrain", str(path), "--run-dir", str(tmp_path / "run")])
     assert result.output.strip() == ("error: pretrain: no unlabelled texts; set data.unlabelled (local files) or "
                                      "data.unlabelled_split (TFDS)")  # fmt: skip
+
+
+def test_without_pretraining_the_unlabelled_texts_serve_the_vocabulary_and_virtual_adversarial_training(tmp_path):
+    """pretrain.epochs = 0: train reads tokenize's results, starts from scratch, and takes its virtual adversarial
+    term on unlabelled batches; `rnnpipe pretrain` says there is nothing to do."""
+    config = load_config(few_labels(tmp_path, pretrain={"epochs": 0},
+                                    train={"epochs": 1, "virtual_adversarial_epsilon": 1.0}))  # fmt: skip
+    run_dir = tmp_path / "run"
+    assert not config.pretrains and "stage tokenize" in freshness.inputs(RunDir(run_dir), "train", config)
+    assert set(UNSEEN) <= set(tokenize.run(config, run_dir).vocabulary.tokens)
+    task = tasks.get("sentiment")
+    batch = next(iter(task.training_dataset(config, task.load_splits(config), Vocabulary.load(run_dir /
+                                            "vocabulary.json"), ["neg", "pos"], seed=0)))  # fmt: skip
+    assert isinstance(batch[0], tuple) and len(batch[0]) == 2  # each step also takes a batch of unlabelled texts
+    result = train.run(config, run_dir)
+    assert result.epochs == 1 and not (run_dir / "pretrain").exists()
+    refused = CliRunner().invoke(main, ["pretrain", str(tmp_path / "s.toml"), "--run-dir", str(run_dir),
+                                        "--set", "pretrain.epochs=0"])  # fmt: skip
+    assert refused.exit_code != 0 and refused.output.startswith("error: pretrain: pretrain.epochs is 0, so there")
 
 
 @pytest.mark.parametrize(
