@@ -655,7 +655,8 @@ def _validate(config: Config) -> None:
                           f"got {high}")  # fmt: skip
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
-                "export.version", "tune.timeout", "pretrain.epochs", "pretrain.max_seconds", "pretrain.patience"):  # fmt: skip
+                "export.version", "tune.timeout", "pretrain.epochs", "pretrain.max_seconds",
+                "pretrain.patience"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",

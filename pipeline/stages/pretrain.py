@@ -38,7 +38,7 @@ from pipeline.data.text import Vocabulary
 from pipeline.errors import ConfigError, RunDirError
 from pipeline.run import artifacts, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
-from pipeline.training import _keras_private
+from pipeline.training import _keras_private, fused_adam
 from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper
 from pipeline.training.model import Vectors, build_word_language_models
 
@@ -120,7 +120,7 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
     keras.utils.set_random_seed(config.seed)
     model = build_lm(config, rd, vocab)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-    model.compile(optimizer=keras.optimizers.Adam(p.learning_rate, clipnorm=config.train.clipnorm or None),
+    model.compile(optimizer=fused_adam.adam(p.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams)),
                   loss=[loss, loss] if bidirectional else loss)  # fmt: skip
     rd.pretrain.mkdir(parents=True, exist_ok=True)
     stopper = Stopper(p.max_seconds - spent_before if p.max_seconds else 0.0)

@@ -38,10 +38,9 @@ from pipeline.data.text import Vocabulary
 from pipeline.errors import RunDirError, describe, shorten
 from pipeline.run import artifacts, cluster, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
-from pipeline.training import _keras_private, distribute, plots
+from pipeline.training import _keras_private, distribute, fused_adam, plots
 from pipeline.training.adversarial import AdversarialModel
 from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, LearningRateDecay, Stopper
-from pipeline.training.fused_adam import FusedAdam
 from pipeline.training.model import (
     ENCODER_LAYERS,
     Vectors,
@@ -331,12 +330,8 @@ def _ensemble_curve(members, val_ds) -> list[dict]:
 
 
 def _compile(model: keras.Model, config: Config, vocab: Vocabulary) -> None:
-    # A sub-word table (tens of thousands of rows) takes Adam's step in one fused kernel: Keras' element-wise passes
-    # over the whole table cost about as much as the rest of the step (pipeline.training.fused_adam). A words-only model
-    # keeps Keras' Adam, bit for bit the runs docs/recipes.md records.
-    optimizer = FusedAdam if vocab.ngrams else keras.optimizers.Adam
     model.compile(
-        optimizer=optimizer(config.train.learning_rate, clipnorm=config.train.clipnorm or None),
+        optimizer=fused_adam.adam(config.train.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )

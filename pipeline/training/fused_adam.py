@@ -71,3 +71,10 @@ class FusedAdam(keras.optimizers.Adam):
 
             steps[id(variable)] = step
         return steps[id(variable)]
+
+
+def adam(learning_rate: float, clipnorm: float | None, subwords: bool) -> keras.optimizers.Adam:
+    """The training stages' Adam: FusedAdam for a model with a sub-word table (tens of thousands of rows, whose
+    step in Keras' Adam costs about as much as the rest of the step); Keras' Adam otherwise, bit for bit the runs
+    docs/recipes.md records for words-only models."""
+    return (FusedAdam if subwords else keras.optimizers.Adam)(learning_rate, clipnorm=clipnorm)
