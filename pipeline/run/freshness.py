@@ -14,6 +14,11 @@ checkpoint trained with other settings stops with an error saying which stage to
 
 Export writes a new version instead of replacing one, so it needs no `overwrite`: it is skipped while the latest
 version it wrote is up to date.
+
+Records outlive the code that wrote them. A config key added since a record was made counts as unchanged while it
+holds its default in code, which is the behaviour from before the key existed (the rule for adding a key), and a
+key since removed is not compared: an upgrade alone outdates no run directory. A stage's record names the results
+of the stage before it by that stage's recorded digest, so it stays valid while that stage is.
 """
 
 from __future__ import annotations
@@ -81,6 +86,43 @@ def _before(stage: str, config: Config) -> str | None:
     return _DEPENDS[stage][0]
 
 
+@functools.cache
+def _code_defaults() -> dict[str, Any]:
+    return _as_recorded(flatten(config_to_dict(Config())))
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None = None) -> list[str]:
+    """What differs between recorded inputs `old` and current inputs `new`, one phrase each (empty: the same); see
+    the module docstring for keys added or removed since `old` was recorded. With `rd`, a recorded stage digest
+    also matches that stage's record in `rd` (which the callers have checked is up to date)."""
+    records = _records(rd) if rd is not None else {}
+    defaults = _code_defaults()
+    old, new = _as_recorded(old), _as_recorded(new)  # as stages.json holds them (a tuple is a list there)
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        if key.startswith("stage "):
+            before = records.get(key.removeprefix("stage "))
+            if before is not None and old.get(key) == before["digest"]:
+                continue
+            changes.append(f"the inputs of {key.removeprefix('stage ')} changed")
+        elif key.startswith(("file ", "vectors file ")):
+            kind, path = ("data file", key.removeprefix("file ")) if key.startswith("file ") else \
+                ("vectors file", key.removeprefix("vectors file "))  # fmt: skip
+            what = "is new" if key not in old else "is gone" if key not in new else "changed"
+            changes.append(f"{kind} {shorten(path, 80)} {what}")
+        elif key not in new or (key not in old and key in defaults and new[key] == defaults[key]):
+            continue  # a config key removed since, or added since and at its default
+        else:
+            changes.append(f"{key}: {shorten(repr(old.get(key)), 60)} -> {shorten(repr(new.get(key)), 60)}")
+    return changes
+
+
+def _as_recorded(values: Any) -> Any:
+    return json.loads(json.dumps(values, default=str))
+
+
 def digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
@@ -91,11 +133,12 @@ def decide(rd: RunDir, stage: str, config: Config, has_results: bool, overwrite:
     require_up_to_date(rd, _before(stage, config), config)
     record = _records(rd).get(stage)
     current = inputs(rd, stage, config)
-    if record and record["digest"] == digest(current) and has_results:
+    changes = differences(record["inputs"], current, rd) if record else ["results of unknown origin"]
+    if not changes and has_results:
         return Decision(False, f"{stage}: up to date, kept")
     if not has_results:
         return Decision(True, "")
-    changed = describe_changes(record["inputs"], current) if record else "results of unknown origin"
+    changed = _joined(changes)
     if not overwrite:
         raise RunDirError(f"{stage}: {changed} since its results in {rd.path} were made; use --overwrite to "
                           f"redo {stage} and the stages after it, or choose another --run-dir")  # fmt: skip
@@ -112,9 +155,10 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
     current = inputs(rd, stage, config)
     if record is None:
         raise RunDirError(f"{stage} has not finished in {rd.path}: run `rnnpipe {stage}` first")
-    if record["digest"] != digest(current):
-        raise RunDirError(f"{stage} in {rd.path} is not up to date with this config "
-                          f"({describe_changes(record['inputs'], current)}): run `rnnpipe {stage}` first")  # fmt: skip
+    changes = differences(record["inputs"], current, rd)
+    if changes:
+        raise RunDirError(f"{stage} in {rd.path} is not up to date with this config ({_joined(changes)}): run "
+                          f"`rnnpipe {stage}` first")  # fmt: skip
 
 
 def require_inputs(rd: RunDir, stage: str, config: Config) -> None:
@@ -128,13 +172,13 @@ def check_resumable(rd: RunDir, stage: str, config: Config, recorded: dict | Non
     require_up_to_date(rd, _before(stage, config), config)
     if not recorded:
         return False
-    current = inputs(rd, stage, config)
-    if digest(current) == digest(recorded):
+    changes = differences(recorded, inputs(rd, stage, config), rd)
+    if not changes:
         return True
     if not overwrite:
         raise RunDirError(f"{stage}: an unfinished {stage} in {rd.path} was started with other inputs "
-                          f"({describe_changes(recorded, current)}); use --overwrite to start it over, or choose "
-                          f"another --run-dir")  # fmt: skip
+                          f"({_joined(changes)}); use --overwrite to start it over, or choose another "
+                          f"--run-dir")  # fmt: skip
     return False
 
 
@@ -152,19 +196,11 @@ def recorded(rd: RunDir, stage: str) -> dict | None:
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) == new.get(key):
-            continue
-        if key.startswith("stage "):
-            changes.append(f"the inputs of {key.removeprefix('stage ')} changed")
-        elif key.startswith(("file ", "vectors file ")):
-            kind, path = ("data file", key.removeprefix("file ")) if key.startswith("file ") else \
-                ("vectors file", key.removeprefix("vectors file "))  # fmt: skip
-            what = "is new" if key not in old else "is gone" if key not in new else "changed"
-            changes.append(f"{kind} {shorten(path, 80)} {what}")
-        else:
-            changes.append(f"{key}: {shorten(repr(old.get(key)), 60)} -> {shorten(repr(new.get(key)), 60)}")
+    """`differences` as one phrase: the first `limit` of them, and how many more."""
+    return _joined(differences(old, new), limit)
+
+
+def _joined(changes: list[str], limit: int = 3) -> str:
     more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
     return "; ".join(changes[:limit]) + more if changes else "inputs changed"
 

@@ -164,7 +164,8 @@ def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
     for k in range(config.model.ensemble):
         member_rd = rd.member(k)
         state = artifacts.read_json(member_rd.train_state) if member_rd.train_state.exists() else {}
-        same = freshness.digest(state.get("inputs") or {}) == freshness.digest({**context.inputs, "member": k})
+        recorded = state.get("inputs")
+        same = recorded is not None and not freshness.differences(recorded, {**context.inputs, "member": k}, rd)
         if state.get("status") in FINISHED and member_rd.best_model.exists() and same:
             result = TrainResult(**_result_fields(state))
             logger.info("ensemble member %d: already trained (%s), kept", k, result.status)

@@ -8,10 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.run import freshness
 from tests.pipeline.helpers import classes_csv, sentiment_csv, write_config
 
-# Every test here runs the stages end to end on tiny data.
-pytestmark = pytest.mark.slow
 
 
 def rnnpipe(*args):
@@ -23,6 +22,7 @@ def fingerprints(run_dir):
     return {name: record["digest"] for name, record in stages.items()}
 
 
+@pytest.mark.slow  # the stages end to end on tiny data
 def test_same_run_twice_trains_once_and_exports_once(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
@@ -38,6 +38,7 @@ def test_same_run_twice_trains_once_and_exports_once(tmp_path):
     assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1"]
 
 
+@pytest.mark.slow  # the stages end to end on tiny data
 def test_a_changed_model_key_retrains_but_keeps_the_vocabulary(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
@@ -60,6 +61,7 @@ def test_a_changed_model_key_retrains_but_keeps_the_vocabulary(tmp_path):
     assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1", "2"]
 
 
+@pytest.mark.slow  # the stages end to end on tiny data
 def test_a_changed_tokenize_key_redoes_every_stage(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
@@ -77,6 +79,7 @@ def test_a_changed_tokenize_key_redoes_every_stage(tmp_path):
     assert len(json.loads((run_dir / "vocabulary.json").read_text())["tokens"]) == 28  # all 26 words fit
 
 
+@pytest.mark.slow  # the stages end to end on tiny data
 def test_changed_data_is_noticed(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
@@ -87,6 +90,7 @@ def test_changed_data_is_noticed(tmp_path):
     assert refused.exit_code == 1 and "train.csv changed" in refused.stderr
 
 
+@pytest.mark.slow  # the stages end to end on tiny data
 def test_a_copied_run_directory_is_self_contained(tmp_path):
     data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
     config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
@@ -100,6 +104,7 @@ def test_a_copied_run_directory_is_self_contained(tmp_path):
     assert state["best_model"] == "checkpoints/best.keras"
 
 
+@pytest.mark.slow  # the stages end to end on tiny data
 def test_another_config_in_a_run_directory_is_never_silently_reused(tmp_path):
     """A 3-class config run into a folder holding a finished 2-class run of the same task: `rnnpipe run` stops
     before any stage, prints nothing on stdout and one line on stderr naming the difference, and changes nothing;
@@ -129,3 +134,43 @@ def test_another_config_in_a_run_directory_is_never_silently_reused(tmp_path):
     assert json.loads((run_dir / "labels.json").read_text()) == ["c0", "c1", "c2"]
     assert json.loads((run_dir / "metrics.json").read_text())["labels"] == ["c0", "c1", "c2"]
     assert sorted(p.name for p in (run_dir / "export" / "model").iterdir()) == ["1", "2"]
+
+
+def test_a_key_added_since_a_record_counts_as_unchanged_at_its_code_default():
+    recorded = {"model.units": 8, "stage tokenize": "abc"}
+    current = {"model.units": 8, "train.lr_schedule": "constant", "stage tokenize": "abc"}
+    assert freshness.differences(recorded, current) == []
+    assert freshness.differences(recorded, {**current, "train.lr_schedule": "linear"}) == [
+        "train.lr_schedule: None -> 'linear'"
+    ]
+    # The recipe's value is not the code's default: a key a recipe sets is compared as any other.
+    assert freshness.differences(recorded, {**current, "model.recurrent_weight_dropout": 0.25}) != []
+    # A key since removed from the config is not compared; other recorded inputs (an ensemble member) are.
+    assert freshness.differences({**recorded, "model.gone": 1}, current) == []
+    assert freshness.differences({**recorded, "member": 0}, {**current, "member": 1}) == ["member: 0 -> 1"]
+
+
+@pytest.mark.slow
+def test_run_directories_made_before_a_key_existed_stay_up_to_date(tmp_path):
+    """A record without `train.lr_schedule` and `tokenize.vector_words` (as an older rnnpipe wrote it): evaluate and
+    export still read it; setting one of the keys to another value does outdate it."""
+    data = {"train": str(sentiment_csv(tmp_path / "train.csv")), "test_fraction": 0.2}
+    config = write_config(tmp_path / "c.toml", "sentiment", data, train={"epochs": 1})
+    run_dir = tmp_path / "run"
+    assert rnnpipe("run", config, "--run-dir", run_dir).exit_code == 0
+    stages_path = run_dir / "stages.json"
+    stages = json.loads(stages_path.read_text())
+    del stages["tokenize"]["inputs"]["tokenize.vector_words"]
+    del stages["train"]["inputs"]["train.lr_schedule"]
+    # As an older version digested them: the train record names the tokenize record it was made from.
+    stages["tokenize"]["digest"] = freshness.digest(stages["tokenize"]["inputs"])
+    stages["train"]["inputs"]["stage tokenize"] = stages["tokenize"]["digest"]
+    stages["train"]["digest"] = freshness.digest(stages["train"]["inputs"])
+    stages_path.write_text(json.dumps(stages))
+
+    again = rnnpipe("run", config, "--run-dir", run_dir)
+    assert again.exit_code == 0, again.stderr
+    for stage in ("tokenize", "train", "evaluate", "export"):
+        assert f"{stage}: up to date" in again.output, again.output
+    changed = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "train.lr_schedule=cosine")
+    assert changed.exit_code == 1 and "train.lr_schedule: None -> 'cosine'" in changed.stderr
