@@ -45,6 +45,8 @@ MAX_UNLABELLED = 10_000_000
 MAX_TRIALS = 10_000
 MAX_SPACE_KEYS = 64
 MAX_CHOICES = 256
+# train.discriminative_lr: ULMFiT's 2.6 with room; beyond this the embedding of a two-layer model would not move.
+MAX_DISCRIMINATIVE_LR = 100.0
 # The sections whose keys a search may vary: what a trial trains. The data and its split stay the config's, so
 # that every trial is scored on the same validation examples.
 SEARCHABLE_SECTIONS = ("tokenize", "model", "train")
@@ -197,7 +199,11 @@ class TrainConfig:
                              "(n / (classes * count of the class)), or per class name, e.g. 'neg=1, pos=4' "
                              "(unnamed classes 1)")  # fmt: skip
     fine_tune: str = _key("plain", "sentiment, after `rnnpipe pretrain`: 'plain' trains the pretrained embedding "
-                          "and recurrent layers with the head; 'frozen' keeps them as pretrained")  # fmt: skip
+                          "and recurrent layers with the head; 'frozen' keeps them as pretrained; 'gradual' unfreezes "
+                          "them one layer per epoch from the top, the head alone first (ULMFiT)")  # fmt: skip
+    discriminative_lr: float = _key(1.0, "sentiment: each layer below the head (the recurrent layers from the top, "
+                                    "then the embedding) learns at the rate of the one above divided by this "
+                                    "(ULMFiT: 2.6); 1: one rate for all")  # fmt: skip
     calibration: str = _key("none", "sentiment: 'temperature' fits one temperature on the validation split after "
                             "training, which the exports and evaluate's calibrated figures apply; or "
                             "'none'")  # fmt: skip
@@ -311,7 +317,7 @@ _CHOICES = {
     "train.monitor": lambda: ("val_loss", "val_accuracy"),
     "train.lr_schedule": lambda: ("constant", "linear", "cosine"),
     "train.calibration": lambda: ("temperature", "none"),
-    "train.fine_tune": lambda: ("plain", "frozen"),
+    "train.fine_tune": lambda: ("plain", "frozen", "gradual"),
     "train.strategy": lambda: ("default", "mirrored", "multi_worker_mirrored", "tpu"),
     "evaluate.split": lambda: ("test", "validation", "train"),
 }
@@ -664,6 +670,9 @@ def _validate(config: Config) -> None:
                 "pretrain.validation_fraction"):  # fmt: skip
         if not 0.0 <= flat[key] < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {flat[key]}")
+    if not 1.0 <= flat["train.discriminative_lr"] <= MAX_DISCRIMINATIVE_LR:
+        raise ConfigError(f"train.discriminative_lr: must be from 1 to {MAX_DISCRIMINATIVE_LR:g}, got "
+                          f"{flat['train.discriminative_lr']}")  # fmt: skip
     if not 0 <= config.seed < 2**31:  # NumPy, Python and TensorFlow all take it, with room for members' seeds
         raise ConfigError(f"seed: must be in [0, 2**31), got {config.seed}")
     if flat["tokenize.vector_words"] > MAX_VECTOR_WORDS:

@@ -40,12 +40,20 @@ from pipeline.run import artifacts, cluster, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, distribute, fused_adam, plots
 from pipeline.training.adversarial import AdversarialModel
-from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, LearningRateDecay, Stopper
+from pipeline.training.callbacks import (
+    FINISHED,
+    AtomicBackup,
+    EarlyStopping,
+    FineTuning,
+    LearningRateDecay,
+    Stopper,
+)
 from pipeline.training.model import (
     ENCODER_LAYERS,
     Vectors,
     build_word_language_models,
     copy_encoder,
+    layer_groups,
     load_checkpoint,
 )
 
@@ -195,7 +203,8 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
             model = AdversarialModel(model.inputs, model.outputs, name=model.name,
                                      epsilon=config.train.adversarial_epsilon,
                                      virtual_epsilon=config.train.virtual_adversarial_epsilon)  # fmt: skip
-        _compile(model, config, context.vocab)
+        fine_tuning = _fine_tuning(model, context)
+        _compile(model, config, context.vocab, rate_scales=fine_tuning.rate_scales if fine_tuning else None)
     is_chief = distribute.is_chief(strategy)
 
     def place(path):
@@ -215,6 +224,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     schedule = [] if config.train.lr_schedule == "constant" else [
         LearningRateDecay(config.train.lr_schedule, config.train.learning_rate, config.train.epochs, max_seconds,
                           spent_before)]  # fmt: skip
+    schedule += [fine_tuning] if fine_tuning else []
     callbacks = [backup, stopper, *schedule, best, progress, early_stopping,
                  keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
                  keras.callbacks.TensorBoard(str(place(rd.logs))), *context.callbacks]  # fmt: skip
@@ -330,9 +340,21 @@ def _ensemble_curve(members, val_ds) -> list[dict]:
     return curve
 
 
-def _compile(model: keras.Model, config: Config, vocab: Vocabulary) -> None:
+def _fine_tuning(model: keras.Model, context: _Context) -> FineTuning | None:
+    """ULMFiT's schedule over the model's layer groups, when the config asks for it: discriminative rates
+    (`train.discriminative_lr`) and, from a pretrained encoder, gradual unfreezing (`train.fine_tune`)."""
+    t = context.config.train
+    gradual = context.pretrained is not None and t.fine_tune == "gradual"
+    if t.discriminative_lr == 1.0 and not gradual:
+        return None
+    return FineTuning(layer_groups(model), t.discriminative_lr, gradual)
+
+
+def _compile(model: keras.Model, config: Config, vocab: Vocabulary, rate_scales=None) -> None:
     model.compile(
-        optimizer=fused_adam.adam(config.train.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams)),
+        optimizer=fused_adam.adam(
+            config.train.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams), rate_scales
+        ),  # fmt: skip
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["BackupAndRestore", "adam_moment_variables", "build_for_distributed_fit", "initial_epoch", "loss_tracker"]
+__all__ = ["BackupAndRestore", "adam_moment_variables", "build_for_distributed_fit", "initial_epoch", "loss_tracker",
+           "variable_index"]  # fmt: skip
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -67,5 +68,12 @@ def adam_moment_variables(optimizer: keras.optimizers.Adam, variable):
     optimizer's `update_step` receives the backend's variable (a tf.Variable, or a replica's under tf.distribute),
     and only the optimizer's private index maps it back to its slots; a compiled TensorFlow function that updates
     them (pipeline.training.fused_adam) needs the tf.Variables, which Keras' variables keep in a private attribute."""
-    index = optimizer._get_variable_index(variable)
+    index = variable_index(optimizer, variable)
     return optimizer._momentums[index]._value, optimizer._velocities[index]._value
+
+
+def variable_index(optimizer: keras.optimizers.Optimizer, variable) -> int:
+    """The optimizer's index of a model variable, given either the Keras variable or the backend's variable that
+    `update_step` receives (a tf.Variable, or a replica's under tf.distribute): the one map between the two, which
+    Keras keeps private."""
+    return optimizer._get_variable_index(variable)

@@ -1,5 +1,6 @@
 """Keras callbacks of the training stages (train, pretrain): an atomic resumable backup, a time budget and NaN stop,
-early stopping that waits for a number of steps, and a learning rate that decays over the run's length."""
+early stopping that waits for a number of steps, a learning rate that decays over the run's length, and ULMFiT's
+fine-tuning schedule."""
 
 from __future__ import annotations
 
@@ -113,3 +114,27 @@ class LearningRateDecay(keras.callbacks.Callback):
 
     def _iterations(self) -> int:
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+
+class FineTuning(keras.callbacks.Callback):
+    """Discriminative fine-tuning and gradual unfreezing (Howard & Ruder 2018) over `groups` of variables from the
+    top (pipeline.training.model.layer_groups): at each epoch's start, group i (0: the head) gets the scale
+    `factor ** -i` of the learning rate, or 0 while i > the epoch's index when `gradual` (the head alone in the
+    first epoch, one group more each epoch). The epoch is the absolute one, so a resumed run continues the schedule.
+
+    Give the optimizer `rate_scales` (pipeline.training.fused_adam.FusedAdam), made in the distribution strategy's
+    scope: one scalar variable per group, which this sets."""
+
+    def __init__(self, groups, factor: float = 1.0, gradual: bool = False):
+        super().__init__()
+        if not factor >= 1.0:
+            raise ValueError(f"factor must be >= 1, got factor={factor}")
+        self.factor, self.gradual = factor, gradual
+        scales = [
+            keras.Variable(1.0, trainable=False, dtype="float32", name=f"rate_scale_{i}") for i in range(len(groups))
+        ]
+        self.rate_scales = list(zip(groups, scales))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for i, (_, scale) in enumerate(self.rate_scales):
+            scale.assign(0.0 if self.gradual and i > epoch else self.factor**-i)

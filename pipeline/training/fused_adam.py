@@ -13,6 +13,10 @@ G sums the gradient rows of each table row. G2 sums their squares, as Keras' Ada
 not the square of the sum): the same numbers as Keras' Adam, to float rounding, so a model trains as it would
 with it. For a sub-word table of ~45,000 rows x 200, Keras' passes were about as long as the rest of the step
 (docs/recipes.md). Dense gradients take Keras' own step.
+
+`rate_scales` multiplies the learning rate of some variables by a factor held in a variable, which a callback may
+change between steps without retracing the step (discriminative fine-tuning and gradual unfreezing, Howard & Ruder
+2018: pipeline.training.callbacks.FineTuning).
 """
 
 from __future__ import annotations
@@ -30,17 +34,24 @@ class FusedAdam(keras.optimizers.Adam):
 
     Args:
         learning_rate, **kwargs: as for `keras.optimizers.Adam` (amsgrad is not supported).
+        rate_scales: [(model variables, a scalar float variable), ...]: the learning rate of those variables is
+            multiplied by the scalar's current value (0 holds them still). A training setting: not saved.
 
     Example:
         model.compile(optimizer=FusedAdam(5e-4, clipnorm=1.0), loss=...)
     """
 
-    def __init__(self, learning_rate=0.001, name="fused_adam", **kwargs):
+    def __init__(self, learning_rate=0.001, name="fused_adam", rate_scales=None, **kwargs):
         if kwargs.get("amsgrad"):
             raise ValueError("FusedAdam does not support amsgrad=True")
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        # Outside Keras' attribute tracking, which would count the scales as the optimizer's own variables.
+        self.__dict__["_rate_scales"] = list(rate_scales or [])
 
     def update_step(self, gradient, variable, learning_rate):
+        scale = self._rate_scale(variable)
+        if scale is not None:
+            learning_rate = learning_rate * tf.cast(scale, learning_rate.dtype)
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
@@ -53,6 +64,18 @@ class FusedAdam(keras.optimizers.Adam):
         g = tf.math.unsorted_segment_sum(values, gradient.indices, rows)
         g2 = tf.math.unsorted_segment_sum(tf.square(values), gradient.indices, rows)
         self._compiled_step(variable)(g, g2, alpha, beta_1, beta_2, tf.cast(self.epsilon, dtype))
+
+    def _rate_scale(self, variable):
+        """The scale of `variable` (the backend's variable update_step receives), or None."""
+        if not self._rate_scales:
+            return None
+        if "_scale_of_index" not in self.__dict__:  # the optimizer is built by now: its index maps both kinds
+            self.__dict__["_scale_of_index"] = {
+                _keras_private.variable_index(self, v): scale
+                for variables, scale in self._rate_scales
+                for v in variables
+            }
+        return self._scale_of_index.get(_keras_private.variable_index(self, variable))
 
     def _compiled_step(self, variable):
         """The table's step as one XLA-compiled function over its variables, made once per table: it holds them
@@ -73,8 +96,10 @@ class FusedAdam(keras.optimizers.Adam):
         return steps[id(variable)]
 
 
-def adam(learning_rate: float, clipnorm: float | None, subwords: bool) -> keras.optimizers.Adam:
+def adam(learning_rate: float, clipnorm: float | None, subwords: bool, rate_scales=None) -> keras.optimizers.Adam:
     """The training stages' Adam: FusedAdam for a model with a sub-word table (tens of thousands of rows, whose
-    step in Keras' Adam costs about as much as the rest of the step); Keras' Adam otherwise, bit for bit the runs
-    docs/recipes.md records for words-only models."""
-    return (FusedAdam if subwords else keras.optimizers.Adam)(learning_rate, clipnorm=clipnorm)
+    step in Keras' Adam costs about as much as the rest of the step) or with `rate_scales`; Keras' Adam otherwise,
+    bit for bit the runs docs/recipes.md records for words-only models."""
+    if subwords or rate_scales:
+        return FusedAdam(learning_rate, clipnorm=clipnorm, rate_scales=rate_scales)
+    return keras.optimizers.Adam(learning_rate, clipnorm=clipnorm)

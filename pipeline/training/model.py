@@ -305,6 +305,19 @@ def _word_embedding(config: ModelConfig, vocab_size: int, word_width: int, vecto
 ENCODER_LAYERS = ("embedding", "rnn_")
 
 
+def layer_groups(model: keras.Model) -> list[list]:
+    """A classifier's trainable variables in groups from the top, as ULMFiT fine-tunes them (Howard & Ruder 2018):
+    everything above the encoder (pooling, head), then each recurrent layer from the last to the first, then the
+    embedding. Groups without trainable variables (a frozen layer) are left out."""
+    rnns = sorted((layer for layer in model.layers if layer.name.startswith("rnn_")),
+                  key=lambda layer: int(layer.name.removeprefix("rnn_")), reverse=True)  # fmt: skip
+    encoder = [*rnns, *(layer for layer in model.layers if layer.name == "embedding")]
+    top = [layer for layer in model.layers if not layer.name.startswith(ENCODER_LAYERS)]
+    groups = [[v for layer in top for v in layer.trainable_variables]]
+    groups += [list(layer.trainable_variables) for layer in encoder]
+    return [group for group in groups if group]
+
+
 def build_word_language_models(
     config: ModelConfig,
     vocab_size: int,

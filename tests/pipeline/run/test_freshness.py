@@ -12,7 +12,6 @@ from pipeline.run import freshness
 from tests.pipeline.helpers import classes_csv, sentiment_csv, write_config
 
 
-
 def rnnpipe(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 

@@ -105,6 +105,37 @@ def test_pretraining_then_training_from_it(tmp_path):
     assert (Path(exported) / "litert" / "model.tflite").stat().st_size > 0  # the same model: it converts as ever
 
 
+def test_gradual_unfreezing_trains_the_head_alone_in_the_first_epoch(tmp_path):
+    """ULMFiT's schedule through train (adversarial training on, as in the recipe): after one epoch of "gradual" the
+    encoder is still as pretrained and the head has moved; the second epoch moves the recurrent layer, not yet the
+    embedding (the third group)."""
+    import keras
+
+    config = load_config(few_labels(tmp_path, train={"fine_tune": "gradual", "discriminative_lr": 2.6, "epochs": 2,
+                                                     "adversarial_epsilon": 0.5, "patience": 0}))  # fmt: skip
+    run_dir = tmp_path / "run"
+    vocab = tokenize.run(config, run_dir).vocabulary
+    pretrain.run(config, run_dir)
+    lm = pretrain.build_lm(config, RunDir(run_dir), vocab)
+    lm.load_weights(run_dir / "pretrain" / "encoder.weights.h5")
+    names = ("head", "rnn_0", "embedding")
+    seen = []
+
+    class Weights(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append({name: self.model.get_layer(name).get_weights() for name in names})
+
+    train.run(config, run_dir, callbacks=[Weights()])
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    pretrained = {name: lm.get_layer(name).get_weights() for name in ("rnn_0", "embedding")}
+    assert same(seen[0]["rnn_0"], pretrained["rnn_0"]) and same(seen[0]["embedding"], pretrained["embedding"])
+    assert not same(seen[1]["head"], seen[0]["head"]) and not same(seen[1]["rnn_0"], seen[0]["rnn_0"])
+    assert same(seen[1]["embedding"], pretrained["embedding"])
+
+
 def test_a_model_that_does_not_fit_the_pretrained_encoder_is_refused(tmp_path):
     path = few_labels(tmp_path)
     config = load_config(path)
@@ -170,7 +201,8 @@ def test_without_pretraining_the_unlabelled_texts_serve_the_vocabulary_and_virtu
         ("data.unlabelled_split=unsupervised", "error: data.unlabelled_split: a TFDS split; local files are named"),
         ("model.layers=2", "error: model.layers: 2 bidirectional layers cannot be pretrained as language models"),
         ("data.max_unlabelled=0", "error: data.max_unlabelled: must be > 0, got 0"),
-        ("train.fine_tune=gradual", "error: train.fine_tune: must be one of plain, frozen; got 'gradual'"),
+        ("train.fine_tune=thawed", "error: train.fine_tune: must be one of plain, frozen, gradual; got 'thawed'"),
+        ("train.discriminative_lr=0.5", "error: train.discriminative_lr: must be from 1 to 100, got 0.5"),
     ],  # fmt: skip
 )
 def test_bad_pretraining_settings_are_one_line(tmp_path, override, message):

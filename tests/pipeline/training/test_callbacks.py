@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.training import callbacks
-from pipeline.training.callbacks import LearningRateDecay
+from pipeline.training.callbacks import FineTuning, LearningRateDecay
 
 
 class _RecordRate(keras.callbacks.Callback):
@@ -69,3 +69,58 @@ def test_constant_is_the_rate_itself_and_an_unknown_schedule_is_refused():
     assert rates == pytest.approx([0.01] * 16)
     with pytest.raises(ValueError, match="'step'"):
         LearningRateDecay("step", base=0.01, epochs=4)
+
+
+class _Weights(keras.callbacks.Callback):
+    """Each named layer's weights at each epoch's end."""
+
+    def __init__(self, names):
+        super().__init__()
+        self.names, self.seen = names, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append({name: [w.copy() for w in self.model.get_layer(name).get_weights()] for name in self.names})
+
+
+def _classifier():
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((5,), dtype="int32")
+    x = keras.layers.Embedding(20, 4, name="embedding")(tokens)
+    x = keras.layers.LSTM(3, return_sequences=True, name="rnn_0")(x)
+    x = keras.layers.LSTM(3, name="rnn_1")(x)
+    return keras.Model(tokens, keras.layers.Dense(2, name="head")(x))
+
+
+def test_layer_groups_run_from_the_head_down_to_the_embedding():
+    from pipeline.training.model import layer_groups
+
+    model = _classifier()
+    names = [[v.path.split("/")[0] for v in group] for group in layer_groups(model)]
+    assert [sorted(set(group)) for group in names] == [["head"], ["rnn_1"], ["rnn_0"], ["embedding"]]
+    model.get_layer("rnn_1").trainable = False  # a frozen layer is no group
+    assert len(layer_groups(model)) == 3
+
+
+def test_gradual_unfreezing_moves_one_more_group_each_epoch_and_rates_fall_by_the_factor():
+    from pipeline.training.fused_adam import FusedAdam
+    from pipeline.training.model import layer_groups
+
+    model = _classifier()
+    schedule = FineTuning(layer_groups(model), factor=2.6, gradual=True)
+    model.compile(FusedAdam(0.01, rate_scales=schedule.rate_scales), "sparse_categorical_crossentropy")
+    names = ["head", "rnn_1", "rnn_0", "embedding"]
+    weights = _Weights(names)
+    start = {name: model.get_layer(name).get_weights() for name in names}
+    x = np.random.default_rng(0).integers(1, 20, (16, 5)).astype("int32")
+    y = np.arange(16) % 2
+    model.fit(x, y, batch_size=8, epochs=4, callbacks=[schedule, weights], verbose=0)
+
+    def moved(epoch, name):
+        before = start[name] if epoch == 0 else weights.seen[epoch - 1][name]
+        return any(not np.array_equal(a, b) for a, b in zip(before, weights.seen[epoch][name]))
+
+    for epoch in range(4):
+        assert [moved(epoch, name) for name in names] == [i <= epoch for i in range(4)], epoch
+    assert [float(scale.numpy()) for _, scale in schedule.rate_scales] == pytest.approx([1, 1 / 2.6, 2.6**-2, 2.6**-3])
+    with pytest.raises(ValueError, match="factor=0.5"):
+        FineTuning([], factor=0.5)

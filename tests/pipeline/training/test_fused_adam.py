@@ -60,3 +60,35 @@ def test_one_optimizer_after_another_and_two_tables_of_one_shape():
             adam.apply(grads, twins)
         for ours, theirs in zip(tables, twins):
             np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_rate_scales_multiply_some_variables_learning_rate_and_zero_holds_them():
+    """Sparse (an embedding) and dense (a Dense kernel) variables: scale 0 leaves them as they were, scale 0.5 moves
+    them as Adam at half the rate does."""
+
+    def model_and_data():
+        keras.utils.set_random_seed(0)
+        layers = [keras.layers.Embedding(10, 3, name="embedding"), keras.layers.GlobalAveragePooling1D(),
+                  keras.layers.Dense(1, name="head")]  # fmt: skip
+        model = keras.Sequential([keras.Input((4,), dtype="int32"), *layers])
+        x = np.random.default_rng(0).integers(0, 10, (8, 4)).astype("int32")
+        return model, x, np.ones((8, 1), "float32")
+
+    scale = tf.Variable(0.0)
+    model, x, y = model_and_data()
+    model.compile(FusedAdam(0.01, rate_scales=[(model.get_layer("embedding").trainable_variables, scale)]), "mse")
+    before = model.get_layer("embedding").get_weights()[0].copy()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.get_layer("embedding").get_weights()[0], before)
+    assert not np.allclose(
+        model.get_layer("head").get_weights()[0], model_and_data()[0].get_layer("head").get_weights()[0]
+    )
+
+    half, reference = tf.Variable(0.5), model_and_data()[0]
+    model, x, y = model_and_data()
+    model.compile(FusedAdam(0.01, rate_scales=[(model.trainable_variables, half)]), "mse")
+    reference.compile(FusedAdam(0.005), "mse")
+    for m in (model, reference):
+        m.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    for mine, theirs in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)

@@ -90,3 +90,12 @@ def test_adam_moment_variables_are_the_slots_adam_updates():
     m, v = _keras_private.adam_moment_variables(optimizer, variable)
     np.testing.assert_allclose(m.numpy(), 0.1, rtol=1e-6)  # (1 - beta_1) * g
     np.testing.assert_allclose(v.numpy(), 0.001, rtol=1e-5)  # (1 - beta_2) * g^2
+
+
+def test_variable_index_maps_the_keras_and_the_backend_variable_alike():
+    first, second = keras.Variable(np.zeros(2, "float32")), keras.Variable(np.zeros(3, "float32"))
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.build([first, second])
+    assert [_keras_private.variable_index(optimizer, v) for v in (first, second)] == [0, 1]
+    if keras.backend.backend() == "tensorflow":  # what update_step receives there
+        assert _keras_private.variable_index(optimizer, second.value) == 1
