@@ -94,11 +94,14 @@ class LearningRateDecay(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()
         self.steps_per_epoch = self.params.get("steps") or None
+        # Counted here rather than read from the optimizer at every step, which would wait for the step before it
+        # to finish; a resumed run starts from the restored count.
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def progress(self) -> float:
         done = []
         if self.steps_per_epoch:
-            done.append(self._iterations() / (self.epochs * self.steps_per_epoch))
+            done.append(self.step / (self.epochs * self.steps_per_epoch))
         if self.max_seconds:
             done.append((self.spent_before + time.monotonic() - self.start) / self.max_seconds)
         return min(1.0, max(done, default=0.0))
@@ -106,14 +109,14 @@ class LearningRateDecay(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.model.optimizer.learning_rate.assign(self.base * self.factor(self.progress()))
 
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
     def on_epoch_end(self, epoch, logs=None):
         if not self.steps_per_epoch:  # a data set of unknown length: its first epoch has measured it
-            self.steps_per_epoch = max(1, self._iterations() // (epoch + 1))
+            self.steps_per_epoch = max(1, self.step // (epoch + 1))
         if logs is not None:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    def _iterations(self) -> int:
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
 
 class FineTuning(keras.callbacks.Callback):

@@ -124,3 +124,18 @@ def test_gradual_unfreezing_moves_one_more_group_each_epoch_and_rates_fall_by_th
     assert [float(scale.numpy()) for _, scale in schedule.rate_scales] == pytest.approx([1, 1 / 2.6, 2.6**-2, 2.6**-3])
     with pytest.raises(ValueError, match="factor=0.5"):
         FineTuning([], factor=0.5)
+
+
+def test_the_config_offers_exactly_the_schedules_there_are():
+    from pipeline.config import config_from_dict
+    from pipeline.errors import ConfigError
+
+    def config(schedule):
+        return config_from_dict(
+            {"task": "next_char", "data": {"train": "corpus.txt"}, "train": {"lr_schedule": schedule}}
+        )
+
+    for name in callbacks.SCHEDULES:
+        assert config(name).train.lr_schedule == name
+    with pytest.raises(ConfigError, match="train.lr_schedule: must be one of constant, linear, cosine"):
+        config("step")
