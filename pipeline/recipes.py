@@ -132,6 +132,7 @@ NEXT_CHAR_DEFAULTS = {
         "model.output_dropout": {"low": 0.0, "high": 0.3},
         "model.recurrent_weight_dropout": {"low": 0.0, "high": 0.5},
         "train.batch_size": [16, 32, 64],
+        "train.random_offset": [False, True],
     },
 }
 
