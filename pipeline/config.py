@@ -183,6 +183,8 @@ class TrainConfig:
     max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes; the current epoch "
                               "stops, is validated and checkpointed")  # fmt: skip
     sequence_length: int = _key(100, "next_char: characters per training window")
+    random_offset: bool = _key(False, "next_char: each pass over the text starts its windows at a random "
+                               "character, so their boundaries move between epochs")  # fmt: skip
     steps_per_epoch: int = _key(0, "next_char: batches per epoch (0: one pass over the text)")
     shuffle_buffer: int = _key(10000, "examples in the shuffle buffer")
     bucketing: bool = _key(True, "sentiment: batch texts of similar length together (less padding)")

@@ -88,6 +88,9 @@ SENTIMENT_DEFAULTS = {
 
 
 def _check_sentiment(config: Config) -> None:
+    if config.train.random_offset:
+        raise ConfigError("train.random_offset: only next_char cuts its text into windows; set it to false for "
+                          "sentiment")  # fmt: skip
     if config.data.source == "files" and config.data.format == "text":
         raise ConfigError("data.format: sentiment reads labelled examples (csv, tsv, class_dirs, class_files), "
                           "not plain text")  # fmt: skip
@@ -129,6 +132,7 @@ NEXT_CHAR_DEFAULTS = {
         "model.output_dropout": {"low": 0.0, "high": 0.3},
         "model.recurrent_weight_dropout": {"low": 0.0, "high": 0.5},
         "train.batch_size": [16, 32, 64],
+        "train.random_offset": [False, True],
     },
 }
 

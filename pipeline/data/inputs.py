@@ -153,8 +153,19 @@ def next_char_dataset(
     shuffle_buffer: int = 0,
     seed: int = 0,
     drop_remainder: bool = False,
+    random_offset: bool = False,
 ) -> tf.data.Dataset:
-    windows = char_ids(chunks, vocab).batch(sequence_length + 1, drop_remainder=True)
+    """A text's (input window, next-character targets) pairs of `sequence_length` characters, batched.
+
+    With `random_offset`, every pass over the text starts its windows at a random character in [0,
+    sequence_length), drawn from `seed` anew each pass, so the window boundaries move between epochs and no
+    character is always the first of a window, predicted from no context.
+    """
+    ids = char_ids(chunks, vocab)
+    if random_offset:
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        ids = draws.flat_map(lambda draw: ids.skip(draw % sequence_length))
+    windows = ids.batch(sequence_length + 1, drop_remainder=True)
     ds = windows.map(lambda w: (w[:-1], w[1:]), num_parallel_calls=AUTOTUNE)
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -45,7 +45,8 @@ class NextCharTask(Task):
     def training_dataset(self, config, splits, vocab, labels, seed):
         t = config.train
         return inputs.next_char_dataset(splits.train, vocab, t.batch_size, t.sequence_length,
-                                        shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True)  # fmt: skip
+                                        shuffle_buffer=t.shuffle_buffer, seed=seed, drop_remainder=True,
+                                        random_offset=t.random_offset)  # fmt: skip
 
     def validation_dataset(self, config, splits, vocab, labels):
         t = config.train

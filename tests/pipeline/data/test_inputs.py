@@ -42,6 +42,29 @@ def test_word_dropout_is_seeded_and_differs_between_epochs():
     assert all(len(r) in (1, 40) for r in _epoch(_dataset(0.0)))
 
 
+def test_random_offset_moves_the_windows_each_pass_and_keeps_them_contiguous():
+    vocab = Vocabulary("char", (OOV,) + tuple("abcdefghij"))
+    text = "abcdefghij" * 30
+    chunks = tf.data.Dataset.from_tensor_slices([text[i : i + 50] for i in range(0, len(text), 50)])
+
+    def first_chars(seed, random_offset=True, passes=8):
+        ds = next_char_dataset(chunks, vocab, 4, 10, seed=seed, random_offset=random_offset)
+        firsts = []
+        for _ in range(passes):
+            batches = list(ds.as_numpy_iterator())
+            for x, y in batches:
+                assert np.array_equal(x[:, 1:], y[:, :-1]) and np.array_equal((x + 0) % 10 + 1, y)
+            firsts.append(int(batches[0][0][0, 0]))
+        return firsts
+
+    # The text repeats every 10 characters, so a window's first character is its offset (id 1 is "a").
+    moved = first_chars(seed=0)
+    assert len(set(moved)) > 2 and all(1 <= c <= 10 for c in moved)
+    assert first_chars(seed=0) == moved  # the run's seed decides the offsets
+    assert first_chars(seed=1) != moved
+    assert set(first_chars(seed=0, random_offset=False)) == {1}
+
+
 def test_pipelines_run_without_tf_data_autotuning():
     """Deleting an autotuned iterator can wait tens of seconds for its idle optimization thread, and Keras deletes
     the last validation iterator at every evaluation (see `pipeline.data.inputs._prefetched`). Timing that here would
