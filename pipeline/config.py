@@ -220,6 +220,9 @@ class PretrainConfig:
                        "unlabelled texts still shape the vocabulary and train's virtual adversarial term)")  # fmt: skip
     batch_size: int = _key(64, "texts per step")
     learning_rate: float = _key(1e-3, "Adam's learning rate")
+    weight_decay: float = _key(0.0, "decoupled weight decay (AdamW): each step shrinks every weight by "
+                               "learning_rate x this, which holds the pretrained weights near the scale a classifier "
+                               "trains from")  # fmt: skip
     max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes")
     patience: int = _key(2, "stop after this many epochs without a lower held-out loss (0: never stop early)")
     validation_fraction: float = _key(0.05, "share of the unlabelled texts held out to measure perplexity")
@@ -664,7 +667,7 @@ def _validate(config: Config) -> None:
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
                 "export.version", "tune.timeout", "pretrain.epochs", "pretrain.max_seconds",
-                "pretrain.patience"):  # fmt: skip
+                "pretrain.patience", "pretrain.weight_decay"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",

@@ -120,7 +120,8 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
     keras.utils.set_random_seed(config.seed)
     model = build_lm(config, rd, vocab)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
-    model.compile(optimizer=fused_adam.adam(p.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams)),
+    model.compile(optimizer=fused_adam.adam(p.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams),
+                                                weight_decay=p.weight_decay),
                   loss=[loss, loss] if bidirectional else loss)  # fmt: skip
     rd.pretrain.mkdir(parents=True, exist_ok=True)
     stopper = Stopper(p.max_seconds - spent_before if p.max_seconds else 0.0)
