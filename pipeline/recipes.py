@@ -168,6 +168,9 @@ def _check_next_char(config: Config) -> None:
                           "remove the key")  # fmt: skip
     if m.fine_tune_vectors:
         raise ConfigError("model.fine_tune_vectors: next_char has no pretrained word vectors; set it to false")
+    if m.feature_norm:
+        raise ConfigError("model.feature_norm: next_char predicts from every step, not from a text vector; set it "
+                          "to false")  # fmt: skip
     if config.data.unlabelled or config.data.unlabelled_split:
         key = "data.unlabelled" if config.data.unlabelled else "data.unlabelled_split"
         raise ConfigError(f"{key}: next_char learns from plain text already; unlabelled texts are for sentiment's "

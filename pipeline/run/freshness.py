@@ -52,9 +52,9 @@ _DEPENDS = {
 }
 # Keys that change how a stage runs, not what it produces.
 _IGNORED = frozenset({"train.strategy", "train.backup_every_steps", "evaluate.batch_size", "export.version"})
-# Keys of a stage's sections that do not reach what that stage makes: pretrain's language models have no pooling,
-# and one pretrained encoder starts every member of an ensemble.
-_NOT_READ = {"pretrain": frozenset({"model.ensemble", "model.pooling"})}
+# Keys of a stage's sections that do not reach what that stage makes: pretrain's language models have no pooling
+# or classifier head, and one pretrained encoder starts every member of an ensemble.
+_NOT_READ = {"pretrain": frozenset({"model.ensemble", "model.pooling", "model.feature_norm"})}
 
 
 @dataclasses.dataclass(frozen=True)

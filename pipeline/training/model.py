@@ -257,7 +257,8 @@ def build_classifier(
     counting the n-grams' rows too. With `vectors` the words also get their pretrained vectors
     (`WordVectorEmbedding`).
 
-    The text vector is the last layer's final state (`pooling = "last"`) or the masked max / mean of its outputs.
+    The text vector is the last layer's final state (`pooling = "last"`) or the masked max / mean of its outputs;
+    with `feature_norm`, batch-normalized before the head's dropout, as ULMFiT's head does.
     `jit_compile=False` keeps the recurrent kernels free of XLA, for SavedModels served by TF Serving's CPU build
     (which does not compile XLA clusters by default); the weights are the same either way. With `config.ensemble`
     = K > 1 the model holds K members built with seeds seed, seed + 1, ..., named "member_k", and outputs their
@@ -278,6 +279,8 @@ def build_classifier(
     x = _recurrent_stack(x, config, sequences_out=pooled, seed=seed, jit_compile=jit_compile)
     if pooled:
         x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
+    if config.feature_norm:
+        x = keras.layers.BatchNormalization(name="feature_norm")(x)
     x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="head")(x)
     return keras.Model(tokens, logits, name=name or "sentiment")

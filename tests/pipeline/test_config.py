@@ -66,6 +66,7 @@ def test_config_is_immutable(tmp_path):
         ("", ["train.word_dropout=1"], "train.word_dropout: must be in [0, 1), got 1.0"),
         ("", ["task=next_char", "train.word_dropout=0.1"], "train.word_dropout: only sentiment training drops words"),
         ("", ["train.random_offset=true"], "train.random_offset: only next_char cuts its text into windows"),
+        ("", ["task=next_char", "model.feature_norm=true"], "model.feature_norm: next_char predicts from every step"),
         ("", ["task=next_char", "model.ensemble=3"], "model.ensemble: only sentiment models are ensembled"),
         ("", ["tokenize.max_ngram=2"], "tokenize.max_ngram: must be 0 (off) or from tokenize.min_ngram (3) to 10"),
         ("", ["tokenize.max_ngram=11"], "got 11"),

@@ -173,3 +173,18 @@ def test_run_directories_made_before_a_key_existed_stay_up_to_date(tmp_path):
         assert f"{stage}: up to date" in again.output, again.output
     changed = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "train.lr_schedule=cosine")
     assert changed.exit_code == 1 and "train.lr_schedule: None -> 'cosine'" in changed.stderr
+
+
+def test_the_classifier_head_is_no_input_of_pretraining(tmp_path):
+    """One pretrained encoder serves every head: pooling, feature_norm and the ensemble size are train's inputs,
+    not pretrain's, so changing them retrains without pretraining again."""
+    from pipeline.config import load_config
+    from pipeline.run.rundir import RunDir
+
+    path = tmp_path / "c.toml"
+    path.write_text('task = "sentiment"\n[data]\nsource = "files"\ntrain = "t.csv"\nunlabelled = "u.txt"\n')
+    rd = RunDir(tmp_path / "run")
+    base = load_config(path)
+    head = load_config(path, ["model.feature_norm=true", "model.pooling=mean", "model.ensemble=3"])
+    assert freshness.inputs(rd, "pretrain", base) == freshness.inputs(rd, "pretrain", head)
+    assert freshness.differences(freshness.inputs(rd, "train", base), freshness.inputs(rd, "train", head))

@@ -55,6 +55,28 @@ def test_pooled_model_round_trips_through_keras_file(tmp_path):
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(tokens), model(tokens))
 
 
+def test_feature_norm_centres_the_text_vector_in_the_head_group_and_round_trips(tmp_path):
+    """model.feature_norm batch-normalizes the pooled text vector (ULMFiT's head): in training each feature of a
+    batch has mean 0 and variance 1 before the head, whatever its scale; it trains with the head (layer_groups'
+    top group, never frozen with the encoder); padding still changes nothing; it survives a .keras file."""
+    from pipeline.training.model import layer_groups
+
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", feature_norm=True)
+    model = build_classifier(config, 10, 2, seed=1)
+    norm = model.get_layer("feature_norm")
+    features = keras.Model(model.inputs, [model.get_layer("pooling").output, norm.output])
+    tokens = np.random.default_rng(0).integers(1, 10, size=(64, 7))
+    pooled, normed = (np.asarray(t) for t in features(tokens, training=True))
+    expected = (pooled - pooled.mean(0)) / np.sqrt(pooled.var(0) + norm.epsilon)
+    np.testing.assert_allclose(normed, expected, rtol=1e-3, atol=1e-4)
+    assert "feature_norm" in {v.path.split("/")[0] for v in layer_groups(model)[0]}
+    padded = np.pad(tokens[:2], ((0, 0), (0, 3)))
+    np.testing.assert_allclose(np.asarray(model(padded)), np.asarray(model(tokens[:2])), atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(tokens), model(tokens))
+    assert "feature_norm" not in {layer.name for layer in build_classifier(ModelConfig(units=4), 10, 2).layers}
+
+
 def test_ensemble_average_is_the_log_of_the_mean_probability():
     rng = np.random.default_rng(0)
     logits = [rng.normal(scale=s, size=(5, 3)).astype("float32") for s in (1.0, 10.0, 100.0)]
