@@ -159,9 +159,8 @@ class ModelConfig:
     layer_norm: bool = _key(False, "lstm: layer-normalized gate pre-activations (Ba et al. 2016)")
     pooling: str = _key("last", "sentiment: the text vector: the final state ('last'), or the max or mean over "
                         "the unpadded timesteps")  # fmt: skip
-    feature_norm: bool = _key(False, "sentiment: batch-normalize the text vector before the head (ULMFiT's head); "
-                              "a pretrained encoder's pooled features are large and nearly the same for every text, "
-                              "which output dropout turns into noise")  # fmt: skip
+    feature_norm: bool = _key(False, "sentiment: batch-normalize the text vector before the head's dropout "
+                              "(ULMFiT's head)")  # fmt: skip
     ensemble: int = _key(1, "sentiment: K > 1 trains K models (seeds seed, seed+1, ...) and averages their "
                          "probabilities; K times the training time, export size and serving cost")  # fmt: skip
 

@@ -56,9 +56,9 @@ def test_pooled_model_round_trips_through_keras_file(tmp_path):
 
 
 def test_feature_norm_centres_the_text_vector_in_the_head_group_and_round_trips(tmp_path):
-    """model.feature_norm batch-normalizes the pooled text vector (ULMFiT's head): in training each feature of a
-    batch has mean 0 and variance 1 before the head, whatever its scale; it trains with the head (layer_groups'
-    top group, never frozen with the encoder); padding still changes nothing; it survives a .keras file."""
+    """model.feature_norm batch-normalizes the pooled text vector (ULMFiT's head): in training each feature becomes
+    (x - batch mean) / sqrt(batch variance + epsilon); it trains with the head (layer_groups' top group, never
+    frozen with the encoder); padding still changes nothing; it survives a .keras file."""
     from pipeline.training.model import layer_groups
 
     config = ModelConfig(units=4, embedding_dim=3, pooling="max", feature_norm=True)
