@@ -46,6 +46,9 @@ SENTIMENT_DEFAULTS = {
     # Sentence-sized data sets overfit within an epoch or two without it.
     "model.dropout": 0.5,
     "model.output_dropout": 0.5,
+    # The text vector batch-normalized before the head's dropout (ULMFiT's head): lower validation loss on MR and CR
+    # with full labels, and on MR with 1,000 labels.
+    "model.feature_norm": True,
     "train.batch_size": 32,
     # A cap, not a length: early stopping ends sentence data sets of thousands of texts long before it, while a
     # data set of a few hundred texts (few steps per epoch) needs more epochs to reach its best.
