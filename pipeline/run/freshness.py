@@ -115,7 +115,10 @@ def differences(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None = No
         elif key not in new or (key not in old and key in defaults and new[key] == defaults[key]):
             continue  # a config key removed since, or added since and at its default
         else:
-            changes.append(f"{key}: {shorten(repr(old.get(key)), 60)} -> {shorten(repr(new.get(key)), 60)}")
+            # A key added since the record was made: the run behaved as its code default did.
+            before = shorten(repr(old[key]), 60) if key in old else \
+                f"{shorten(repr(defaults.get(key)), 60)} (not recorded, the default then)"  # fmt: skip
+            changes.append(f"{key}: {before} -> {shorten(repr(new.get(key)), 60)}")
     return changes
 
 

@@ -140,7 +140,7 @@ def test_a_key_added_since_a_record_counts_as_unchanged_at_its_code_default():
     current = {"model.units": 8, "train.lr_schedule": "constant", "stage tokenize": "abc"}
     assert freshness.differences(recorded, current) == []
     assert freshness.differences(recorded, {**current, "train.lr_schedule": "linear"}) == [
-        "train.lr_schedule: None -> 'linear'"
+        "train.lr_schedule: 'constant' (not recorded, the default then) -> 'linear'"
     ]
     # The recipe's value is not the code's default: a key a recipe sets is compared as any other.
     assert freshness.differences(recorded, {**current, "model.recurrent_weight_dropout": 0.25}) != []
@@ -172,7 +172,7 @@ def test_run_directories_made_before_a_key_existed_stay_up_to_date(tmp_path):
     for stage in ("tokenize", "train", "evaluate", "export"):
         assert f"{stage}: up to date" in again.output, again.output
     changed = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "train.lr_schedule=cosine")
-    assert changed.exit_code == 1 and "train.lr_schedule: None -> 'cosine'" in changed.stderr
+    assert changed.exit_code == 1 and "train.lr_schedule: 'constant' (not recorded, the default then) -> 'cosine'" in changed.stderr
 
 
 def test_the_classifier_head_is_no_input_of_pretraining(tmp_path):
