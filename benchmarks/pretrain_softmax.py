@@ -57,12 +57,17 @@ def main() -> None:
             times[name].append((time.perf_counter() - start) / args.steps)
     full, encoder = (float(np.median(times[name])) for name in ("full", "encoder"))
     words = args.batch * args.length
-    print(f"{args.words:,}-word heads, batch {args.batch} x {args.length} words: full softmax {1000 * full:.0f} ms/step "
-          f"({words / full:,.0f} words/s), encoder alone {1000 * encoder:.0f} ms/step ({words / encoder:,.0f} words/s)")
-    print(f"the heads' share of a step: {1 - encoder / full:.0%}; a cheaper output layer could make a step at most "
-          f"{full / encoder:.2f}x faster")
-    print(f"an epoch over 11.5 million words (aclImdb's 50,000 unsup/ reviews): {11.5e6 / words * full / 60:.0f} min "
-          f"with the full softmax, {11.5e6 / words * encoder / 60:.0f} min for the encoder alone")
+    print(f"{args.words:,}-word heads, batch {args.batch} x {args.length} words: full softmax "
+          f"{1000 * full:.0f} ms/step ({words / full:,.0f} words/s), encoder alone {1000 * encoder:.0f} ms/step "
+          f"({words / encoder:,.0f} words/s)")  # fmt: skip
+    print(
+        f"the heads' share of a step: {1 - encoder / full:.0%}; a cheaper output layer could make a step at most "
+        f"{full / encoder:.2f}x faster"
+    )
+    print(
+        f"an epoch over 11.5 million words (aclImdb's 50,000 unsup/ reviews): {11.5e6 / words * full / 60:.0f} min "
+        f"with the full softmax, {11.5e6 / words * encoder / 60:.0f} min for the encoder alone"
+    )
 
 
 if __name__ == "__main__":

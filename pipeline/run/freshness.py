@@ -115,9 +115,9 @@ def differences(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None = No
         elif key not in new or (key not in old and key in defaults and new[key] == defaults[key]):
             continue  # a config key removed since, or added since and at its default
         else:
-            # A key added since the record was made: the run behaved as its code default did.
-            before = shorten(repr(old[key]), 60) if key in old else \
-                f"{shorten(repr(defaults.get(key)), 60)} (not recorded, the default then)"  # fmt: skip
+            before = shorten(repr(old[key]), 60) if key in old else "not recorded"
+            if key not in old and key in defaults:  # added since the record: the run behaved as its default did
+                before = f"{shorten(repr(defaults[key]), 60)} (not recorded, the default then)"
             changes.append(f"{key}: {before} -> {shorten(repr(new.get(key)), 60)}")
     return changes
 

@@ -147,6 +147,7 @@ def test_a_key_added_since_a_record_counts_as_unchanged_at_its_code_default():
     # A key since removed from the config is not compared; other recorded inputs (an ensemble member) are.
     assert freshness.differences({**recorded, "model.gone": 1}, current) == []
     assert freshness.differences({**recorded, "member": 0}, {**current, "member": 1}) == ["member: 0 -> 1"]
+    assert freshness.differences(recorded, {**current, "member": 1}) == ["member: not recorded -> 1"]
 
 
 @pytest.mark.slow
@@ -172,7 +173,8 @@ def test_run_directories_made_before_a_key_existed_stay_up_to_date(tmp_path):
     for stage in ("tokenize", "train", "evaluate", "export"):
         assert f"{stage}: up to date" in again.output, again.output
     changed = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "train.lr_schedule=cosine")
-    assert changed.exit_code == 1 and "train.lr_schedule: 'constant' (not recorded, the default then) -> 'cosine'" in changed.stderr
+    assert changed.exit_code == 1
+    assert "train.lr_schedule: 'constant' (not recorded, the default then) -> 'cosine'" in changed.stderr
 
 
 def test_the_classifier_head_is_no_input_of_pretraining(tmp_path):
