@@ -280,7 +280,9 @@ def build_classifier(
     if pooled:
         x = MaskedGlobalPooling1D(config.pooling, name="pooling")(x)
     if config.feature_norm:
-        x = keras.layers.BatchNormalization(name="feature_norm")(x)
+        # PyTorch's default momentum, as ULMFiT's head has it. Keras' 0.99 leaves the moving statistics near their
+        # initial values for the first few hundred steps, which is all of training on a data set of a few hundred texts.
+        x = keras.layers.BatchNormalization(momentum=0.9, name="feature_norm")(x)
     x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
     logits = keras.layers.Dense(num_classes, name="head")(x)
     return keras.Model(tokens, logits, name=name or "sentiment")

@@ -77,6 +77,19 @@ def test_feature_norm_centres_the_text_vector_in_the_head_group_and_round_trips(
     assert "feature_norm" not in {layer.name for layer in build_classifier(ModelConfig(units=4), 10, 2).layers}
 
 
+def test_feature_norm_statistics_settle_within_a_short_training():
+    """A data set of a hundred texts trains for about a hundred steps: by then the moving statistics that prediction
+    uses must be the data's, not their initial mean 0 and variance 1 (with Keras' default momentum of 0.99 a third
+    of the initial values would remain)."""
+    norm = build_classifier(ModelConfig(units=4, embedding_dim=3, pooling="max", feature_norm=True), 10, 2, seed=1)
+    norm = norm.get_layer("feature_norm")
+    pooled = np.random.default_rng(0).normal(0.05, 0.03, size=(32, norm.moving_mean.shape[0])).astype("float32")
+    for _ in range(100):
+        norm(pooled, training=True)
+    np.testing.assert_allclose(np.asarray(norm.moving_mean), pooled.mean(0), rtol=0.01, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(norm.moving_variance), pooled.var(0), rtol=0.01, atol=1e-4)
+
+
 def test_ensemble_average_is_the_log_of_the_mean_probability():
     rng = np.random.default_rng(0)
     logits = [rng.normal(scale=s, size=(5, 3)).astype("float32") for s in (1.0, 10.0, 100.0)]
