@@ -77,17 +77,29 @@ def test_feature_norm_centres_the_text_vector_in_the_head_group_and_round_trips(
     assert "feature_norm" not in {layer.name for layer in build_classifier(ModelConfig(units=4), 10, 2).layers}
 
 
-def test_feature_norm_statistics_settle_within_a_short_training():
-    """A data set of a hundred texts trains for about a hundred steps: by then the moving statistics that prediction
-    uses must be the data's, not their initial mean 0 and variance 1 (with Keras' default momentum of 0.99 a third
-    of the initial values would remain)."""
-    norm = build_classifier(ModelConfig(units=4, embedding_dim=3, pooling="max", feature_norm=True), 10, 2, seed=1)
-    norm = norm.get_layer("feature_norm")
-    pooled = np.random.default_rng(0).normal(0.05, 0.03, size=(32, norm.moving_mean.shape[0])).astype("float32")
-    for _ in range(100):
-        norm(pooled, training=True)
-    np.testing.assert_allclose(np.asarray(norm.moving_mean), pooled.mean(0), rtol=0.01, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(norm.moving_variance), pooled.var(0), rtol=0.01, atol=1e-4)
+def test_feature_norm_predicts_with_the_statistics_of_the_batches_seen(tmp_path):
+    """DebiasedBatchNormalization: after t updates prediction normalizes with the debiased moving statistics, the
+    batches' own from the first update on (Keras' layer keeps 0.99^t of mean 0 and variance 1: a third after 100
+    steps); before any, mean 0 and variance 1; the count and statistics survive a .keras file."""
+    from pipeline.training.model import DebiasedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(0.05, 0.03, size=(32, 4)).astype("float32") for _ in range(3)]
+    norm = DebiasedBatchNormalization(momentum=0.99)
+    x = batches[0]
+    np.testing.assert_allclose(np.asarray(norm(x)), x / np.sqrt(1 + norm.epsilon), rtol=1e-6)
+    norm(x, training=True)
+    expected = (x - x.mean(0)) / np.sqrt(x.var(0) + norm.epsilon)
+    np.testing.assert_allclose(np.asarray(norm(x)), expected, rtol=1e-3, atol=1e-4)
+    for batch in batches[1:]:
+        norm(batch, training=True)
+    weights = np.array([0.99**2, 0.99, 1.0]) / (1 + 0.99 + 0.99**2)  # the newest batch weighs most
+    mean = sum(w * b.mean(0) for w, b in zip(weights, batches))
+    variance = sum(w * b.var(0) for w, b in zip(weights, batches))
+    np.testing.assert_allclose(np.asarray(norm(x)), (x - mean) / np.sqrt(variance + norm.epsilon), rtol=1e-3, atol=1e-4)
+    model = keras.Sequential([keras.Input((4,)), norm])
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(x), model(x))
 
 
 def test_ensemble_average_is_the_log_of_the_mean_probability():
