@@ -228,6 +228,9 @@ class PretrainConfig:
     max_seconds: float = _key(0.0, "time budget in seconds (0: none), counted across resumes")
     patience: int = _key(2, "stop after this many epochs without a lower held-out loss (0: never stop early)")
     validation_fraction: float = _key(0.05, "share of the unlabelled texts held out to measure perplexity")
+    softmax_samples: int = _key(0, "words sampled per step for each next-word head's softmax in training (a "
+                                "sampled softmax; 0: the full softmax); held-out losses and perplexity use the full "
+                                "softmax")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -669,7 +672,7 @@ def _validate(config: Config) -> None:
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
                 "export.version", "tune.timeout", "pretrain.epochs", "pretrain.max_seconds",
-                "pretrain.patience", "pretrain.weight_decay"):  # fmt: skip
+                "pretrain.patience", "pretrain.weight_decay", "pretrain.softmax_samples"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",

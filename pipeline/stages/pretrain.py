@@ -4,8 +4,9 @@ the classifier's embedding and recurrent layers trained as word-level language m
 The language models (pipeline.training.model.build_word_language_models) are the classifier's encoder under
 next-word heads: a bidirectional encoder's forward half predicts each word from the words before it and its
 backward half from the words after it (Dai & Le 2015; Howard & Ruder 2018, both directions; Peters et al. 2018).
-They share the classifier's vocabulary, sub-words and pretrained vectors; each head is a full softmax over the
-words of the vocabulary seen in the texts (tokens, not the vectors-only words). A seeded `pretrain.validation_fraction`
+They share the classifier's vocabulary, sub-words and pretrained vectors; each head is a softmax over the
+words of the vocabulary seen in the texts (tokens, not the vectors-only words), trained full or, with
+`pretrain.softmax_samples`, sampled (pipeline.training.word_lm). A seeded `pretrain.validation_fraction`
 of the texts is held out: it chooses the best epoch, stops training early, and gives the perplexities reported.
 `train` then starts the classifier from these weights (`train.fine_tune`).
 
@@ -41,6 +42,7 @@ from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, fused_adam
 from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper
 from pipeline.training.model import Vectors, build_word_language_models
+from pipeline.training.word_lm import WordLanguageModels
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +121,8 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
 
     keras.utils.set_random_seed(config.seed)
     model = build_lm(config, rd, vocab)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
     model.compile(optimizer=fused_adam.adam(p.learning_rate, config.train.clipnorm or None, bool(vocab.ngrams),
-                                                weight_decay=p.weight_decay),
-                  loss=[loss, loss] if bidirectional else loss)  # fmt: skip
+                                            weight_decay=p.weight_decay))  # fmt: skip
     rd.pretrain.mkdir(parents=True, exist_ok=True)
     stopper = Stopper(p.max_seconds - spent_before if p.max_seconds else 0.0)
     best = _BestWeights(rd, inputs, spent_before)
@@ -159,7 +159,7 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
     return result
 
 
-def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = True) -> keras.Model:
+def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = True) -> WordLanguageModels:
     """The language models of this run directory's vocabulary (and pretrained vectors)."""
     vectors = None
     if vocab.vector_dim:
@@ -167,17 +167,16 @@ def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = 
             vocab.size, vocab.trained_words, vocab.vector_dim, np.load(rd.require(rd.vectors, "tokenize"))
         )
     return build_word_language_models(config.model, vocab.embedding_rows, vocab.trained_words, seed=config.seed,
-                                      jit_compile=jit_compile, word_width=vocab.word_width,
-                                      vectors=vectors)  # fmt: skip
+                                      jit_compile=jit_compile, word_width=vocab.word_width, vectors=vectors,
+                                      samples=config.pretrain.softmax_samples)  # fmt: skip
 
 
-def _perplexity(model: keras.Model, ds, bidirectional: bool) -> dict:
+def _perplexity(model: WordLanguageModels, ds, bidirectional: bool) -> dict:
     """exp(mean cross-entropy per word) of each direction, over every held-out word (not a mean of batch means)."""
     sides = ("forward", "backward") if bidirectional else ("forward",)
     total, words = np.zeros(len(sides)), 0.0
     for ids, targets, weights in ds:
-        outputs = model(ids, training=False)
-        outputs = outputs if bidirectional else [outputs]
+        outputs = model.logits(ids)
         targets = targets if bidirectional else [targets]
         weight = keras.ops.convert_to_numpy(weights[0] if bidirectional else weights)
         for k, (logits, target) in enumerate(zip(outputs, targets)):

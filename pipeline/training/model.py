@@ -24,6 +24,7 @@ import keras
 import custom_layers
 from pipeline.config import CELL_OPTIONS, ModelConfig
 from pipeline.training import adversarial, fused_adam  # noqa: F401  register AdversarialModel and FusedAdam, for load_checkpoint
+from pipeline.training.word_lm import WordLanguageModels
 
 
 @keras.saving.register_keras_serializable(package="rnnpipe")
@@ -377,21 +378,23 @@ def build_word_language_models(
     jit_compile: bool = True,
     word_width: int = 1,
     vectors: Vectors | None = None,
-) -> keras.Model:
+    samples: int = 0,
+) -> WordLanguageModels:
     """A classifier's encoder (`build_classifier`'s embedding and recurrent layers, by the same names) under
-    next-word heads: [batch, time(, word_width)] ids -> forward logits [batch, time, lm_words] (the word after each
-    position; id 0 after the last) and, for a bidirectional encoder, backward logits (the word before; id 0 before
-    the first), the backward direction's outputs read at the positions they end at. Each direction sees only its
-    own side of the text (one bidirectional layer: its forward and backward halves are separate recurrences)."""
+    next-word heads over `lm_words` words (pipeline.training.word_lm.WordLanguageModels; `samples` > 0 trains them
+    with a sampled softmax). Its `logits` take [batch, time(, word_width)] ids to the forward head's logits (the word
+    after each position; id 0 after the last) and, for a bidirectional encoder, the backward head's (the word
+    before; id 0 before the first), the backward direction's outputs read at the positions they end at. Each
+    direction sees only its own side of the text (one bidirectional layer: its forward and backward halves are
+    separate recurrences)."""
     tokens = keras.Input(shape=(None,) if word_width == 1 else (None, word_width), dtype="int32", name="tokens")
     x = _word_embedding(config, vocab_size, word_width, vectors)(tokens)
     x = _recurrent_stack(x, config, sequences_out=True, seed=seed, jit_compile=jit_compile)
     x = keras.layers.Dropout(config.output_dropout, seed=seed, name="output_dropout")(x)
-    if not config.bidirectional:
-        return keras.Model(tokens, keras.layers.Dense(lm_words, name="lm_forward")(x), name="word_lm")
-    forward = keras.layers.Dense(lm_words, name="lm_forward")(x[..., : config.units])
-    backward = keras.layers.Dense(lm_words, name="lm_backward")(x[..., config.units :])
-    return keras.Model(tokens, [forward, backward], name="word_lm")
+    states = [x[..., : config.units], x[..., config.units :]] if config.bidirectional else [x]
+    heads = [keras.layers.Dense(lm_words, name=name) for name in ("lm_forward", "lm_backward")[: len(states)]]
+    return WordLanguageModels(tokens, states if config.bidirectional else x, heads, samples=samples, seed=seed,
+                              name="word_lm")  # fmt: skip
 
 
 def copy_encoder(source: keras.Model, target: keras.Model) -> None:

@@ -156,6 +156,27 @@ def test_a_model_that_does_not_fit_the_pretrained_encoder_is_refused(tmp_path):
         train.run(config, run_dir)
 
 
+def test_a_sampled_softmax_pretrains_and_the_perplexity_is_the_full_softmaxs(tmp_path):
+    path = few_labels(tmp_path, pretrain={"epochs": 10, "softmax_samples": 8, "learning_rate": 1e-2})
+    config = load_config(path)
+    run_dir = tmp_path / "run"
+    vocab = tokenize.run(config, run_dir).vocabulary
+    assert vocab.trained_words > 8  # so that the heads do sample
+    result = pretrain.run(config, run_dir)
+    lm = pretrain.build_lm(config, RunDir(run_dir), vocab)
+    assert lm.samples == 8
+    lm.load_weights(run_dir / "pretrain" / "encoder.weights.h5")
+    texts = tasks.get("sentiment").unlabelled(config, tasks.get("sentiment").load_splits(config))
+    # The perplexity reported is that of the full softmax, as for a model trained with it.
+    ds = word_lm_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, 64, vocab.trained_words, bidirectional=True)
+    full = pretrain._perplexity(lm, ds, bidirectional=True)
+    assert 1 < result.perplexity["forward"] < 0.75 * vocab.trained_words  # learned: uniform is trained_words
+    assert full["forward"] == pytest.approx(result.perplexity["forward"], rel=0.3)  # all texts against held-out
+    # Another number of samples is another pretraining.
+    changed = load_config(path, ["pretrain.softmax_samples=0"])
+    assert freshness.inputs(RunDir(run_dir), "pretrain", changed) != freshness.inputs(RunDir(run_dir), "pretrain", config)
+
+
 def test_one_pretraining_serves_an_ensemble_and_any_pooling(tmp_path):
     path = few_labels(tmp_path)
     run_dir = RunDir(tmp_path / "run")
