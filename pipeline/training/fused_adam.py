@@ -102,13 +102,15 @@ def adam(
     """The training stages' Adam: FusedAdam for a model with a sub-word table (tens of thousands of rows, whose
     step in Keras' Adam costs about as much as the rest of the step) or with `rate_scales`; Keras' Adam otherwise,
     bit for bit the runs docs/recipes.md records for words-only models. `weight_decay` > 0 is AdamW's decoupled
-    decay (Loshchilov & Hutter 2019), which Keras' optimizers apply before each step, to sparse tables too; biases
-    are left out of it, as AdamW leaves them (an LSTM's forget-gate bias starts at 1 on purpose)."""
+    decay (Loshchilov & Hutter 2019), which Keras' optimizers apply before each step, to sparse tables too. It pulls
+    weights toward 0, the prior of weights initialized at random: biases are left out of it, as AdamW leaves them (an
+    LSTM's forget-gate bias starts at 1 on purpose), and so are pretrained word vectors (WordVectorEmbedding's
+    `trained_vectors`), whose prior is their pretrained values."""
     decay = {"weight_decay": weight_decay} if weight_decay else {}
     if subwords or rate_scales:
         optimizer = FusedAdam(learning_rate, clipnorm=clipnorm, rate_scales=rate_scales, **decay)
     else:
         optimizer = keras.optimizers.Adam(learning_rate, clipnorm=clipnorm, **decay)
     if weight_decay:
-        optimizer.exclude_from_weight_decay(var_names=["bias"])
+        optimizer.exclude_from_weight_decay(var_names=["bias", "trained_vectors"])
     return optimizer

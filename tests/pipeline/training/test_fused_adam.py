@@ -94,20 +94,23 @@ def test_rate_scales_multiply_some_variables_learning_rate_and_zero_holds_them()
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
 
 
-def test_weight_decay_is_adamw_on_sparse_tables_and_dense_kernels_and_spares_biases():
+def test_weight_decay_is_adamw_on_sparse_tables_and_dense_kernels_and_spares_biases_and_vectors():
     """adam(weight_decay=wd) with zero gradients shrinks each weight by lr * wd per step (AdamW's decoupled decay),
-    on a sub-word table's sparse gradient as on a dense kernel, and leaves biases alone."""
+    on a sub-word table's sparse gradient as on a dense kernel, and leaves biases and pretrained vectors alone."""
     table = keras.Variable(np.ones((5, 2), "float32"), name="embeddings")
     kernel = keras.Variable(np.ones((2, 2), "float32"), name="kernel")
     bias = keras.Variable(np.ones((2,), "float32"), name="bias")
+    vectors = keras.Variable(np.ones((3, 2), "float32"), name="trained_vectors")
     for subwords in (True, False):
-        for v in (table, kernel, bias):
+        for v in (table, kernel, bias, vectors):
             v.assign(np.ones(v.shape, "float32"))
         optimizer = adam(0.1, None, subwords, weight_decay=0.5)
         assert isinstance(optimizer, FusedAdam) == subwords
         zero_rows = tf.IndexedSlices(tf.zeros((1, 2)), tf.constant([0]), tf.constant([5, 2]))
         for _ in range(3):
-            optimizer.apply([zero_rows, tf.zeros((2, 2)), tf.zeros((2,))], [table, kernel, bias])
+            optimizer.apply([zero_rows, tf.zeros((2, 2)), tf.zeros((2,)), tf.zeros((3, 2))],
+                            [table, kernel, bias, vectors])  # fmt: skip
         np.testing.assert_allclose(table.numpy(), 0.95**3, rtol=1e-6)
         np.testing.assert_allclose(kernel.numpy(), 0.95**3, rtol=1e-6)
         np.testing.assert_allclose(bias.numpy(), 1.0)
+        np.testing.assert_allclose(vectors.numpy(), 1.0)
