@@ -64,16 +64,20 @@ def main() -> None:
     full, sampled, encoder = (float(np.median(times[name])) for name in ("full", "sampled", "encoder"))
     words = args.batch * args.length
     print(f"{args.words:,}-word heads, batch {args.batch} x {args.length} words, ms/step (words/s):")
-    for name, label, seconds in (("full", "full softmax", full), ("sampled", f"sampled softmax, {args.samples:,} "
-                                 "samples", sampled), ("encoder", "encoder alone (2-word heads)", encoder)):  # fmt: skip
+    rows = (("full softmax", full), (f"sampled softmax, {args.samples:,} samples", sampled),
+            ("encoder alone (2-word heads)", encoder))  # fmt: skip
+    for label, seconds in rows:
         print(f"  {label:<34} {1000 * seconds:6.0f} ({words / seconds:,.0f})")
-    print(f"the full heads' share of a step: {1 - encoder / full:.0%}; the sampled softmax's step is "
-          f"{full / sampled:.2f}x faster than the full softmax's (the encoder alone: {full / encoder:.2f}x)")
+    print(
+        f"the full heads' share of a step: {1 - encoder / full:.0%}; the sampled softmax's step is "
+        f"{full / sampled:.2f}x faster than the full softmax's (the encoder alone: {full / encoder:.2f}x)"
+    )
     print(
         f"an epoch over 11.5 million words (aclImdb's 50,000 unsup/ reviews): full softmax "
         f"{11.5e6 / words * full / 60:.0f} min, sampled {11.5e6 / words * sampled / 60:.0f} min, the encoder alone "
         f"{11.5e6 / words * encoder / 60:.0f} min"
     )
+
 
 if __name__ == "__main__":
     main()

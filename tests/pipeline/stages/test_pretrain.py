@@ -174,7 +174,8 @@ def test_a_sampled_softmax_pretrains_and_the_perplexity_is_the_full_softmaxs(tmp
     assert full["forward"] == pytest.approx(result.perplexity["forward"], rel=0.3)  # all texts against held-out
     # Another number of samples is another pretraining.
     changed = load_config(path, ["pretrain.softmax_samples=0"])
-    assert freshness.inputs(RunDir(run_dir), "pretrain", changed) != freshness.inputs(RunDir(run_dir), "pretrain", config)
+    rd = RunDir(run_dir)
+    assert freshness.inputs(rd, "pretrain", changed) != freshness.inputs(rd, "pretrain", config)
 
 
 def test_one_pretraining_serves_an_ensemble_and_any_pooling(tmp_path):
