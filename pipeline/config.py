@@ -229,8 +229,8 @@ class PretrainConfig:
     patience: int = _key(2, "stop after this many epochs without a lower held-out loss (0: never stop early)")
     validation_fraction: float = _key(0.05, "share of the unlabelled texts held out to measure perplexity")
     softmax_samples: int = _key(0, "words sampled per step for each next-word head's softmax in training (a "
-                                "sampled softmax; 0: the full softmax); held-out losses and perplexity use the full "
-                                "softmax")  # fmt: skip
+                                "sampled softmax; 0, or as many as the vocabulary's words: the full softmax); "
+                                "held-out losses and perplexity use the full softmax")  # fmt: skip
 
 
 @dataclass(frozen=True)
