@@ -93,8 +93,9 @@ class DebiasedBatchNormalization(keras.layers.BatchNormalization):
             self.update_count.assign_add(1.0)
             return super().call(inputs, training=True, mask=mask)
         ops = keras.ops
-        seen = ops.cast(self.update_count, "float32") > 0
-        debias = ops.where(seen, 1.0 - ops.power(self.momentum, ops.cast(self.update_count, "float32")), 1.0)
+        count = ops.convert_to_tensor(self.update_count)
+        seen = count > 0
+        debias = ops.where(seen, 1.0 - ops.power(self.momentum, count), 1.0)
         mean = ops.where(seen, self.moving_mean / debias, ops.zeros_like(self.moving_mean))
         variance = ops.where(seen, self.moving_variance / debias, ops.ones_like(self.moving_variance))
         return ops.batch_normalization(inputs, mean, variance, axis=self.axis, offset=self.beta, scale=self.gamma,
