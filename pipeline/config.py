@@ -231,6 +231,9 @@ class PretrainConfig:
     softmax_samples: int = _key(0, "words sampled per step for each next-word head's softmax in training (a "
                                 "sampled softmax; 0, or as many as the vocabulary's words: the full softmax); "
                                 "held-out losses and perplexity use the full softmax")  # fmt: skip
+    activation_penalty: float = _key(0.0, "activation regularization (Merity et al. 2018): this times the mean "
+                                     "square of the language models' states is added to the training loss, which "
+                                     "keeps the states out of saturation (0: none)")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -672,7 +675,8 @@ def _validate(config: Config) -> None:
     for key in ("tokenize.vector_words", "train.clipnorm", "train.max_seconds", "train.patience", "train.min_steps",
                 "train.steps_per_epoch", "train.adversarial_epsilon", "train.virtual_adversarial_epsilon",
                 "export.version", "tune.timeout", "pretrain.epochs", "pretrain.max_seconds",
-                "pretrain.patience", "pretrain.weight_decay", "pretrain.softmax_samples"):  # fmt: skip
+                "pretrain.patience", "pretrain.weight_decay", "pretrain.softmax_samples",
+                "pretrain.activation_penalty"):  # fmt: skip
         if flat[key] < 0:
             raise ConfigError(f"{key}: must be >= 0, got {flat[key]}")
     for key in ("model.dropout", "model.recurrent_dropout", "model.recurrent_weight_dropout", "model.output_dropout",

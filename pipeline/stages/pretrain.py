@@ -168,7 +168,8 @@ def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = 
         )
     return build_word_language_models(config.model, vocab.embedding_rows, vocab.trained_words, seed=config.seed,
                                       jit_compile=jit_compile, word_width=vocab.word_width, vectors=vectors,
-                                      samples=config.pretrain.softmax_samples)  # fmt: skip
+                                      samples=config.pretrain.softmax_samples,
+                                      activation_penalty=config.pretrain.activation_penalty)  # fmt: skip
 
 
 def _perplexity(model: WordLanguageModels, ds, bidirectional: bool) -> dict:

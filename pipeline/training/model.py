@@ -380,14 +380,15 @@ def build_word_language_models(
     word_width: int = 1,
     vectors: Vectors | None = None,
     samples: int = 0,
+    activation_penalty: float = 0.0,
 ) -> WordLanguageModels:
     """A classifier's encoder (`build_classifier`'s embedding and recurrent layers, by the same names) under
     next-word heads over `lm_words` words (pipeline.training.word_lm.WordLanguageModels; `samples` > 0 trains them
-    with a sampled softmax). Its `logits` take [batch, time(, word_width)] ids to the forward head's logits (the word
-    after each position; id 0 after the last) and, for a bidirectional encoder, the backward head's (the word
-    before; id 0 before the first), the backward direction's outputs read at the positions they end at. Each
-    direction sees only its own side of the text (one bidirectional layer: its forward and backward halves are
-    separate recurrences)."""
+    with a sampled softmax; `activation_penalty`, AWD-LSTM's activation regularization). Its `logits` take [batch,
+    time(, word_width)] ids to the forward head's logits (the word after each position; id 0 after the last) and,
+    for a bidirectional encoder, the backward head's (the word before; id 0 before the first), the backward
+    direction's outputs read at the positions they end at. Each direction sees only its own side of the text (one
+    bidirectional layer: its forward and backward halves are separate recurrences)."""
     tokens = keras.Input(shape=(None,) if word_width == 1 else (None, word_width), dtype="int32", name="tokens")
     x = _word_embedding(config, vocab_size, word_width, vectors)(tokens)
     x = _recurrent_stack(x, config, sequences_out=True, seed=seed, jit_compile=jit_compile)
@@ -395,7 +396,7 @@ def build_word_language_models(
     states = [x[..., : config.units], x[..., config.units :]] if config.bidirectional else [x]
     heads = [keras.layers.Dense(lm_words, name=name) for name in ("lm_forward", "lm_backward")[: len(states)]]
     return WordLanguageModels(tokens, states if config.bidirectional else x, heads, samples=samples, seed=seed,
-                              name="word_lm")  # fmt: skip
+                              activation_penalty=activation_penalty, name="word_lm")  # fmt: skip
 
 
 def copy_encoder(source: keras.Model, target: keras.Model) -> None:

@@ -72,6 +72,17 @@ class SampledSoftmaxLoss(keras.losses.Loss):
         return sampled_softmax_loss(y_true, y_pred, self.head.kernel, self.head.bias, self.samples, self.seed)
 
 
+class ActivationPenalty(keras.losses.Loss):
+    """The mean square of hidden states [..., units] per position (the targets are not read): Merity et al. (2018)'s
+    activation regularization, as a Keras loss so that it is weighted, reduced and scaled like the others."""
+
+    def __init__(self, reduction="mean_with_sample_weight", name="activation_penalty"):
+        super().__init__(reduction=reduction, name=name)
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square(y_pred), axis=-1)
+
+
 class WordLanguageModels(keras.Model):
     """Functional language models whose outputs are the hidden states each head reads (one per direction), with the
     heads (keras.layers.Dense over the words) beside the graph, so that training never forms the full logits when
@@ -83,6 +94,9 @@ class WordLanguageModels(keras.Model):
         samples: words sampled per training step (0: the full softmax in training too). From the heads' vocabulary
             up, training uses the full softmax, which is then exact and no dearer.
         seed: the sampler's seed.
+        activation_penalty: adds this times the mean square of the states each head reads (after dropout) to the
+            training loss (Merity et al. 2018's activation regularization, AWD-LSTM's alpha; >= 0, 0: none).
+            Held-out losses leave it out.
 
     Call arguments:
         tokens: [batch, time(, word_width)] ids. Returns the hidden states; `logits(tokens)` gives each head's.
@@ -90,9 +104,12 @@ class WordLanguageModels(keras.Model):
     Only weights are saved (`save_weights`); `build_word_language_models` rebuilds the model.
     """
 
-    def __init__(self, inputs, outputs, heads, samples: int = 0, seed: int = 0, name=None):
+    def __init__(self, inputs, outputs, heads, samples: int = 0, seed: int = 0, activation_penalty: float = 0.0,
+                 name=None):  # fmt: skip
         if samples < 0:
             raise ValueError(f"samples must be >= 0, got samples={samples}")
+        if not activation_penalty >= 0:
+            raise ValueError(f"activation_penalty must be >= 0, got activation_penalty={activation_penalty}")
         super().__init__(inputs, outputs, name=name)
         states = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         if len(heads) != len(states):
@@ -106,6 +123,8 @@ class WordLanguageModels(keras.Model):
         # the language models before the sampled softmax, and load both ways.
         sampler = keras.random.SeedGenerator(seed) if self.samples else None
         self._sampled = [SampledSoftmaxLoss(head, self.samples, sampler) for head in self.heads if self.samples]
+        self.activation_penalty = float(activation_penalty)
+        self._penalty = ActivationPenalty()
 
     @property
     def layers(self):
@@ -120,7 +139,8 @@ class WordLanguageModels(keras.Model):
         return [head(state) for head, state in zip(self.heads, states)]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The sum over heads of the mean loss per weighted word: sampled in training (with `samples`), else full."""
+        """The sum over heads of the mean loss per weighted word: sampled in training (with `samples`), else full;
+        in training, plus the activation penalty."""
         states, targets = (v if isinstance(v, (list, tuple)) else [v] for v in (y_pred, y))
         weights = sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(states)
         total = 0.0
@@ -129,4 +149,6 @@ class WordLanguageModels(keras.Model):
                 total += self._sampled[k](target, state, weight)
             else:
                 total += self._full(target, head(state), weight)
+            if training and self.activation_penalty:
+                total += self.activation_penalty * self._penalty(target, state, weight)
         return total

@@ -64,6 +64,7 @@ def test_config_is_immutable(tmp_path):
         ("", ["model.ensemble=0"], "model.ensemble: must be > 0, got 0"),
         ("", ["pretrain.weight_decay=-0.1"], "pretrain.weight_decay: must be >= 0, got -0.1"),
         ("", ["pretrain.softmax_samples=-1"], "pretrain.softmax_samples: must be >= 0, got -1"),
+        ("", ["pretrain.activation_penalty=-1"], "pretrain.activation_penalty: must be >= 0, got -1.0"),
         ("", ["train.word_dropout=1"], "train.word_dropout: must be in [0, 1), got 1.0"),
         ("", ["task=next_char", "train.word_dropout=0.1"], "train.word_dropout: only sentiment training drops words"),
         ("", ["train.random_offset=true"], "train.random_offset: only next_char cuts its text into windows"),

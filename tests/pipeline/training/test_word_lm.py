@@ -124,3 +124,19 @@ def test_weights_files_are_those_of_the_models_with_the_heads_in_the_graph(tmp_p
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs))
     other.save_weights(path)
     in_graph.load_weights(path)
+
+
+def test_the_activation_penalty_adds_the_states_mean_square_in_training_only():
+    x, y, w = _counting_data()
+    model = build_word_language_models(CONFIG, 24, 24, seed=1, activation_penalty=2.0)
+    states = [50.0 * state for state in model(x, training=False)]  # large enough to read beside the cross-entropy
+    square = sum(float(np.mean(keras.ops.convert_to_numpy(state) ** 2)) for state in states)
+    for training in (True, False):
+        loss = float(model.compute_loss(x, y, states, w, training=training))
+        model.activation_penalty = 0.0
+        base = float(model.compute_loss(x, y, states, w, training=training))
+        model.activation_penalty = 2.0
+        np.testing.assert_allclose(loss - base, 2.0 * square if training else 0.0, rtol=1e-4, atol=1e-5)
+    assert square > 0.1
+    with pytest.raises(ValueError, match="activation_penalty=-1"):
+        build_word_language_models(CONFIG, 24, 24, activation_penalty=-1.0)
