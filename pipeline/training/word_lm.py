@@ -17,6 +17,9 @@ log(1 - p(y | h)), however many samples. Here such samples count like any other.
 Q is log-uniform (Zipfian), Q(k) = log((k + 2) / (k + 1)) / log(V + 1), which fits ids ranked by frequency (as the
 vocabulary ranks them). Samples are drawn with replacement, the same ones for the whole batch. Held-out losses,
 perplexity and prediction use the full softmax: only training is sampled.
+
+Training can also penalize the states' size (`activation_penalty`, Merity et al. 2018's activation regularization),
+which keeps them out of the saturation a classifier's max pooling cannot read (docs/recipes.md, V5).
 """
 
 from __future__ import annotations
