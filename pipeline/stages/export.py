@@ -27,7 +27,7 @@ from pipeline.export import warmup
 from pipeline.run import artifacts, freshness, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training.calibration import calibrated
-from pipeline.training.model import load_checkpoint
+from pipeline.training.model import checkpoint_weights, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def served_model(config: Config, rd: RunDir, vocab: Vocabulary, labels: tuple[st
     serving_config = dataclasses.replace(config.model, dropout=0.0, recurrent_dropout=0.0,
                                          recurrent_weight_dropout=0.0)  # fmt: skip
     model = tasks.get(config.task).build_model(serving_config, vocab, labels, seed=config.seed, jit_compile=False)
-    model.set_weights(trained.get_weights())
+    model.set_weights(checkpoint_weights(trained, model))
     if rd.calibration.exists():
         model = calibrated(model, artifacts.read_json(rd.calibration)["temperature"])
     return model

@@ -52,6 +52,7 @@ from pipeline.training.model import (
     ENCODER_LAYERS,
     Vectors,
     build_word_language_models,
+    checkpoint_weights,
     copy_encoder,
     layer_groups,
     load_checkpoint,
@@ -293,7 +294,8 @@ def _join_ensemble(context: _Context, rd: RunDir, members, seconds) -> TrainResu
         )
         for k in range(len(members)):
             trained = load_checkpoint(rd.member(k).best_model)
-            model.get_layer(f"member_{k}").set_weights(trained.get_weights())
+            member = model.get_layer(f"member_{k}")
+            member.set_weights(checkpoint_weights(trained, member))
     # Not compiled: it is never trained, and a saved optimizer without state only draws warnings on loading.
     curve = _ensemble_curve([model.get_layer(f"member_{k}") for k in range(len(members))], context.val_ds)
     value = curve[-1]["val_accuracy" if config.train.monitor == "val_accuracy" else "val_loss"]

@@ -20,6 +20,7 @@ import math
 from typing import Any
 
 import keras
+import numpy as np
 
 import custom_layers
 from pipeline.config import CELL_OPTIONS, ModelConfig
@@ -278,6 +279,25 @@ def load_checkpoint(path) -> keras.Model:
     class one can hold: our recurrent layers, the pooling, sub-word and ensemble layers above, `AdversarialModel`,
     which is what a model trained with adversarial perturbations is saved as, and the optimizer `FusedAdam`."""
     return keras.saving.load_model(path)
+
+
+def checkpoint_weights(trained: keras.Model, model: keras.Model) -> list:
+    """`trained`'s weights in the order `model.set_weights` takes them, for a model built by this version from the
+    same config.
+
+    Checkpoints written before the normalized head was debiased hold Keras' `BatchNormalization`, which has no
+    update count and predicts with its moving statistics as they are. A count of 1e6 reproduces that exactly in
+    `DebiasedBatchNormalization` (momentum^count underflows, the debiasing divides by 1), so such a run directory
+    still exports and joins its ensemble. Any other difference is left to `set_weights` to refuse."""
+    weights = trained.get_weights()
+    counts = [v for v in model.weights if v.name == "update_count"]
+    legacy = len(weights) == len(model.weights) - len(counts) and not any(
+        v.name == "update_count" for v in trained.weights
+    )
+    if not counts or not legacy:
+        return weights
+    values = iter(weights)
+    return [np.asarray(1e6, "float32") if v.name == "update_count" else next(values) for v in model.weights]
 
 
 @dataclasses.dataclass(frozen=True)

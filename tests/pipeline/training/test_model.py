@@ -102,6 +102,37 @@ def test_feature_norm_predicts_with_the_statistics_of_the_batches_seen(tmp_path)
     np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras")(x), model(x))
 
 
+def test_checkpoints_from_before_the_debiased_head_load_with_their_statistics_as_they_were():
+    """A classifier saved with Keras' BatchNormalization (before DebiasedBatchNormalization) has no update count:
+    checkpoint_weights gives a model built today its weights and a count that makes it predict exactly as the old
+    one did; weights that do not match at all are still refused."""
+    from pipeline.training.model import DebiasedBatchNormalization, checkpoint_weights
+
+    config = ModelConfig(units=4, embedding_dim=3, pooling="max", feature_norm=True)
+    model = build_classifier(config, vocab_size=10, num_classes=2, seed=1)
+
+    def as_before(layer):
+        if isinstance(layer, DebiasedBatchNormalization):
+            return keras.layers.BatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    old = keras.models.clone_model(model, clone_function=as_before)
+    rng = np.random.default_rng(0)
+    old.set_weights([rng.normal(size=w.shape).astype("float32") for w in old.get_weights()])
+    norm = next(layer for layer in old.layers if isinstance(layer, keras.layers.BatchNormalization))
+    norm.moving_variance.assign(np.abs(norm.moving_variance.numpy()) + 0.5)
+    assert len(old.weights) == len(model.weights) - 1
+
+    model.set_weights(checkpoint_weights(old, model))
+    x = np.array([[3, 4, 5, 0], [1, 2, 0, 0]])
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(old(x)), rtol=1e-6, atol=1e-6)
+    same = checkpoint_weights(model, model)  # a count of its own is kept
+    assert all(np.array_equal(a, b) for a, b in zip(same, model.get_weights(), strict=True))
+    other = build_classifier(dataclasses.replace(config, units=5), vocab_size=10, num_classes=2, seed=1)
+    with pytest.raises(ValueError):
+        model.set_weights(checkpoint_weights(other, model))
+
+
 def test_ensemble_average_is_the_log_of_the_mean_probability():
     rng = np.random.default_rng(0)
     logits = [rng.normal(scale=s, size=(5, 3)).astype("float32") for s in (1.0, 10.0, 100.0)]
