@@ -204,14 +204,21 @@ def test_sigint_stops_cleanly_after_saving(tmp_path):
     _tokenize(config, run_dir)
     # A shell that starts jobs in the background makes them ignore SIGINT; give the child the default disposition,
     # as in an interactive terminal.
+    # PYTHONFAULTHANDLER: should the child ever hang after the interrupt, SIGABRT makes it print every thread's stack.
     process = subprocess.Popen(_train_command(config, run_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                               env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # fmt: skip
     history = run_dir / "history.csv"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (history.exists() and history.read_text().count("\n") >= 2):
         time.sleep(0.2)  # interrupt mid-training, after the first epoch, not while the step is being compiled
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=300)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, stderr = process.communicate(timeout=60)
+        pytest.fail(f"train did not exit within 300 s of SIGINT; its threads then:\n{stderr[-8000:]}")
     assert process.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert json.loads((run_dir / "train_state.json").read_text())["status"] == "interrupted"
