@@ -1,4 +1,4 @@
-"""Atomic writes for everything a run leaves behind.
+"""Atomic writes for everything a run leaves behind, and the file lock that keeps two writers apart.
 
 A reader (a later stage, TF Serving polling an export folder, a user after a crash) sees either the old file or the
 complete new one, never a half-written one: each file is written to a temporary name in the same folder, flushed to
@@ -8,6 +8,8 @@ disk and renamed over the target (`os.replace` is atomic on POSIX within one fil
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import secrets
@@ -66,3 +68,21 @@ def staged_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def flock(path: str | os.PathLike, *, wait: bool = False) -> Iterator[Any]:
+    """An exclusive `flock` on `path` (created if missing) for the block, yielding the open file. The kernel releases
+    it when the holder exits, however it exits, so a lock left by a killed process is simply taken over. Without
+    `wait`, BlockingIOError if another process holds it; OSError if the file cannot be opened."""
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EACCES):
+                raise BlockingIOError(error.errno, f"{path} is locked") from None
+            raise
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

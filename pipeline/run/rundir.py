@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -226,21 +224,16 @@ def _remove_if_nothing_made(created: list[Path]) -> None:
 
 @contextlib.contextmanager
 def _exclusive_lock(path: Path):
-    """flock on `path`: the kernel releases it when the holder exits, however it exits, so a lock file left by a
-    killed process is simply taken over. The file names the holder for whoever finds it locked."""
+    """artifacts.flock on `path`, without waiting. The file names the holder for whoever finds it locked."""
+    held = contextlib.ExitStack()
     try:
-        handle = open(path, "a+", encoding="utf-8")
+        handle = held.enter_context(artifacts.flock(path))
+    except BlockingIOError:
+        raise RunDirError(f"run directory {path.parent} is in use by {_holder(path.read_text(encoding='utf-8'))}; "
+                          f"wait for it to finish or choose another --run-dir") from None  # fmt: skip
     except OSError as error:
         raise RunDirError(f"cannot write to run directory {path.parent}: {error.strerror}") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            handle.seek(0)
-            raise RunDirError(f"run directory {path.parent} is in use by {_holder(handle.read())}; wait for it to "
-                              f"finish or choose another --run-dir") from None  # fmt: skip
+    with held:
         handle.seek(0)
         handle.truncate()
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -252,7 +245,6 @@ def _exclusive_lock(path: Path):
             yield handle
         finally:
             handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _holder(text: str) -> str:

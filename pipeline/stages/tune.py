@@ -32,8 +32,6 @@ import contextlib
 import csv
 import dataclasses
 import datetime
-import errno
-import fcntl
 import json
 import logging
 import math
@@ -281,7 +279,7 @@ def _tokenized(config: Config, root: Path, run_dir: Path) -> None:
     key = freshness.digest(freshness.inputs(RunDir(root), "tokenize", config))[:16]
     shared = root / "tokenized" / key
     shared.parent.mkdir(parents=True, exist_ok=True)
-    with _flock(shared.parent / f"{key}.lock", wait=True):  # held while reading it too: `opened` never waits
+    with artifacts.flock(shared.parent / f"{key}.lock", wait=True):  # held while reading it too: `opened` never waits
         tokenize.run(config, shared)
         tokenize.reuse(config, shared, run_dir)
 
@@ -458,7 +456,7 @@ def _worker(root: Path):
     process ends), which its trials name and `_alive` tests."""
     path = root / "workers" / f"{socket.gethostname()}-{os.getpid()}".replace("/", "-")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _flock(path, wait=False):
+    with artifacts.flock(path, wait=False):
         try:
             yield path
         finally:
@@ -469,25 +467,10 @@ def _alive(lock: Path) -> bool:
     if not lock.exists():
         return False
     try:
-        with _flock(lock, wait=False):
+        with artifacts.flock(lock, wait=False):
             return False
     except BlockingIOError:
         return True
-
-
-@contextlib.contextmanager
-def _flock(path: Path, wait: bool):
-    with open(path, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except OSError as error:
-            if error.errno in (errno.EAGAIN, errno.EACCES):
-                raise BlockingIOError(str(path)) from None
-            raise
-        try:
-            yield handle
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- the report ------------------------------------------------------------------------------------------------

@@ -47,3 +47,14 @@ def test_files_are_created_with_the_users_umask(tmp_path):
         os.umask(previous)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_flock_excludes_a_second_holder_until_released(tmp_path):
+    lock = tmp_path / "x.lock"
+    with artifacts.flock(lock) as handle:
+        handle.write("mine")
+        with pytest.raises(BlockingIOError, match="x.lock is locked"):
+            with artifacts.flock(lock):
+                pass
+    with artifacts.flock(lock, wait=True):
+        pass

@@ -45,6 +45,12 @@ def test_run_dir_logs_config_changes(tmp_path, caplog):
     assert "model.units: 256 -> 7" in caplog.text
 
 
+def test_an_error_inside_the_run_is_its_own_not_the_lock_s(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such input"):
+        with rundir.opened(tmp_path / "run", config()):
+            raise FileNotFoundError("no such input")
+
+
 def test_a_second_process_is_refused_with_the_holder_named(tmp_path):
     holder = textwrap.dedent(f"""
         import sys, time
