@@ -30,6 +30,7 @@ import glob
 import hashlib
 import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,16 @@ def differences(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None = No
     """What differs between recorded inputs `old` and current inputs `new`, one phrase each (empty: the same); see
     the module docstring for keys added or removed since `old` was recorded. With `rd`, a recorded stage digest
     also matches that stage's record in `rd` (which the callers have checked is up to date)."""
+    return [change.phrase for change in _changes(old, new, rd)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Change:
+    phrase: str
+    setting: str = ""  # the `--set` that gives back what the record was made with; "" where no setting can
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None) -> list[_Change]:
     records = _records(rd) if rd is not None else {}
     defaults = _code_defaults()
     old, new = _as_recorded(old), _as_recorded(new)  # as stages.json holds them (a tuple is a list there)
@@ -106,20 +117,37 @@ def differences(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None = No
             before = records.get(key.removeprefix("stage "))
             if before is not None and old.get(key) == before["digest"]:
                 continue
-            changes.append(f"the inputs of {key.removeprefix('stage ')} changed")
+            changes.append(_Change(f"the inputs of {key.removeprefix('stage ')} changed"))
         elif key.startswith(("file ", "vectors file ")):
             kind, path = ("data file", key.removeprefix("file ")) if key.startswith("file ") else \
                 ("vectors file", key.removeprefix("vectors file "))  # fmt: skip
             what = "is new" if key not in old else "is gone" if key not in new else "changed"
-            changes.append(f"{kind} {shorten(path, 80)} {what}")
+            changes.append(_Change(f"{kind} {shorten(path, 80)} {what}"))
         elif key not in new or (key not in old and key in defaults and new[key] == defaults[key]):
             continue  # a config key removed since, or added since and at its default
         else:
+            then = old[key] if key in old else defaults.get(key)
             before = shorten(repr(old[key]), 60) if key in old else "not recorded"
             if key not in old and key in defaults:  # added since the record: the run behaved as its default did
                 before = f"{shorten(repr(defaults[key]), 60)} (not recorded, the default then)"
-            changes.append(f"{key}: {before} -> {shorten(repr(new.get(key)), 60)}")
+            setting = _setting(key, then) if key in old or key in defaults else ""
+            changes.append(_Change(f"{key}: {before} -> {shorten(repr(new.get(key)), 60)}", setting))
     return changes
+
+
+def _setting(key: str, value: Any) -> str:
+    """`key=value` as `--set` reads it back (pipeline.config: a TOML value, a plain string, a list as a,b)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int | float):
+        text = json.dumps(value)
+    elif isinstance(value, str) and value:
+        text = value
+    elif isinstance(value, list) and value and all(isinstance(v, str) and "," not in v for v in value):
+        text = ",".join(value)
+    else:
+        return ""
+    return shlex.quote(f"{key}={text}")
 
 
 def _as_recorded(values: Any) -> Any:
@@ -158,10 +186,16 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
     current = inputs(rd, stage, config)
     if record is None:
         raise RunDirError(f"{stage} has not finished in {rd.path}: run `rnnpipe {stage}` first")
-    changes = differences(record["inputs"], current, rd)
+    changes = _changes(record["inputs"], current, rd)
     if changes:
-        raise RunDirError(f"{stage} in {rd.path} is not up to date with this config ({_joined(changes)}): run "
-                          f"`rnnpipe {stage}` first")  # fmt: skip
+        settings = [change.setting for change in changes]
+        # Evaluating or exporting what a run already made, after an upgrade changed a recipe default, needs no
+        # retraining: the settings it was made with are enough.
+        keep = f", or use it as it is: {' '.join(f'--set {s}' for s in settings)}" if all(settings) and \
+            len(settings) <= 3 else ""  # fmt: skip
+        phrases = _joined([change.phrase for change in changes])
+        raise RunDirError(f"{stage} in {rd.path} is not up to date with this config ({phrases}): run "
+                          f"`rnnpipe {stage}` first{keep}")  # fmt: skip
 
 
 def require_inputs(rd: RunDir, stage: str, config: Config) -> None:

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
+from pipeline.config import load_config
 from pipeline.run import freshness
 from tests.pipeline.helpers import classes_csv, sentiment_csv, write_config
 
@@ -126,6 +127,7 @@ def test_another_config_in_a_run_directory_is_never_silently_reused(tmp_path):
     for stage in ("train", "evaluate", "export"):
         alone = rnnpipe(stage, three, "--run-dir", run_dir)
         assert alone.exit_code == 1 and "run `rnnpipe tokenize` first" in alone.stderr, (stage, alone.stderr)
+        assert "use it as it is" not in alone.stderr  # other data: no setting gives back what tokenize read
 
     redone = rnnpipe("run", three, "--run-dir", run_dir, "--overwrite")
     assert redone.exit_code == 0, redone.stderr
@@ -175,6 +177,24 @@ def test_run_directories_made_before_a_key_existed_stay_up_to_date(tmp_path):
     changed = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "train.lr_schedule=cosine")
     assert changed.exit_code == 1
     assert "train.lr_schedule: 'constant' (not recorded, the default then) -> 'cosine'" in changed.stderr
+    # The refusal names the setting the run was made with (after an upgrade that changed a recipe default, the
+    # user's way to use the run as it is), and that setting is accepted.
+    assert changed.stderr.strip().endswith("or use it as it is: --set train.lr_schedule=constant")
+    as_made = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "train.lr_schedule=constant")
+    assert as_made.exit_code == 0 and "evaluate: up to date" in as_made.output, as_made.stderr
+
+
+def test_a_refusal_gives_the_settings_as_set_reads_them():
+    recorded = {"model.units": 8, "data.text_column": "the text", "export.formats": ["saved_model", "litert"],
+                "model.peephole": False, "train.learning_rate": 5e-05, "stage tokenize": "abc"}  # fmt: skip
+    current = {"model.units": 9, "data.text_column": "text", "export.formats": ["saved_model"],
+               "model.peephole": True, "train.learning_rate": 0.001, "stage tokenize": "abc"}  # fmt: skip
+    settings = {change.setting for change in freshness._changes(recorded, current, None)}
+    assert settings == {"model.units=8", "'data.text_column=the text'", "export.formats=saved_model,litert",
+                        "model.peephole=false", "train.learning_rate=5e-05"}  # fmt: skip
+    config = load_config(None, ["data.train=x.csv", *(s.strip("'") for s in settings)])
+    assert (config.model.units, config.data.text_column, config.export.formats, config.model.peephole,
+            config.train.learning_rate) == (8, "the text", ("saved_model", "litert"), False, 5e-05)  # fmt: skip
 
 
 def test_the_classifier_head_is_no_input_of_pretraining(tmp_path):

@@ -146,7 +146,8 @@ def test_a_model_that_does_not_fit_the_pretrained_encoder_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["train", str(path), "--run-dir", str(run_dir), "--set", "model.units=12"])
     assert result.exit_code != 0
     assert result.output.strip() == (f"error: pretrain in {run_dir} is not up to date with this config (model.units: "
-                                     f"8 -> 12): run `rnnpipe pretrain` first")  # fmt: skip
+                                     f"8 -> 12): run `rnnpipe pretrain` first, or use it as it is: --set "
+                                     f"model.units=8")  # fmt: skip
     # An encoder of another size put in its place (copied from another run directory) is refused too.
     elsewhere = tmp_path / "other"
     tokenize.run(other, elsewhere)
