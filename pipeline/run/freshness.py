@@ -140,7 +140,7 @@ def _setting(key: str, value: Any) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, int | float):
-        text = json.dumps(value)
+        text = repr(value)  # TOML's spelling of the number too
     elif isinstance(value, str) and value:
         text = value
     elif isinstance(value, list) and value and all(isinstance(v, str) and "," not in v for v in value):
