@@ -164,15 +164,16 @@ def decide(rd: RunDir, stage: str, config: Config, has_results: bool, overwrite:
     require_up_to_date(rd, _before(stage, config), config)
     record = _records(rd).get(stage)
     current = inputs(rd, stage, config)
-    changes = differences(record["inputs"], current, rd) if record else ["results of unknown origin"]
+    changes = _changes(record["inputs"], current, rd) if record else [_Change("results of unknown origin")]
     if not changes and has_results:
         return Decision(False, f"{stage}: up to date, kept")
     if not has_results:
         return Decision(True, "")
-    changed = _joined(changes)
+    changed = _joined([change.phrase for change in changes])
     if not overwrite:
         raise RunDirError(f"{stage}: {changed} since its results in {rd.path} were made; use --overwrite to "
-                          f"redo {stage} and the stages after it, or choose another --run-dir")  # fmt: skip
+                          f"redo {stage} and the stages after it, or choose another --run-dir"
+                          f"{_as_they_are(changes)}")  # fmt: skip
     return Decision(True, f"{stage}: {changed}; redoing it")
 
 
@@ -188,14 +189,18 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
         raise RunDirError(f"{stage} has not finished in {rd.path}: run `rnnpipe {stage}` first")
     changes = _changes(record["inputs"], current, rd)
     if changes:
-        settings = [change.setting for change in changes]
-        # Evaluating or exporting what a run already made, after an upgrade changed a recipe default, needs no
-        # retraining: the settings it was made with are enough.
-        keep = f", or use it as it is: {' '.join(f'--set {s}' for s in settings)}" if all(settings) and \
-            len(settings) <= 3 else ""  # fmt: skip
         phrases = _joined([change.phrase for change in changes])
         raise RunDirError(f"{stage} in {rd.path} is not up to date with this config ({phrases}): run "
-                          f"`rnnpipe {stage}` first{keep}")  # fmt: skip
+                          f"`rnnpipe {stage}` first{_as_they_are(changes)}")  # fmt: skip
+
+
+def _as_they_are(changes: list[_Change]) -> str:
+    """The end of a refusal: the `--set`s that use the results as they were made, when settings alone differ (at
+    most three). After an upgrade that changed a recipe default, that is what keeps a run usable untouched."""
+    settings = [change.setting for change in changes]
+    if not all(settings) or len(settings) > 3:
+        return ""
+    return ", or use it as it is: " + " ".join(f"--set {setting}" for setting in settings)
 
 
 def require_inputs(rd: RunDir, stage: str, config: Config) -> None:

@@ -50,6 +50,7 @@ def test_a_changed_model_key_retrains_but_keeps_the_vocabulary(tmp_path):
     refused = rnnpipe("run", config, "--run-dir", run_dir, "--set", "model.units=6")
     assert refused.exit_code == 1
     assert refused.stderr.count("\n") == 1 and "model.units: 8 -> 6" in refused.stderr
+    assert refused.stderr.strip().endswith("or use it as it is: --set model.units=8")
     assert fingerprints(run_dir) == before, "nothing changed by a refused run"
 
     redone = rnnpipe("run", config, "--run-dir", run_dir, "--set", "model.units=6", "--overwrite")
@@ -72,6 +73,7 @@ def test_a_changed_tokenize_key_redoes_every_stage(tmp_path):
     stale = rnnpipe("evaluate", config, "--run-dir", run_dir, "--set", "tokenize.max_tokens=50")
     assert stale.exit_code == 1 and "run `rnnpipe tokenize` first" in stale.stderr
     assert "tokenize.max_tokens: 200 -> 50" in stale.stderr
+    assert stale.stderr.strip().endswith("or use it as it is: --set tokenize.max_tokens=200")
     redone = rnnpipe("run", config, "--run-dir", run_dir, "--set", "tokenize.max_tokens=50", "--overwrite")
     assert redone.exit_code == 0, redone.stderr
     after = fingerprints(run_dir)
