@@ -130,7 +130,7 @@ def _changes(old: dict[str, Any], new: dict[str, Any], rd: RunDir | None) -> lis
             before = shorten(repr(old[key]), 60) if key in old else "not recorded"
             if key not in old and key in defaults:  # added since the record: the run behaved as its default did
                 before = f"{shorten(repr(defaults[key]), 60)} (not recorded, the default then)"
-            setting = _setting(key, then) if key in old or key in defaults else ""
+            setting = _setting(key, then) if key in defaults else ""  # config keys only: `--set` takes no other
             changes.append(_Change(f"{key}: {before} -> {shorten(repr(new.get(key)), 60)}", setting))
     return changes
 

@@ -192,6 +192,8 @@ def test_a_refusal_gives_the_settings_as_set_reads_them():
     current = {"model.units": 9, "data.text_column": "text", "export.formats": ["saved_model"],
                "model.peephole": True, "train.learning_rate": 0.001, "stage tokenize": "abc"}  # fmt: skip
     settings = {change.setting for change in freshness._changes(recorded, current, None)}
+    # An input that is not a config key (an ensemble member's index) is named, with no setting for it.
+    assert [c.setting for c in freshness._changes({"member": 0}, {"member": 1}, None)] == [""]
     assert settings == {"model.units=8", "'data.text_column=the text'", "export.formats=saved_model,litert",
                         "model.peephole=false", "train.learning_rate=5e-05"}  # fmt: skip
     config = load_config(None, ["data.train=x.csv", *(s.strip("'") for s in settings)])
