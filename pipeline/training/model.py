@@ -290,11 +290,12 @@ def checkpoint_weights(trained: keras.Model, model: keras.Model) -> list:
     `DebiasedBatchNormalization` (momentum^count underflows, the debiasing divides by 1), so such a run directory
     still exports and joins its ensemble. Any other difference is left to `set_weights` to refuse."""
     weights = trained.get_weights()
-    counts = [v for v in model.weights if v.name == "update_count"]
-    legacy = len(weights) == len(model.weights) - len(counts) and not any(
-        v.name == "update_count" for v in trained.weights
-    )
-    if not counts or not legacy:
+    counts = sum(v.name == "update_count" for v in model.weights)
+    if (
+        not counts
+        or len(weights) != len(model.weights) - counts
+        or any(v.name == "update_count" for v in trained.weights)
+    ):
         return weights
     values = iter(weights)
     return [np.asarray(1e6, "float32") if v.name == "update_count" else next(values) for v in model.weights]
