@@ -405,9 +405,10 @@ def _folder(spec: str, path: Path, fmt: str | None) -> _Source | _SplitFolders:
     class_dirs = [d for d in subdirs if d.name not in data_files.SKIPPED_CLASS_DIRS and _has_files(d)]
     if fmt == "class_dirs" or (fmt is None and len(class_dirs) >= 2):
         source = _class_dirs(spec, class_dirs)
-        skipped = [d.name for d in subdirs if d.name in data_files.SKIPPED_CLASS_DIRS]
-        if skipped:
-            source.notes.append(f"skipped the folder {', '.join(skipped)} (unlabelled examples), as training does")
+        for d in subdirs:
+            if d.name in data_files.SKIPPED_CLASS_DIRS and _has_files(d):
+                source.notes.append(f"skipped the folder {d.name} (unlabelled examples), as training does; to "
+                                    f"pretrain on them: --unlabelled {os.path.join(spec, d.name)}")  # fmt: skip
         if files:
             source.notes.append(f"ignored {_names(files)} beside the class folders, as training does")
         return source

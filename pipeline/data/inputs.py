@@ -68,18 +68,22 @@ def word_lm_dataset(
     bidirectional: bool,
     shuffle_buffer: int = 0,
     seed: int = 0,
+    max_positions: int = 0,
 ) -> tf.data.Dataset:
     """Texts -> (ids, targets, weights) batches for next-word language models (build_word_language_models): per
     position the next word (forward; id 0 after the last) and, `bidirectional`, the previous one (id 0 before the
-    first), weighted 1 where a word is. Words at or beyond `lm_words` are predicted as the out-of-vocabulary id."""
+    first), weighted 1 where a word is. Words at or beyond `lm_words` are predicted as the out-of-vocabulary id.
+    `max_positions` (0: no bound) caps a batch's texts x padded length, below `batch_size` texts where texts are
+    long: a full softmax over the batch holds that many rows of logits."""
     ds = texts.map(_text_encoder(vocab), num_parallel_calls=AUTOTUNE).cache()
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     shape = [None] if vocab.word_width == 1 else [None, vocab.word_width]
     boundaries = [b for b in BUCKET_BOUNDARIES if b < vocab.sequence_length]
+    longest = [*boundaries, vocab.sequence_length]  # of each bucket
+    sizes = [max(1, min(batch_size, max_positions // n)) if max_positions else batch_size for n in longest]
     ds = ds.bucket_by_sequence_length(lambda ids: tf.shape(ids)[0], bucket_boundaries=[b + 1 for b in boundaries],
-                                      bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-                                      padded_shapes=shape)  # fmt: skip
+                                      bucket_batch_sizes=sizes, padded_shapes=shape)  # fmt: skip
 
     def targets(ids):
         word = ids if vocab.word_width == 1 else ids[..., 0]

@@ -46,6 +46,10 @@ from pipeline.training.word_lm import WordLanguageModels
 
 logger = logging.getLogger(__name__)
 
+# Logits per head in one held-out batch (512 MiB of float32 for both heads), which bounds the memory of the full
+# softmax that held-out losses and perplexity use: long texts over a large vocabulary come in fewer per batch.
+HELD_OUT_LOGITS = 2**26
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainResult:
@@ -112,12 +116,13 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
     lm_words = vocab.trained_words
     bidirectional = config.model.bidirectional
 
-    def dataset(part, shuffle):
+    def dataset(part, training):
         import tensorflow as tf
 
-        return word_lm_dataset(tf.data.Dataset.from_tensor_slices(tf.constant(part, tf.string)), vocab, p.batch_size,
-                               lm_words, bidirectional=bidirectional, shuffle_buffer=10000 if shuffle else 0,
-                               seed=config.seed)  # fmt: skip
+        texts = tf.data.Dataset.from_tensor_slices(tf.constant(part, tf.string))
+        return word_lm_dataset(texts, vocab, p.batch_size, lm_words, bidirectional=bidirectional,
+                               shuffle_buffer=10000 if training else 0, seed=config.seed,
+                               max_positions=0 if training else HELD_OUT_LOGITS // lm_words)  # fmt: skip
 
     keras.utils.set_random_seed(config.seed)
     model = build_lm(config, rd, vocab)
@@ -174,16 +179,22 @@ def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = 
 
 def _perplexity(model: WordLanguageModels, ds, bidirectional: bool) -> dict:
     """exp(mean cross-entropy per word) of each direction, over every held-out word (not a mean of batch means)."""
+    import tensorflow as tf
+
     sides = ("forward", "backward") if bidirectional else ("forward",)
+
+    # Eager, a batch's logits and their loss would be held several times over.
+    @tf.function(reduce_retracing=True, autograph=False)
+    def sums(ids, targets, weight):
+        losses = [keras.losses.sparse_categorical_crossentropy(target, logits, from_logits=True)
+                  for logits, target in zip(model.logits(ids), targets)]  # fmt: skip
+        return tf.stack([tf.reduce_sum(loss * weight) for loss in losses]), tf.reduce_sum(weight)
+
     total, words = np.zeros(len(sides)), 0.0
     for ids, targets, weights in ds:
-        outputs = model.logits(ids)
-        targets = targets if bidirectional else [targets]
-        weight = keras.ops.convert_to_numpy(weights[0] if bidirectional else weights)
-        for k, (logits, target) in enumerate(zip(outputs, targets)):
-            loss = keras.losses.sparse_categorical_crossentropy(target, logits, from_logits=True)
-            total[k] += float(np.sum(keras.ops.convert_to_numpy(loss) * weight))
-        words += float(weight.sum())
+        loss, count = sums(ids, targets if bidirectional else [targets], weights[0] if bidirectional else weights)
+        total += loss.numpy()
+        words += float(count)
     return {side: math.exp(total[k] / max(words, 1.0)) for k, side in enumerate(sides)}
 
 

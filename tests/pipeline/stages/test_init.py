@@ -443,3 +443,19 @@ def test_vectors_are_written_for_sentiment_and_refused_otherwise(tmp_path):
     text = plain_text(tmp_path / "corpus.txt")
     refused = invoke("init", text, "--vectors", tmp_path / "glove.txt")
     assert refused.exit_code != 0 and "pretrained word vectors are for task sentiment" in refused.output
+
+
+def test_aclimdbs_unsup_folder_is_named_for_pretraining_and_taken_with_the_flag(tmp_path):
+    root = class_folders(tmp_path / "aclImdb")
+    (root / "train" / "unsup").mkdir()
+    (root / "train" / "unsup" / "0_0.txt").write_text("a review without a label", encoding="utf-8")
+    unsup = str(root / "train" / "unsup")
+    found = invoke("init", root)
+    assert found.exit_code == 0, found.output
+    assert (
+        f"skipped the folder unsup (unlabelled examples), as training does; to pretrain on them: --unlabelled {unsup}"
+        in found.output
+    )
+    made = invoke("init", root, "-o", tmp_path / "imdb.toml", "--unlabelled", unsup)
+    assert made.exit_code == 0, made.output
+    assert load_config(tmp_path / "imdb.toml").data.unlabelled == unsup

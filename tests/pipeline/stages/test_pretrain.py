@@ -75,6 +75,18 @@ def test_the_language_models_predict_the_next_and_the_previous_word():
     assert weight.numpy()[second].tolist() == [1, 1, 0]
 
 
+def test_held_out_batches_hold_at_most_max_positions_where_texts_are_long():
+    vocab = Vocabulary("word", ("", "[UNK]", "a", "b"), standardize="lower", sequence_length=40)
+    texts = ["a b " * 20] * 10 + ["a b"] * 10  # 40 words (the last bucket), 2 words (the first)
+    ds = word_lm_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, 8, lm_words=4, bidirectional=False,
+                         max_positions=100)  # fmt: skip
+    shapes = sorted(tuple(ids.shape) for ids, _, _ in ds)
+    # A bucket's batches are bounded by its longest text: 100 // 40 = 2 texts of 40 words, 100 // 16 = 6 of 2.
+    assert shapes == [(2, 40)] * 5 + [(4, 2), (6, 2)]
+    unbounded = word_lm_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, 8, lm_words=4, bidirectional=False)
+    assert sorted(tuple(ids.shape) for ids, _, _ in unbounded) == [(2, 2), (2, 40), (8, 2), (8, 40)]
+
+
 def test_pretraining_then_training_from_it(tmp_path):
     config = load_config(few_labels(tmp_path, train={"fine_tune": "frozen", "epochs": 1}),
                          ["export.formats=saved_model,litert"])  # fmt: skip
@@ -171,6 +183,10 @@ def test_a_sampled_softmax_pretrains_and_the_perplexity_is_the_full_softmaxs(tmp
     # The perplexity reported is that of the full softmax, as for a model trained with it.
     ds = word_lm_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, 64, vocab.trained_words, bidirectional=True)
     full = pretrain._perplexity(lm, ds, bidirectional=True)
+    # A word's loss does not depend on the batch it comes in: the sums are per word, whatever the batch.
+    one_by_one = word_lm_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, 64, vocab.trained_words,
+                                 bidirectional=True, max_positions=1)  # fmt: skip
+    assert pretrain._perplexity(lm, one_by_one, bidirectional=True) == pytest.approx(full, rel=1e-5)
     assert 1 < result.perplexity["forward"] < 0.75 * vocab.trained_words  # learned: uniform is trained_words
     assert full["forward"] == pytest.approx(result.perplexity["forward"], rel=0.3)  # all texts against held-out
     # Another number of samples is another pretraining.
