@@ -194,11 +194,16 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
                           f"`rnnpipe {stage}` first{_as_they_are(changes)}")  # fmt: skip
 
 
+# The most `--set`s a refusal offers: a recipe's change moves a few keys together (pretraining's defaults moved four);
+# beyond this the run was made with another config, not an older recipe.
+HINT_SETTINGS = 6
+
+
 def _as_they_are(changes: list[_Change]) -> str:
     """The end of a refusal: the `--set`s that use the results as they were made, when settings alone differ (at
-    most three). After an upgrade that changed a recipe default, that is what keeps a run usable untouched."""
+    most HINT_SETTINGS). After an upgrade that changed a recipe default, that is what keeps a run usable untouched."""
     settings = [change.setting for change in changes]
-    if not all(settings) or len(settings) > 3:
+    if not all(settings) or len(settings) > HINT_SETTINGS:
         return ""
     return ", or use it as it is: " + " ".join(f"--set {setting}" for setting in settings)
 

@@ -201,6 +201,17 @@ def test_a_refusal_gives_the_settings_as_set_reads_them():
             config.train.learning_rate) == (8, "the text", ("saved_model", "litert"), False, 5e-05)  # fmt: skip
 
 
+def test_the_hint_holds_a_recipe_changes_keys_and_not_another_config():
+    keys = ["pretrain.epochs", "pretrain.learning_rate", "pretrain.weight_decay", "pretrain.activation_penalty",
+            "model.units", "model.embedding_dim", "train.batch_size"]  # fmt: skip
+    recorded = {key: 1 for key in keys}
+    current = {key: 2 for key in keys}
+    recipe = freshness._changes({k: recorded[k] for k in keys[:4]}, {k: current[k] for k in keys[:4]}, None)
+    assert freshness._as_they_are(recipe).count("--set ") == 4  # pretraining's defaults moved four keys at once
+    assert len(keys) > freshness.HINT_SETTINGS
+    assert freshness._as_they_are(freshness._changes(recorded, current, None)) == ""
+
+
 def test_the_classifier_head_is_no_input_of_pretraining(tmp_path):
     """One pretrained encoder serves every head: pooling, feature_norm and the ensemble size are train's inputs,
     not pretrain's, so changing them retrains without pretraining again."""
