@@ -194,7 +194,7 @@ def require_up_to_date(rd: RunDir, stage: str | None, config: Config) -> None:
                           f"`rnnpipe {stage}` first{_as_they_are(changes)}")  # fmt: skip
 
 
-# The most `--set`s a refusal offers: a recipe's change moves a few keys together (pretraining's defaults moved four);
+# The most `--set`s a refusal offers: a recipe's change moves a few keys together (pretraining's defaults are four);
 # beyond this the run was made with another config, not an older recipe.
 HINT_SETTINGS = 6
 

@@ -207,7 +207,7 @@ def test_the_hint_holds_a_recipe_changes_keys_and_not_another_config():
     recorded = {key: 1 for key in keys}
     current = {key: 2 for key in keys}
     recipe = freshness._changes({k: recorded[k] for k in keys[:4]}, {k: current[k] for k in keys[:4]}, None)
-    assert freshness._as_they_are(recipe).count("--set ") == 4  # pretraining's defaults moved four keys at once
+    assert freshness._as_they_are(recipe).count("--set ") == 4  # as many keys as pretraining's defaults
     assert len(keys) > freshness.HINT_SETTINGS
     assert freshness._as_they_are(freshness._changes(recorded, current, None)) == ""
 
