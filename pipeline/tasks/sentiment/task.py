@@ -21,6 +21,7 @@ in the variable `class_names`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -151,14 +152,11 @@ class SentimentTask(Task):
         temperature = artifacts.read_json(run_dir.calibration)["temperature"] if run_dir.calibration.exists() else None
         truth, predicted, positive, member_predicted = [], [], [], [[] for _ in members]
         before, after = _TopClass(), _TopClass()
+        forward = _forward(model, members)
         for ids, y in ds:
-            if members:
-                member_logits = [member(ids, training=False) for member in members]
-                logits = model.get_layer("ensemble")(member_logits)
-                for member, out in zip(member_logits, member_predicted):
-                    out.append(tf.argmax(member, axis=-1).numpy())
-            else:
-                logits = model(ids, training=False)
+            logits, member_logits = forward(ids)
+            for member, out in zip(member_logits, member_predicted):
+                out.append(tf.argmax(member, axis=-1).numpy())
             predicted.append(tf.argmax(logits, axis=-1).numpy())
             truth.append(y.numpy())
             if len(labels) == 2:
@@ -213,6 +211,20 @@ class SentimentTask(Task):
             {"serving_default": module.serve},
             (("serving_default", {"text": ["a wonderful film", "", "dull and far too long " * 20]}),),
         )
+
+
+def _forward(model: keras.Model, members: list) -> Callable:
+    """ids -> (the model's logits, each member's) as one graph. Called eagerly, a batch of long texts held its
+    intermediate tensors (the sub-word embeddings above all) about twice over."""
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def forward(ids):
+        if not members:
+            return model(ids, training=False), []
+        member_logits = [member(ids, training=False) for member in members]
+        return model.get_layer("ensemble")(member_logits), member_logits
+
+    return forward
 
 
 class _TopClass:
