@@ -214,7 +214,7 @@ class SentimentTask(Task):
 
 
 def _forward(model: keras.Model, members: list) -> Callable:
-    """ids -> (the model's logits, each member's) as one graph. Called eagerly, a batch of long texts held its
+    """ids -> (the model's logits, each member's) as one graph. Called eagerly, a batch of long texts would hold its
     intermediate tensors (the sub-word embeddings above all) about twice over."""
 
     @tf.function(reduce_retracing=True, autograph=False)
