@@ -138,11 +138,12 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
         EarlyStopping("val_loss", patience=p.patience or 10**9, mode="min", min_steps=0),
         keras.callbacks.CSVLogger(str(rd.pretrain / "history.csv"), append=True),
     ]
+    held = dataset(held_out, False)  # encoded once (cached) for every epoch's held-out loss and the perplexity
     start = time.monotonic()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Your input ran out of data")
-            history = model.fit(dataset(training, True), validation_data=dataset(held_out, False), epochs=p.epochs,
+            history = model.fit(dataset(training, True), validation_data=held, epochs=p.epochs,
                                 callbacks=callbacks, shuffle=False,
                                 verbose=1 if sys.stdout.isatty() else 2)  # fmt: skip
     except KeyboardInterrupt:
@@ -156,7 +157,7 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
         raise RunDirError(f"pretrain: no epoch finished with a finite held-out loss (status {status}); lower "
                           f"pretrain.learning_rate (now {p.learning_rate})")  # fmt: skip
     model.load_weights(rd.pretrained_encoder)
-    perplexity = _perplexity(model, dataset(held_out, False), bidirectional)
+    perplexity = _perplexity(model, held, bidirectional)
     result = PretrainResult(status, epochs, perplexity, len(training), len(held_out), round(seconds, 1),
                             rd.relative(rd.pretrained_encoder))  # fmt: skip
     artifacts.write_json(rd.pretrain / "state.json", {**result.state(), "inputs": inputs})
