@@ -211,7 +211,7 @@ def pretrain(config, run_dir, overwrite):
     Resumes an interrupted run; pretrain.max_seconds is its time budget. Writes <run_dir>/pretrain/."""
     from pipeline.stages import pretrain as stage
 
-    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
 
 
 @main.command()
@@ -223,7 +223,7 @@ def train(config, run_dir, overwrite):
     joined into one checkpoint that averages their probabilities."""
     from pipeline.stages import train as stage
 
-    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
 
 
 @main.command()
@@ -264,8 +264,8 @@ def run(config, run_dir, overwrite):
 
     click.echo(tokenize.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
     if config.pretrains:
-        click.echo(pretrain.run(config, run_dir, overwrite=overwrite).summary())
-    click.echo(train.run(config, run_dir, overwrite=overwrite).summary())
+        click.echo(pretrain.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
+    click.echo(train.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
     click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())
     click.echo(export.run(config, run_dir).summary())
 
@@ -286,7 +286,7 @@ def cv(config, run_dir, overwrite, folds):
         click.echo(f"fold {k + 1}/{folds}: accuracy {metrics['accuracy']:.4f}, macro F1 {metrics['macro_f1']:.4f} "
                    f"({metrics['examples']:,} examples, {metrics['seconds']:.0f} s)")  # fmt: skip
 
-    result = stage.run(config, run_dir, folds, overwrite=overwrite, on_fold=on_fold)
+    result = stage.run(config, run_dir, folds, overwrite=overwrite, on_fold=on_fold, on_progress=click.echo)
     click.echo("\n".join(result.lines()))
 
 

@@ -86,3 +86,21 @@ def flock(path: str | os.PathLike, *, wait: bool = False) -> Iterator[Any]:
             yield handle
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def locked(path: str | os.PathLike) -> bool:
+    """Whether a process holds `flock(path)` now. The file is opened, not created: a holder that ends may remove
+    its file, and creating it again here would leave one that no process holds or removes."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: two processes testing at once do not collide
+        return False
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(handle)

@@ -62,8 +62,10 @@ class CVResult:
 
 
 def run(config: Config, run_dir, folds: int, overwrite: bool = False,
-        on_fold: Callable[[int, dict], None] | None = None) -> CVResult:  # fmt: skip
-    """Train and score each of `folds` folds in turn (module docstring); `on_fold(k, metrics)` after each."""
+        on_fold: Callable[[int, dict], None] | None = None, on_progress: Callable[[str], None] | None = None
+        ) -> CVResult:  # fmt: skip
+    """Train and score each of `folds` folds in turn (module docstring); `on_fold(k, metrics)` after each, and
+    `on_progress` takes train's progress lines."""
     check(config, folds)
     root = Path(getattr(run_dir, "path", run_dir)) / f"cv{folds}"
     results = []
@@ -72,7 +74,7 @@ def run(config: Config, run_dir, folds: int, overwrite: bool = False,
         fold_dir = root / f"fold{k}"
         start = time.monotonic()
         tokenize.run(fold_config, fold_dir, overwrite=overwrite)
-        trained = train.run(fold_config, fold_dir, overwrite=overwrite)
+        trained = train.run(fold_config, fold_dir, overwrite=overwrite, on_progress=on_progress)
         metrics = evaluate.run(fold_config, fold_dir, overwrite=overwrite).metrics
         result = {**metrics, "fold": k, "train_seconds": trained.seconds, "seconds": round(time.monotonic() - start, 1)}
         results.append(result)

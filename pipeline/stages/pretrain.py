@@ -25,9 +25,9 @@ import dataclasses
 import logging
 import math
 import shutil
-import sys
 import time
 import warnings
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -40,7 +40,7 @@ from pipeline.errors import ConfigError, RunDirError
 from pipeline.run import artifacts, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
 from pipeline.training import _keras_private, fused_adam
-from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper
+from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper, TimedProgress, keras_verbosity
 from pipeline.training.model import Vectors, build_word_language_models
 from pipeline.training.word_lm import WordLanguageModels
 
@@ -73,7 +73,10 @@ class PretrainResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "skipped"}
 
 
-def run(config: Config, run_dir, overwrite: bool = False) -> PretrainResult:
+def run(config: Config, run_dir, overwrite: bool = False, on_progress: Callable[[str], None] | None = None
+        ) -> PretrainResult:  # fmt: skip
+    """Pretrain into `run_dir`/pretrain, resuming an interrupted run. `on_progress` takes progress lines and advice
+    while it trains (callbacks.TimedProgress)."""
     preflight.check(config, "pretrain")
     if not (config.data.unlabelled or config.data.unlabelled_split):
         raise ConfigError("pretrain: no unlabelled texts; set data.unlabelled (local files) or "
@@ -98,12 +101,13 @@ def run(config: Config, run_dir, overwrite: bool = False) -> PretrainResult:
         elif state and not freshness.check_resumable(rd, "pretrain", config, state.get("inputs"), overwrite):
             _clear(rd)
             state = {}
-        result = _pretrain(config, rd, vocab, inputs, float(state.get("seconds", 0.0)))
+        result = _pretrain(config, rd, vocab, inputs, float(state.get("seconds", 0.0)), on_progress)
         freshness.record(rd, "pretrain", config)
         return result
 
 
-def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent_before: float) -> PretrainResult:
+def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent_before: float,
+              on_progress: Callable[[str], None] | None) -> PretrainResult:  # fmt: skip
     p = config.pretrain
     task = tasks.get(config.task)
     texts = task.unlabelled(config, task.load_splits(config))
@@ -138,6 +142,8 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
         EarlyStopping("val_loss", patience=p.patience or 10**9, mode="min", min_steps=0),
         keras.callbacks.CSVLogger(str(rd.pretrain / "history.csv"), append=True),
     ]
+    if on_progress:
+        callbacks.append(_progress(on_progress, p, spent_before, len(training)))
     held = dataset(held_out, False)  # encoded once (cached) for every epoch's held-out loss and the perplexity
     start = time.monotonic()
     try:
@@ -145,7 +151,7 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
             warnings.filterwarnings("ignore", message="Your input ran out of data")
             history = model.fit(dataset(training, True), validation_data=held, epochs=p.epochs,
                                 callbacks=callbacks, shuffle=False,
-                                verbose=1 if sys.stdout.isatty() else 2)  # fmt: skip
+                                verbose=keras_verbosity())  # fmt: skip
     except KeyboardInterrupt:
         callbacks[0].save_now()
         best.write("interrupted")
@@ -176,6 +182,17 @@ def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = 
                                       jit_compile=jit_compile, word_width=vocab.word_width, vectors=vectors,
                                       samples=config.pretrain.softmax_samples,
                                       activation_penalty=config.pretrain.activation_penalty)  # fmt: skip
+
+
+def _progress(report, p, spent_before: float, texts: int) -> TimedProgress:
+    """Progress lines, and where no budget bounds the stage, how to shorten one that looks long: with the full
+    softmax over a large vocabulary, the defaults' epochs over tens of thousands of texts take hours."""
+    hint = "" if p.max_seconds else "pretrain.max_seconds bounds the stage" + (
+        "" if p.softmax_samples else ", and pretrain.softmax_samples=1024 makes its steps several times faster "
+        "over a large vocabulary")  # fmt: skip
+    # Batches of a bucket are full but its last, so this is an epoch's steps less at most one per bucket.
+    return TimedProgress(report, "pretrain", max_seconds=p.max_seconds, spent_before=spent_before,
+                         expected_steps=math.ceil(texts / p.batch_size), hint=hint)  # fmt: skip
 
 
 def _perplexity(model: WordLanguageModels, ds, bidirectional: bool) -> dict:

@@ -24,10 +24,9 @@ import dataclasses
 import logging
 import math
 import shutil
-import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -47,6 +46,8 @@ from pipeline.training.callbacks import (
     FineTuning,
     LearningRateDecay,
     Stopper,
+    TimedProgress,
+    keras_verbosity,
 )
 from pipeline.training.model import (
     ENCODER_LAYERS,
@@ -87,13 +88,14 @@ class TrainResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "skipped"}
 
 
-def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[keras.callbacks.Callback] = ()
-        ) -> TrainResult:  # fmt: skip
+def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[keras.callbacks.Callback] = (),
+        on_progress: Callable[[str], None] | None = None) -> TrainResult:  # fmt: skip
     """Train the model of `config` into `run_dir`; an ensemble trains its members one after the other in
     <run_dir>/members/<k>/ (each with its own checkpoints, history and state, so an interrupted ensemble resumes
     at the member it was in) and then joins them into checkpoints/best.keras. `callbacks` join the stage's own in
     every model's fit (a search's pruning, pipeline.stages.tune); they run after them, so a callback that stops
-    training sees the epoch validated and checkpointed."""
+    training sees the epoch validated and checkpointed. `on_progress` takes progress lines while a model trains
+    (callbacks.TimedProgress)."""
     preflight.check(config, "train")
     strategy = distribute.make_strategy(config.train.strategy)  # multi-worker needs it before other TF work
     with rundir.opened(run_dir, config) as rd:
@@ -126,7 +128,7 @@ def run(config: Config, run_dir, overwrite: bool = False, callbacks: Sequence[ke
         if config.pretrains:
             pretrained = rd.require(rd.pretrained_encoder, "pretrain")
         context = _Context(config, task, strategy, vocab, labels, splits, val_ds, inputs, vectors, class_weight,
-                           tuple(callbacks), pretrained)  # fmt: skip
+                           tuple(callbacks), pretrained, on_progress)  # fmt: skip
         if config.model.ensemble == 1:
             result = _train_one(context, rd, config.seed, config.train.max_seconds)
         else:
@@ -164,6 +166,7 @@ class _Context:
     class_weight: dict | None = None  # {class id: weight} for the training loss, if any
     callbacks: tuple = ()  # the caller's, after the stage's own
     pretrained: object = None  # pretrain's encoder weights (a path), which the model starts from
+    on_progress: Callable[[str], None] | None = None  # takes progress lines
 
 
 def _train_ensemble(context: _Context, rd: RunDir) -> TrainResult:
@@ -229,6 +232,9 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     callbacks = [backup, stopper, *schedule, best, progress, early_stopping,
                  keras.callbacks.CSVLogger(str(place(rd.history)), append=True),
                  keras.callbacks.TensorBoard(str(place(rd.logs))), *context.callbacks]  # fmt: skip
+    if context.on_progress and is_chief:
+        stage = "train" if member is None else f"train, member {member + 1}/{config.model.ensemble}"
+        callbacks.append(TimedProgress(context.on_progress, stage, max_seconds=max_seconds, spent_before=spent_before))
 
     distribute.adapt_keras_fit(model, train_ds, strategy)
     start = time.monotonic()
@@ -375,14 +381,8 @@ def _fit(model, train_ds, val_ds, config: Config, callbacks, class_weight=None):
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles, with the run's seed
             class_weight=class_weight,
-            verbose=_progress_verbosity(),
+            verbose=keras_verbosity(),
         )
-
-
-def _progress_verbosity() -> int:
-    """Keras' progress bar on a terminal, one line per epoch otherwise. Redrawn in a log file, the bar is every
-    step's line joined by carriage returns and colour codes: about 1 MB of log for the Shakespeare job."""
-    return 1 if sys.stdout.isatty() else 2
 
 
 def _result_fields(state: dict) -> dict:

@@ -443,7 +443,7 @@ def _fail_abandoned(study: optuna.Study) -> None:
             if (now - started).total_seconds() > UNCLAIMED_SECONDS:
                 _retry(study, trial, "abandoned before it started")
             continue
-        if worker.startswith(host) and not _alive(Path(trial.user_attrs.get("worker_lock", "/nonexistent"))):
+        if worker.startswith(host) and not artifacts.locked(trial.user_attrs.get("worker_lock", "/nonexistent")):
             _retry(study, trial, "its worker stopped (killed?)")
 
 
@@ -453,7 +453,7 @@ def _fail_abandoned(study: optuna.Study) -> None:
 @contextlib.contextmanager
 def _worker(root: Path):
     """This process as a worker of the study: a lock file held for its lifetime (the kernel drops it however the
-    process ends), which its trials name and `_alive` tests."""
+    process ends), which its trials name and `artifacts.locked` tests."""
     path = root / "workers" / f"{socket.gethostname()}-{os.getpid()}".replace("/", "-")
     path.parent.mkdir(parents=True, exist_ok=True)
     with artifacts.flock(path, wait=False):
@@ -461,16 +461,6 @@ def _worker(root: Path):
             yield path
         finally:
             path.unlink(missing_ok=True)
-
-
-def _alive(lock: Path) -> bool:
-    if not lock.exists():
-        return False
-    try:
-        with artifacts.flock(lock, wait=False):
-            return False
-    except BlockingIOError:
-        return True
 
 
 # --- the report ------------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Keras callbacks of the training stages (train, pretrain): an atomic resumable backup, a time budget and NaN stop,
-early stopping that waits for a number of steps, a learning rate that decays over the run's length, and ULMFiT's
-fine-tuning schedule."""
+early stopping that waits for a number of steps, a learning rate that decays over the run's length, ULMFiT's
+fine-tuning schedule, and progress lines for output that is not a terminal."""
 
 from __future__ import annotations
 
 import math
+import sys
 import time
+from collections.abc import Callable
 
 import keras
 
@@ -141,3 +143,107 @@ class FineTuning(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         for i, (_, scale) in enumerate(self.rate_scales):
             scale.assign(0.0 if self.gradual and i > epoch else self.factor**-i)
+
+
+# Seconds between TimedProgress' lines: often enough to see a long epoch move, rarely enough to read the log back.
+PROGRESS_SECONDS = 60.0
+
+
+def keras_verbosity() -> int:
+    """Keras' progress bar on a terminal, one line per epoch otherwise. Redrawn in a log file, the bar is every
+    step's line joined by carriage returns and colour codes: about 1 MB of log for the Shakespeare job."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: 45s, 12m 05s, 3h 07m."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+class TimedProgress(keras.callbacks.Callback):
+    """Reports a line every `every` seconds while an epoch runs, with the epoch's step and loss, the time the stage
+    has spent (across resumes) and, once an epoch's steps are known, the most time it has left: the rest of its
+    epochs at the speed measured so far, or its budget's end if that comes first. Keras (verbose=2) prints one line
+    an epoch where the output is not a terminal, and an epoch over tens of thousands of texts takes tens of
+    minutes.
+
+    On a terminal Keras' bar shows the step, so there only the `hint` is reported: once, when the time left is first
+    estimated above `hint_seconds`.
+
+    Args:
+        report: takes each line (the CLI's `click.echo`).
+        stage: the name that starts each line.
+        every: seconds between lines (None: `PROGRESS_SECONDS`).
+        max_seconds: the stage's time budget (0: none), counted across resumes.
+        spent_before: seconds spent by the attempts before this one.
+        expected_steps: an epoch's steps if the data set's length is unknown (a bucketed one), used until the first
+            epoch has ended; None: no estimate before then.
+        lines: whether to report the periodic lines; None: where Keras prints a line an epoch (`keras_verbosity`).
+        hint: what to say when the stage looks long (empty: nothing).
+        hint_seconds: how long is long.
+    """
+
+    def __init__(self, report: Callable[[str], None], stage: str, every: float | None = None, max_seconds: float = 0.0,
+                 spent_before: float = 0.0, expected_steps: int | None = None, lines: bool | None = None,
+                 hint: str = "", hint_seconds: float = 2 * 3600.0, clock=time.monotonic):  # fmt: skip
+        super().__init__()
+        every = PROGRESS_SECONDS if every is None else every
+        if not every > 0:
+            raise ValueError(f"every must be > 0 seconds, got every={every}")
+        self.report, self.stage, self.every, self.clock = report, stage, every, clock
+        self.max_seconds, self.spent_before, self.expected_steps = max_seconds, spent_before, expected_steps
+        self.lines = keras_verbosity() == 2 if lines is None else lines
+        self.hint, self.hint_seconds = hint, hint_seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = self.last = self.clock()
+        self.steps = self.params.get("steps") or None
+        self.epoch_seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.step, self.epoch_start = epoch, 0, self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = batch + 1
+        now = self.clock()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        left = self._left(now)
+        if self.hint and left is not None and left > self.hint_seconds:
+            self.report(f"{self.stage}: at most about {duration(left)} to go; {self.hint}")
+            self.hint = ""
+        if self.lines:
+            self.report(self._line(now, left, (logs or {}).get("loss")))
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self.epoch_seconds.append(now - self.epoch_start)
+        self.steps = self.steps or self.step
+        self.last = now  # Keras prints the epoch's own line now
+
+    def _left(self, now: float) -> float | None:
+        steps = self.steps or self.expected_steps
+        if not steps or not self.step:
+            return None
+        if self.epoch_seconds:  # whole epochs, with their validation passes
+            per_epoch = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        else:
+            per_epoch = (now - self.epoch_start) / self.step * steps
+        left = max(0.0, self.params["epochs"] - self.epoch - min(1.0, self.step / steps)) * per_epoch
+        if self.max_seconds:
+            left = min(left, max(0.0, self.max_seconds - self.spent_before - (now - self.start)))
+        return left
+
+    def _line(self, now: float, left: float | None, loss) -> str:
+        of = f"/{self.steps}" if self.steps else f" of about {self.expected_steps}" if self.expected_steps else ""
+        line = f"{self.stage}: epoch {self.epoch + 1}/{self.params['epochs']}, step {self.step}{of}"
+        if loss is not None:
+            line += f", loss {float(keras.ops.convert_to_numpy(loss)):.4f}"
+        line += f"; {duration(self.spent_before + now - self.start)} so far"
+        return line + (f", at most about {duration(left)} to go" if left is not None else "")

@@ -58,3 +58,14 @@ def test_flock_excludes_a_second_holder_until_released(tmp_path):
                 pass
     with artifacts.flock(lock, wait=True):
         pass
+
+
+def test_locked_tells_whether_the_lock_is_held_and_never_creates_its_file(tmp_path):
+    lock = tmp_path / "worker.lock"
+    assert not artifacts.locked(lock) and not lock.exists()
+    with artifacts.flock(lock):
+        assert artifacts.locked(lock) and artifacts.locked(lock)  # testing neither takes nor keeps it
+    assert not artifacts.locked(lock)
+    with artifacts.flock(lock):  # a holder that removes its file as it ends (tune's workers)
+        lock.unlink()
+        assert not artifacts.locked(lock) and not lock.exists()

@@ -2,6 +2,7 @@
 the aclImdb layout and TFDS's unsupervised split (mock data), and what is refused; tiny data made here."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pipeline.errors import DataError, RunDirError
 from pipeline.run import freshness
 from pipeline.run.rundir import RunDir
 from pipeline.stages import evaluate, export, pretrain, tokenize, train
+from pipeline.training import callbacks
 from pipeline.training.model import load_checkpoint
 from tests.pipeline.helpers import FILLER, sentiment_csv, write_config
 
@@ -195,6 +197,30 @@ def test_a_sampled_softmax_pretrains_and_the_perplexity_is_the_full_softmaxs(tmp
     changed = load_config(path, ["pretrain.softmax_samples=0"])
     rd = RunDir(run_dir)
     assert freshness.inputs(rd, "pretrain", changed) != freshness.inputs(rd, "pretrain", config)
+
+
+def test_pretrain_and_train_report_progress_where_the_output_is_not_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(callbacks, "PROGRESS_SECONDS", 1e-9)  # a line after every step
+    path, run_dir = str(few_labels(tmp_path, train={"epochs": 1})), str(tmp_path / "run")
+    output = {}
+    for stage in ("tokenize", "pretrain", "train"):
+        result = CliRunner().invoke(main, [stage, path, "--run-dir", run_dir])
+        assert result.exit_code == 0, result.output
+        output[stage] = result.output
+    # Bucketed batches: the first epoch's steps are estimated, the second's known, with the time left.
+    assert re.search(r"pretrain: epoch 1/2, step 1 of about \d+, loss \d.*; \d+s so far", output["pretrain"])
+    assert re.search(r"pretrain: epoch 2/2, step 1/\d+, loss \d.*, at most about \d+s to go", output["pretrain"])
+    assert re.search(r"train: epoch 1/1, step 1(/\d+)?, loss \d.*; \d+s so far", output["train"])
+
+
+def test_the_hint_for_a_long_pretraining_names_what_shortens_it(tmp_path):
+    def hint(*overrides):
+        return pretrain._progress(print, load_config(few_labels(tmp_path), list(overrides)).pretrain, 0.0, 100).hint
+
+    assert "pretrain.max_seconds" in hint() and "pretrain.softmax_samples=1024" in hint()
+    assert "pretrain.max_seconds" in hint("pretrain.softmax_samples=64") and "softmax" not in hint(
+        "pretrain.softmax_samples=64")  # fmt: skip
+    assert hint("pretrain.max_seconds=600") == ""  # a budget the user chose bounds it already
 
 
 def test_one_pretraining_serves_an_ensemble_and_any_pooling(tmp_path):

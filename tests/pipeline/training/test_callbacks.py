@@ -1,4 +1,5 @@
 import math
+import re
 
 import keras
 import numpy as np
@@ -139,3 +140,75 @@ def test_the_config_offers_exactly_the_schedules_there_are():
         assert config(name).train.lr_schedule == name
     with pytest.raises(ConfigError, match="train.lr_schedule: must be one of constant, linear, cosine"):
         config("step")
+
+
+class _Clock(keras.callbacks.Callback):
+    """A clock that moves only when a training step ends, by `step` seconds: placed before TimedProgress, every step
+    takes exactly that long."""
+
+    def __init__(self, step: float):
+        super().__init__()
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.now += self.step
+
+
+def _progress_lines(epochs=4, dataset_of_unknown_length=False, **kwargs):
+    """The lines of a fit of `epochs` epochs of 4 steps, each step 10 s, with a line due every 25 s; the loss is
+    replaced by L."""
+    clock, lines = _Clock(10.0), []
+    progress = callbacks.TimedProgress(lines.append, "fit", every=25.0, clock=clock, **{"lines": True, **kwargs})
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((40, 3), "float32"), np.zeros((40, 1), "float32")
+    data, batch_size = (x, y), 10
+    if dataset_of_unknown_length:
+        import tensorflow as tf
+
+        data, batch_size = (tf.data.Dataset.from_tensor_slices(data).filter(lambda a, b: True).batch(10),), None
+    model.fit(*data, batch_size=batch_size, epochs=epochs, callbacks=[clock, progress], shuffle=False, verbose=0)
+    return [re.sub(r"loss \d+\.\d{4}", "loss L", line) for line in lines]
+
+
+def test_progress_lines_come_every_so_many_seconds_with_the_time_spent_and_left():
+    # A line is due at the third step of each epoch (30 s after the last line or the epoch's end). Before the first
+    # epoch ends its speed is 10 s a step; then 40 s an epoch. 100 s were spent by an earlier attempt.
+    assert _progress_lines(spent_before=100.0) == [
+        "fit: epoch 1/4, step 3/4, loss L; 2m 10s so far, at most about 2m 10s to go",
+        "fit: epoch 2/4, step 3/4, loss L; 2m 50s so far, at most about 1m 30s to go",
+        "fit: epoch 3/4, step 3/4, loss L; 3m 30s so far, at most about 50s to go",
+        "fit: epoch 4/4, step 3/4, loss L; 4m 10s so far, at most about 10s to go",
+    ]
+
+
+def test_a_budget_bounds_the_time_left():
+    # 200 s, of which 100 were spent before: at 30 s into this attempt, 70 s are left (not the epochs' 130).
+    lines = _progress_lines(max_seconds=200.0, spent_before=100.0)
+    assert lines[0] == "fit: epoch 1/4, step 3/4, loss L; 2m 10s so far, at most about 1m 10s to go"
+
+
+def test_a_data_set_of_unknown_length_is_measured_by_its_first_epoch_or_estimated():
+    lines = _progress_lines(epochs=2, dataset_of_unknown_length=True)
+    assert lines == ["fit: epoch 1/2, step 3, loss L; 30s so far", "fit: epoch 2/2, step 3/4, loss L; 1m 10s so far, "
+                     "at most about 10s to go"]  # fmt: skip
+    estimated = _progress_lines(epochs=2, dataset_of_unknown_length=True, expected_steps=5)
+    assert estimated[0] == "fit: epoch 1/2, step 3 of about 5, loss L; 30s so far, at most about 1m 10s to go"
+
+
+def test_the_hint_comes_once_when_the_stage_looks_long_and_alone_without_lines():
+    assert _progress_lines(lines=False, hint="try less", hint_seconds=100.0) == [
+        "fit: at most about 2m 10s to go; try less"
+    ]
+    assert _progress_lines(lines=False, hint="try less", hint_seconds=200.0) == []
+
+
+def test_durations_read_as_seconds_minutes_or_hours_and_a_bad_interval_is_refused():
+    assert [callbacks.duration(s) for s in (0, 44.6, 60, 725, 3600, 11220)] == [
+        "0s", "45s", "1m 00s", "12m 05s", "1h 00m", "3h 07m"]  # fmt: skip
+    with pytest.raises(ValueError, match="every=0"):
+        callbacks.TimedProgress(print, "fit", every=0)
