@@ -239,7 +239,8 @@ class PretrainConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     split: str = _key("test", "the split to score: test, validation or train")
-    batch_size: int = _key(256, "examples per evaluation batch")
+    batch_size: int = _key(256, "texts per evaluation batch (sentiment: fewer where tokenize.sequence_length is "
+                                "long, so that a batch holds a bounded number of words)")  # fmt: skip
 
 
 @dataclass(frozen=True)

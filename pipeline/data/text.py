@@ -49,6 +49,10 @@ MIN_NGRAM_WORDS = 2
 # n-grams are taken from a word's first 64 characters: a bound on the work one word (a client's 1 MB "word")
 # costs the SavedModel; real words are far shorter, and only ngrams_per_word of their n-grams are read.
 MAX_NGRAM_WORD_CHARS = 64
+# Words one inference pass over a batch of texts holds at most (evaluate, and the SavedModel, which splits a request
+# into passes): a batch's memory grows with its texts x their words x a word's sub-words, and a client chooses the
+# number of texts.
+INFERENCE_WORDS = 2**16
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,13 @@ def ngram_table(vocab: Vocabulary) -> tf.lookup.StaticHashTable | None:
     keys = tf.constant(vocab.ngrams, dtype=tf.string)
     values = tf.range(vocab.size, vocab.embedding_rows, dtype=tf.int64)
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=0)
+
+
+def inference_batch(vocab: Vocabulary, batch_size: int | None = None) -> int:
+    """Texts per inference pass: `batch_size` (None: no wish), fewer where `INFERENCE_WORDS` would be exceeded by
+    texts of `vocab.sequence_length` words."""
+    most = max(1, INFERENCE_WORDS // max(1, vocab.sequence_length))
+    return most if batch_size is None else max(1, min(batch_size, most))
 
 
 def encode_words(

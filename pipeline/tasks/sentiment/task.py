@@ -36,6 +36,7 @@ from pipeline.data.text import (
     build_word_vocabulary,
     count_words,
     encode_words,
+    inference_batch,
     lookup_table,
     ngram_table,
     with_vectors,
@@ -148,7 +149,7 @@ class SentimentTask(Task):
         # An ensemble's members are scored alone too, so that its report shows what averaging them bought; each
         # member runs once and the model's own averaging layer joins their logits.
         members = [layer for layer in model.layers if layer.name.startswith("member_")]
-        ds = inputs.sentiment_dataset(split, vocab, labels, config.evaluate.batch_size)
+        ds = inputs.sentiment_dataset(split, vocab, labels, inference_batch(vocab, config.evaluate.batch_size))
         temperature = artifacts.read_json(run_dir.calibration)["temperature"] if run_dir.calibration.exists() else None
         truth, predicted, positive, member_predicted = [], [], [], [[] for _ in members]
         before, after = _TopClass(), _TopClass()
@@ -267,8 +268,19 @@ class SentimentServing(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve(self, text):
-        ids = encode_words(text, self.vocab, self.table, self.ngram_table)
-        probabilities = tf.nn.softmax(self.model(ids, training=False), axis=-1)
+        # A request is classified `inference_batch` texts at a time, one pass after the other, so that its memory
+        # is bounded whatever the number of texts a client sends.
+        size = inference_batch(self.vocab)
+        passes = (tf.shape(text)[0] + size - 1) // size
+
+        def one_pass(i, done):
+            ids = encode_words(text[i * size : (i + 1) * size], self.vocab, self.table, self.ngram_table)
+            return i + 1, done.write(i, tf.nn.softmax(self.model(ids, training=False), axis=-1))
+
+        classes = self.class_names.shape[0]
+        done = tf.TensorArray(tf.float32, size=passes, infer_shape=False, element_shape=[None, classes])
+        _, done = tf.while_loop(lambda i, _: i < passes, one_pass, (0, done), parallel_iterations=1)
+        probabilities = tf.reshape(done.concat(), [-1, classes])
         label = tf.gather(self.class_names, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
         return {"probabilities": probabilities, "label": label}
 

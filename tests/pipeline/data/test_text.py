@@ -105,3 +105,14 @@ def test_ngrams_come_from_a_words_first_characters_only():
     expected = [gram[g] for g in head if g in gram]
     row = ids.numpy()[0, 0]
     assert row[1 : 1 + len(expected)].tolist() == expected and not row[1 + len(expected) :].any()
+
+
+def test_an_inference_pass_holds_at_most_inference_words():
+    def vocab(sequence_length):
+        return text.Vocabulary("word", (text.PAD, text.OOV, "a"), "none", sequence_length)
+
+    most = text.INFERENCE_WORDS // 256
+    assert text.inference_batch(vocab(256)) == most  # the export's passes
+    assert text.inference_batch(vocab(256), batch_size=most // 2) == most // 2  # evaluate.batch_size, below
+    assert text.inference_batch(vocab(1024), batch_size=most) == most // 4  # long texts: fewer a pass
+    assert text.inference_batch(vocab(text.INFERENCE_WORDS * 2), batch_size=8) == 1  # never none

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.config import replace
+from pipeline.data import text
 from pipeline.errors import RunDirError
 from pipeline.export import warmup
 from pipeline.stages import export
@@ -65,6 +66,23 @@ def test_sentiment_export_serves_raw_strings_without_our_code(sentiment_run):
     served = out["label"][4:]
     accuracy = np.mean([label == truth for label, (_, truth) in zip(served, test)])
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-9)
+
+
+def test_a_request_is_classified_in_passes_of_bounded_size_with_the_same_results(sentiment_run, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    config, run_dir, _, export_dir = sentiment_run
+    copy = tmp_path / "run"  # the shared run directory keeps its exports as they are
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export"))
+    # Three texts a pass: eight texts of different lengths take three passes, the last one short.
+    monkeypatch.setattr(text, "INFERENCE_WORDS", 3 * config.tokenize.sequence_length)
+    passes = export.run(config, copy).path
+    texts = ["", "great film", "dull " * 300, "a wonderful moving film", "awful", "ok", "great " * 5, "plot"]
+    whole = tf.saved_model.load(str(export_dir)).signatures["serving_default"](text=tf.constant(texts))
+    split = tf.saved_model.load(str(passes)).signatures["serving_default"]
+    in_passes = split(text=tf.constant(texts))
+    np.testing.assert_allclose(in_passes["probabilities"], whole["probabilities"], atol=1e-6)
+    assert in_passes["label"].numpy().tolist() == whole["label"].numpy().tolist()
+    assert split(text=tf.constant([], tf.string))["probabilities"].shape == (0, 2)
 
 
 def test_next_char_export_generates_in_graph_without_our_code(next_char_run):
