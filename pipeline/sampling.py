@@ -23,6 +23,13 @@ MAX_SEED = 2**63 - 1
 MIN_TEMPERATURE = 1e-30
 # Reading a prompt keeps every layer's outputs for it ([batch, characters, units] floats): this bounds that memory.
 MAX_PROMPT_CHARS = 10_000
+# The most prompts (or states) one request may hold: each keeps its state, and its probabilities or its text.
+MAX_PROMPTS = 2**16
+# The most characters one request may generate (prompts x length): the text is kept until it is decoded.
+MAX_GENERATED = 2**24
+# Characters one reading pass holds at most (its prompts x the longest): a request's prompts are read that many at a
+# time, so MAX_PROMPTS prompts of MAX_PROMPT_CHARS characters are read in passes, not at once.
+READ_CHARS = 2**17
 # The most characters one request may ask for, unless the export sets another bound (export.max_length).
 DEFAULT_MAX_LENGTH = 4096
 # The highest export.max_length: generated positions are float32 in the exported state, exact up to 2**24.

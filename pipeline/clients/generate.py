@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from pipeline.clients.saved_model import COMMANDS, export_task, load_signatures, read_variable, resolve_export_dir
 from pipeline.errors import DataError, PipelineError, shorten
-from pipeline.sampling import MAX_PROMPT_CHARS, UNSEEDED, Sampling
+from pipeline.sampling import MAX_GENERATED, MAX_PROMPT_CHARS, UNSEEDED, Sampling
 
-# Rows (prompts x samples) per SavedModel call.
+# Rows (prompts x samples) per SavedModel call, fewer where they would generate more than an export allows.
 BATCH_ROWS = 64
 # Streamed chunks start small, so that text appears at once, and grow to amortize the cost of a call.
 STREAM_CHUNKS = (16, 32, 64, 128, 256)
@@ -101,12 +101,14 @@ class Generator:
 
     def batches(self, prompts: Sequence[str | bytes], sampling: Sampling, num_samples: int = 1,
                 stream: bool = False) -> Iterator[Batch]:  # fmt: skip
-        """`num_samples` texts per prompt, BATCH_ROWS rows per call, in order: prompt 0's samples, then prompt 1's."""
+        """`num_samples` texts per prompt, BATCH_ROWS rows per call (fewer for a length that would make them
+        generate more than MAX_GENERATED characters), in order: prompt 0's samples, then prompt 1's."""
         if num_samples < 1:
             raise PipelineError(f"--num-samples must be >= 1, got {num_samples}")
         total = len(prompts) * num_samples
-        for number, start in enumerate(range(0, total, BATCH_ROWS)):
-            rows = [divmod(i, num_samples) for i in range(start, min(start + BATCH_ROWS, total))]
+        per_call = max(1, min(BATCH_ROWS, MAX_GENERATED // max(1, sampling.length)))
+        for number, start in enumerate(range(0, total, per_call)):
+            rows = [divmod(i, num_samples) for i in range(start, min(start + per_call, total))]
             batch_prompts = [prompts[p] for p, _ in rows]
             if stream:
                 pieces = self.stream(batch_prompts, sampling, number)

@@ -34,10 +34,12 @@ together: a call's draws are keyed by the batch's largest position, and row i of
 of the random stream, so a text is reproduced by the same rows, in the same order.
 
 Limits, checked before any other work, each failing the request with an InvalidArgumentError that names it:
-0 <= length <= max_length (`export.max_length`), at most MAX_PROMPT_CHARS characters per prompt, temperature finite
-and > 0, top_k >= 0, 0 < top_p <= 1, seed >= -1, and a state of D finite floats whose last one is a position.
+0 <= length <= max_length (`export.max_length`), at most MAX_PROMPTS prompts (or states), MAX_PROMPT_CHARS
+characters per prompt and MAX_GENERATED characters generated (prompts x length), temperature finite and > 0,
+top_k >= 0, 0 < top_p <= 1, seed >= -1, and a state of D finite floats whose last one is a position.
 
-The prompts run through the recurrent layers once (right-padded, masked, `layer.scan`), then one tf.while_loop steps
+The prompts run through the recurrent layers once (right-padded, masked, `layer.scan`; READ_CHARS characters a pass,
+so that a request's memory is bounded whatever its prompts), then one tf.while_loop steps
 the cells a character at a time (`cell.project_inputs` / `cell.step`). Characters outside the vocabulary map to the
 OOV id; an empty prompt is read as "\\n" (a paragraph break). Tokenization runs in the graph with the functions
 training used (pipeline.data.text), so serving needs no Python.
@@ -55,9 +57,12 @@ from pipeline.data.text import Vocabulary, decode_chars, encode_chars, lookup_ta
 from pipeline.sampling import (
     DEFAULT_MAX_LENGTH,
     EMPTY_PROMPT,
+    MAX_GENERATED,
     MAX_MAX_LENGTH,
     MAX_PROMPT_CHARS,
+    MAX_PROMPTS,
     MIN_TEMPERATURE,
+    READ_CHARS,
     UNSEEDED,
 )
 
@@ -143,7 +148,7 @@ class NextCharServing(tf.Module):
 
     def _sample_from_state(self, state, length, temperature, top_k, top_p, seed):
         checks = self._control_checks(length, temperature, top_k, top_p, seed) + self._state_checks(state)
-        state, length = _after(checks, state, length)
+        state, length = _after([*checks, _generated_check(state, length)], state, length)
         states, position = self._unpack(state)
         text, (states, position) = self._continue(states, position, length, temperature, top_k, top_p,
                                                   self._resolve_seed(seed))  # fmt: skip
@@ -154,7 +159,7 @@ class NextCharServing(tf.Module):
         top_k, top_p, seed = (tf.convert_to_tensor(top_k, tf.int32), tf.convert_to_tensor(top_p, tf.float32),
                               tf.convert_to_tensor(seed, tf.int64))  # fmt: skip
         checks = self._control_checks(length, temperature, top_k, top_p, None if any_seed else seed)
-        prompt, length = _after(checks, prompt, length)
+        prompt, length = _after([*checks, _generated_check(prompt, length)], prompt, length)
         states, position = self._read(prompt)
         seed = seed if any_seed else self._resolve_seed(seed)
         text, _ = self._continue(states, position, length, temperature, top_k, top_p, seed)
@@ -180,6 +185,7 @@ class NextCharServing(tf.Module):
     def _state_checks(self, state) -> list:
         position = state[:, -1]
         return [
+            self._batch_check(state, "states"),
             tf.debugging.Assert(tf.shape(state)[1] == self.state_width,
                                 [f"state must have {self.state_width} columns (read_prompt's output), got",
                                  tf.shape(state)[1]]),
@@ -192,22 +198,42 @@ class NextCharServing(tf.Module):
     # Reading prompts, packing states.
 
     def _read(self, prompt):
-        """Each prompt through the recurrent layers: (states per layer, positions (zeros))."""
+        """Each prompt through the recurrent layers: (states per layer, positions (zeros)). Read in passes of at most
+        READ_CHARS characters (padded), as many prompts a pass as the longest allows."""
         prompt = tf.where(tf.strings.length(prompt) > 0, prompt, EMPTY_PROMPT)
         ids = encode_chars(prompt, self.table)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         longest = tf.reduce_max(tf.concat([lengths, [0]], axis=0))
-        too_long = tf.debugging.Assert(
-            longest <= MAX_PROMPT_CHARS, [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest]
-        )
-        (padded,) = _after([too_long], ids.to_tensor(0))
-        x = self.embedding(padded)
-        mask = tf.sequence_mask(lengths, tf.shape(x)[1])
-        states = []
-        for layer in self.layers:
-            x, layer_states = layer.scan(x, mask=mask)
-            states.append(list(layer_states))
+        checks = [
+            self._batch_check(prompt, "prompts"),
+            tf.debugging.Assert(
+                longest <= MAX_PROMPT_CHARS, [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest]
+            ),
+        ]
+        (ids,) = _after(checks, ids)
+        size = tf.maximum(1, READ_CHARS // tf.maximum(longest, 1))
+        passes = (tf.shape(lengths)[0] + size - 1) // size
+
+        def one_pass(i, done):
+            part = ids[i * size : (i + 1) * size]
+            x = self.embedding(part.to_tensor(0))
+            mask = tf.sequence_mask(part.row_lengths(), tf.shape(x)[1])
+            states = []
+            for layer in self.layers:
+                x, layer_states = layer.scan(x, mask=mask)
+                states.append(list(layer_states))
+            return i + 1, done.write(i, self.layout.pack(states))
+
+        done = tf.TensorArray(tf.float32, size=passes, infer_shape=False, element_shape=[None, self.layout.width])
+        _, done = tf.while_loop(lambda i, _: i < passes, one_pass, (0, done), parallel_iterations=1)
+        states = self.layout.unpack(tf.reshape(done.concat(), [-1, self.layout.width]))
         return states, tf.zeros_like(lengths, tf.int64)
+
+    def _batch_check(self, rows, what: str):
+        count = tf.shape(rows)[0]
+        return tf.debugging.Assert(
+            count <= MAX_PROMPTS, [f"a request may hold at most {MAX_PROMPTS} {what}, got", count]
+        )
 
     def _pack(self, states, position):
         return tf.concat([self.layout.pack(states), tf.cast(position, tf.float32)[:, None]], axis=1)
@@ -262,6 +288,12 @@ class NextCharServing(tf.Module):
             x, state = cell.step(projected, state)
             new_states.append(list(state))
         return new_states
+
+
+def _generated_check(rows, length):
+    generated = tf.cast(tf.shape(rows)[0], tf.int64) * tf.cast(length, tf.int64)
+    message = f"a request may generate at most {MAX_GENERATED} characters (prompts x length), got"
+    return tf.debugging.Assert(generated <= MAX_GENERATED, [message, generated])
 
 
 def _after(checks, *tensors):

@@ -25,6 +25,7 @@ from pipeline.data.text import Vocabulary
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.export import warmup
 from pipeline.sampling import MAX_PROMPT_CHARS, MAX_SEED, UNSEEDED, Sampling
+from pipeline.tasks.next_char import serving
 from pipeline.tasks.next_char.serving import NextCharServing
 from pipeline.training.model import build_language_model
 from tests.isolation import BLOCK_OUR_CODE
@@ -332,6 +333,46 @@ def test_prompts_and_states_are_bounded_and_checked(trained):
         assert fragment.split(" (")[0] in message, message
 
 
+def _tiny_module(cell="lstm"):
+    keras.utils.set_random_seed(3)
+    model = build_language_model(ModelConfig(cell=cell, units=8, embedding_dim=4, layers=2), len(CHARS) + 1,
+                                 jit_compile=False)  # fmt: skip
+    return NextCharServing(model, Vocabulary("char", ("[UNK]",) + tuple(CHARS)), num_layers=2, max_length=300)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_prompts_are_read_in_passes_of_bounded_size_with_the_same_states(cell, monkeypatch):
+    whole = _tiny_module(cell)
+    (state,) = whole.read_prompt(tf.constant(PROMPTS)).values()
+    probabilities = whole.next_char_probabilities(tf.constant(PROMPTS))["probabilities"]
+    # 60 characters a pass: the 50-character prompt is read alone, the others one a pass too (the longest rules).
+    monkeypatch.setattr(serving, "READ_CHARS", 60)
+    passes = _tiny_module(cell)
+    np.testing.assert_allclose(passes.read_prompt(tf.constant(PROMPTS))["state"], state, atol=1e-6)
+    np.testing.assert_allclose(passes.next_char_probabilities(tf.constant(PROMPTS))["probabilities"], probabilities,
+                               atol=1e-6)  # fmt: skip
+    assert passes.read_prompt(tf.constant([], tf.string))["state"].shape == (0, passes.state_width)
+
+
+def test_a_request_of_too_many_prompts_or_characters_to_generate_is_refused(monkeypatch):
+    monkeypatch.setattr(serving, "MAX_PROMPTS", 3)
+    monkeypatch.setattr(serving, "MAX_GENERATED", 20)
+    module = _tiny_module()
+    four = tf.constant(["a", "b", "c", "d"])
+    for signature, inputs in {"read_prompt": {"prompt": four}, "sample": {"prompt": four, **controls(2)},
+                              "next_char_probabilities": {"text": four}}.items():  # fmt: skip
+        message, _ = _refusal(module.signatures()[signature], **inputs)
+        assert "a request may hold at most 3 prompts, got] [4]" in message, (signature, message)
+    state = module.read_prompt(tf.constant(["a", "b", "c"]))["state"]
+    message, _ = _refusal(module.sample_from_state, state=tf.concat([state, state[:1]], 0), **controls(2))
+    assert "a request may hold at most 3 states, got] [4]" in message
+    message, _ = _refusal(module.sample, prompt=tf.constant(["a", "b"]), **controls(11))
+    assert "a request may generate at most 20 characters (prompts x length), got] [22]" in message
+    assert [len(t) for t in texts(module.sample(prompt=tf.constant(["a", "b"]), **controls(10)))] == [10, 10]
+    message, _ = _refusal(module.sample_from_state, state=state, **controls(7))
+    assert "generate at most 20 characters" in message
+
+
 def test_warmup_records_cover_every_signature_and_replay(trained):
     path = trained.export_dir / "assets.extra" / "tf_serving_warmup_requests"
     requests = [warmup.parse_prediction_log(r.numpy()).predict_log.request
@@ -421,6 +462,12 @@ def test_cli_input_file_gives_json_lines(trained, tmp_path, monkeypatch):
                                                  "--seed", 4, "--num-samples", 2).output.splitlines()]  # fmt: skip
     assert small[:2] == lines[:2], "the first batch uses the seed itself"
     assert small[0]["text"] != small[6]["text"] and small[1]["text"] != small[7]["text"]
+    # A call generates at most MAX_GENERATED characters: 40 at 20 a row is two rows a call, as above.
+    monkeypatch.setattr(client, "BATCH_ROWS", 64)
+    monkeypatch.setattr(client, "MAX_GENERATED", 40)
+    bounded = [json.loads(line) for line in invoke(trained.export_dir, "--input", prompts, "--length", 20,
+                                                   "--seed", 4, "--num-samples", 2).output.splitlines()]  # fmt: skip
+    assert bounded == small
 
 
 def test_cli_bad_values_give_one_line(trained, tmp_path):
