@@ -187,9 +187,9 @@ def build_lm(config: Config, rd: RunDir, vocab: Vocabulary, jit_compile: bool = 
 def _progress(report, p, spent_before: float, texts: int) -> TimedProgress:
     """Progress lines, and where no budget bounds the stage, how to shorten one that looks long: with the full
     softmax over a large vocabulary, the defaults' epochs over tens of thousands of texts take hours."""
-    hint = "" if p.max_seconds else "pretrain.max_seconds bounds the stage" + (
-        "" if p.softmax_samples else ", and pretrain.softmax_samples=1024 makes its steps several times faster "
-        "over a large vocabulary")  # fmt: skip
+    hint = "" if p.max_seconds else "to shorten it, set pretrain.max_seconds (a time budget)" + (
+        "" if p.softmax_samples else " or pretrain.softmax_samples=1024 (steps several times faster over a large "
+        "vocabulary)")  # fmt: skip
     # Batches of a bucket are full but its last, so this is an epoch's steps less at most one per bucket.
     return TimedProgress(report, "pretrain", max_seconds=p.max_seconds, spent_before=spent_before,
                          expected_steps=math.ceil(texts / p.batch_size), hint=hint)  # fmt: skip
