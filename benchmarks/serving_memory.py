@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args()
     chars = args.task == "next_char"
+    if chars and not SHAKESPEARE.exists():
+        parser.error(f"--task next_char reads {SHAKESPEARE} (../shared/data beside the repository), which is absent")
     args.texts = args.texts or (64 if chars else 1024)
     args.length = args.length or (10000 if chars else 256)
     if args.child == "export":
