@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import tensorflow as tf
 
+from pipeline.clients import native
 from pipeline.clients.saved_model import COMMANDS, export_task, load_signatures, read_variable, resolve_export_dir
 from pipeline.errors import DataError, PipelineError, shorten
 from pipeline.sampling import MAX_GENERATED, MAX_PROMPT_CHARS, UNSEEDED, Sampling
@@ -125,8 +126,7 @@ class Generator:
 
 class LiteRTGenerator:
     """A LiteRT export (pipeline.export.litert) in `Generator`'s place: the same requests, sampled by the reference
-    client
-    one prompt at a time (its seeded text equals the SavedModel's for a batch of one prompt)."""
+    client one prompt at a time (its seeded text equals the SavedModel's for a batch of one prompt)."""
 
     def __init__(self, export_dir):
         from pipeline.clients import litert_client
@@ -139,6 +139,8 @@ class LiteRTGenerator:
         if self.model.task != "next_char":
             raise PipelineError(f"{self.model.folder} is a {self.model.task} model: use "
                                 f"`{COMMANDS.get(self.model.task, 'rnnpipe generate')}`")  # fmt: skip
+        with native.without_notices():  # the interpreter's first run announces its CPU delegate
+            self.model.read_prompt([b""])
         self.max_length, self.max_prompt_chars = self.model.max_length, MAX_PROMPT_CHARS
 
     check = Generator.check

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 import tensorflow as tf
 
-from pipeline.clients import litert_client
+from pipeline.clients import litert_client, native
 from pipeline.clients.saved_model import COMMANDS, load_signature
 from pipeline.errors import DataError, PipelineError
 
@@ -77,6 +77,8 @@ def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[tupl
         raise PipelineError(
             f"{model.folder} is a {model.task} model: use `{COMMANDS.get(model.task, 'rnnpipe predict')}`"
         )
+    with native.without_notices():  # the interpreter's first run announces its CPU delegate
+        model.probabilities([b""])
     names = list(model.class_names)
     for batch in batches:
         for text, row in zip(batch, model.probabilities(batch)):

@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.clients import litert_client
+from pipeline.clients import litert_client, native
 from pipeline.data.text import MAX_NGRAM_WORD_CHARS, WORD_END, WORD_START, Vocabulary, standardize
 from pipeline.run import artifacts
 
@@ -292,7 +292,8 @@ def _check_against_keras(tflite, module, vocab, tolerance) -> dict:
     inputs = module.sample_inputs(vocab)
     differences = {}
     for name, expected in module.keras_reference(inputs).items():
-        got = interpreter.get_signature_runner(name)(**inputs[name])
+        with native.without_notices():  # the interpreter's first run announces its CPU delegate
+            got = interpreter.get_signature_runner(name)(**inputs[name])
         differences[name] = {key: float(np.max(np.abs(got[key] - value))) for key, value in expected.items()}
         error = max(differences[name].values())
         if not error <= tolerance:

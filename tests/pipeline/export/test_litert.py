@@ -2,6 +2,7 @@
 in a process that cannot import our code, Keras or TensorFlow, the same outputs as Keras and as the SavedModel."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -368,3 +369,11 @@ def test_predict_and_generate_accept_a_litert_export(sentiment_run, next_char_ru
     for options in (["--top-k", "5"], ["--top-p", "0.8"], ["--top-k", "7", "--top-p", "0.9", "--temperature", "0.7"]):
         request = ["--prompt", "to be", "--length", "60", "--seed", "11", *options]
         assert rnnpipe("generate", next_char_litert, *request) == rnnpipe("generate", next_char_run[3], *request)
+    # As a user runs them, in a process of their own: nothing on stderr, the interpreter's CPU delegate notice
+    # included (TF_CPP_MIN_LOG_LEVEL is the CLI's own choice).
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    for args in (["predict", sentiment_litert / "model.tflite", "a film"],
+                 ["generate", next_char_litert, "--prompt", "to be", "--length", "5"]):  # fmt: skip
+        done = subprocess.run([str(Path(sys.executable).with_name("rnnpipe")), *map(str, args)], capture_output=True,
+                              text=True, timeout=300, env=env)  # fmt: skip
+        assert done.returncode == 0 and done.stdout and done.stderr == "", done.stderr
