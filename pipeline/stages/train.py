@@ -234,7 +234,8 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
                  keras.callbacks.TensorBoard(str(place(rd.logs))), *context.callbacks]  # fmt: skip
     if context.on_progress and is_chief:
         stage = "train" if member is None else f"train, member {member + 1}/{config.model.ensemble}"
-        callbacks.append(TimedProgress(context.on_progress, stage, max_seconds=max_seconds, spent_before=spent_before))
+        callbacks.append(TimedProgress(context.on_progress, stage, max_seconds=max_seconds, spent_before=spent_before,
+                                       expected_steps=context.task.expected_steps(config, context.splits)))  # fmt: skip
 
     distribute.adapt_keras_fit(model, train_ds, strategy)
     start = time.monotonic()

@@ -69,6 +69,11 @@ class Task(abc.ABC):
                          seed: int) -> tf.data.Dataset:  # fmt: skip
         """(inputs, targets) batches for fit, shuffled with `seed`."""
 
+    def expected_steps(self, config: Config, splits: Splits) -> int | None:
+        """About how many steps an epoch of `training_dataset` takes, where Keras cannot know it (a bucketed data
+        set's length is unknown until its first epoch ends): for the progress lines. None: no estimate."""
+        return None
+
     @abc.abstractmethod
     def validation_dataset(self, config: Config, splits: Splits, vocab: Vocabulary,
                            labels: tuple[str, ...]) -> tf.data.Dataset:  # fmt: skip

@@ -133,6 +133,10 @@ class SentimentTask(Task):
             ds = inputs.with_unlabelled(ds, texts, vocab, t.batch_size, seed)
         return ds
 
+    def expected_steps(self, config, splits):
+        examples = int(splits.train.cardinality())  # negative where unknown (a TFDS split read as a stream)
+        return -(-examples // config.train.batch_size) if examples > 0 else None
+
     def validation_dataset(self, config, splits, vocab, labels):
         t = config.train
         return inputs.sentiment_dataset(splits.validation, vocab, labels, t.batch_size, bucketing=t.bucketing)
