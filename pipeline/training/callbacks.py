@@ -216,7 +216,9 @@ class TimedProgress(keras.callbacks.Callback):
         self.last = now
         left = self._left(now)
         if self.hint and left is not None and left > self.hint_seconds:
-            self.report(f"{self.stage}: at most about {duration(left)} to go; {self.hint}")
+            # On a terminal Keras' bar is mid-line: the hint starts a line of its own, and the bar goes on below.
+            start = "" if self.lines else "\n"
+            self.report(f"{start}{self.stage}: at most about {duration(left)} to go; {self.hint}")
             self.hint = ""
         if self.lines:
             self.report(self._line(now, left, (logs or {}).get("loss")))

@@ -202,7 +202,7 @@ def test_a_data_set_of_unknown_length_is_measured_by_its_first_epoch_or_estimate
 
 def test_the_hint_comes_once_when_the_stage_looks_long_and_alone_without_lines():
     assert _progress_lines(lines=False, hint="try less", hint_seconds=100.0) == [
-        "fit: at most about 2m 10s to go; try less"
+        "\nfit: at most about 2m 10s to go; try less"  # below a terminal's bar, on a line of its own
     ]
     assert _progress_lines(lines=False, hint="try less", hint_seconds=200.0) == []
 
