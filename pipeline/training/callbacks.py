@@ -186,6 +186,7 @@ class TimedProgress(keras.callbacks.Callback):
         lines: whether to report the periodic lines; None: where Keras prints a line an epoch (`keras_verbosity`).
         hint: what to say when the stage looks long (empty: nothing).
         hint_seconds: how long is long.
+        clock: seconds, monotonic (tests give their own).
     """
 
     def __init__(self, report: Callable[[str], None], stage: str, every: float | None = None, max_seconds: float = 0.0,

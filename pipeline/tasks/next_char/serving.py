@@ -200,17 +200,15 @@ class NextCharServing(tf.Module):
     def _read(self, prompt):
         """Each prompt through the recurrent layers: (states per layer, positions (zeros)). Read in passes of at most
         READ_CHARS characters (padded), as many prompts a pass as the longest allows."""
+        (prompt,) = _after([self._batch_check(prompt, "prompts")], prompt)  # before they are encoded
         prompt = tf.where(tf.strings.length(prompt) > 0, prompt, EMPTY_PROMPT)
         ids = encode_chars(prompt, self.table)
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         longest = tf.reduce_max(tf.concat([lengths, [0]], axis=0))
-        checks = [
-            self._batch_check(prompt, "prompts"),
-            tf.debugging.Assert(
-                longest <= MAX_PROMPT_CHARS, [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest]
-            ),
-        ]
-        (ids,) = _after(checks, ids)
+        too_long = tf.debugging.Assert(
+            longest <= MAX_PROMPT_CHARS, [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest]
+        )
+        (ids,) = _after([too_long], ids)
         size = tf.maximum(1, READ_CHARS // tf.maximum(longest, 1))
         passes = (tf.shape(lengths)[0] + size - 1) // size
 
