@@ -30,6 +30,22 @@ class Serving:
     warmup: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
+def in_passes(rows, size, run, width: int):
+    """[rows, width] float32: `run(start, stop)` for rows start..stop of a request, `size` rows a pass, one pass
+    after the other (a graph loop, `parallel_iterations=1`), so that a serving signature's memory is one pass's
+    whatever a client sends. `rows` and `size` may be tensors; zero rows give [0, width]."""
+    import tensorflow as tf
+
+    passes = (rows + size - 1) // size
+
+    def one_pass(i, done):
+        return i + 1, done.write(i, run(i * size, (i + 1) * size))
+
+    done = tf.TensorArray(tf.float32, size=passes, infer_shape=False, element_shape=[None, width])
+    _, done = tf.while_loop(lambda i, _: i < passes, one_pass, (0, done), parallel_iterations=1)
+    return tf.reshape(done.concat(), [-1, width])
+
+
 class Task(abc.ABC):
     name: str  # as in pipeline.recipes
 

@@ -65,6 +65,7 @@ from pipeline.sampling import (
     READ_CHARS,
     UNSEEDED,
 )
+from pipeline.tasks.base import in_passes
 
 POSITION_PERIOD = MAX_MAX_LENGTH
 _INT64_MAX = 2**63 - 1
@@ -209,23 +210,20 @@ class NextCharServing(tf.Module):
             longest <= MAX_PROMPT_CHARS, [f"a prompt may have at most {MAX_PROMPT_CHARS} characters, got", longest]
         )
         (ids,) = _after([too_long], ids)
-        size = tf.maximum(1, READ_CHARS // tf.maximum(longest, 1))
-        passes = (tf.shape(lengths)[0] + size - 1) // size
 
-        def one_pass(i, done):
-            part = ids[i * size : (i + 1) * size]
+        def one_pass(start, stop):
+            part = ids[start:stop]
             x = self.embedding(part.to_tensor(0))
             mask = tf.sequence_mask(part.row_lengths(), tf.shape(x)[1])
             states = []
             for layer in self.layers:
                 x, layer_states = layer.scan(x, mask=mask)
                 states.append(list(layer_states))
-            return i + 1, done.write(i, self.layout.pack(states))
+            return self.layout.pack(states)
 
-        done = tf.TensorArray(tf.float32, size=passes, infer_shape=False, element_shape=[None, self.layout.width])
-        _, done = tf.while_loop(lambda i, _: i < passes, one_pass, (0, done), parallel_iterations=1)
-        states = self.layout.unpack(tf.reshape(done.concat(), [-1, self.layout.width]))
-        return states, tf.zeros_like(lengths, tf.int64)
+        size = tf.maximum(1, READ_CHARS // tf.maximum(longest, 1))
+        packed = in_passes(tf.shape(lengths)[0], size, one_pass, self.layout.width)
+        return self.layout.unpack(packed), tf.zeros_like(lengths, tf.int64)
 
     def _batch_check(self, rows, what: str):
         count = tf.shape(rows)[0]

@@ -43,7 +43,7 @@ from pipeline.data.text import (
 )
 from pipeline.errors import ConfigError, DataError
 from pipeline.run import artifacts
-from pipeline.tasks.base import Serving, Task
+from pipeline.tasks.base import Serving, Task, in_passes
 from pipeline.training import calibration, metrics, plots
 from pipeline.training.calibration import ECE_BINS
 from pipeline.training.model import Vectors, build_classifier
@@ -274,17 +274,11 @@ class SentimentServing(tf.Module):
     def serve(self, text):
         # A request is classified `inference_batch` texts at a time, one pass after the other, so that its memory
         # is bounded whatever the number of texts a client sends.
-        size = inference_batch(self.vocab)
-        passes = (tf.shape(text)[0] + size - 1) // size
+        def one_pass(start, stop):
+            ids = encode_words(text[start:stop], self.vocab, self.table, self.ngram_table)
+            return tf.nn.softmax(self.model(ids, training=False), axis=-1)
 
-        def one_pass(i, done):
-            ids = encode_words(text[i * size : (i + 1) * size], self.vocab, self.table, self.ngram_table)
-            return i + 1, done.write(i, tf.nn.softmax(self.model(ids, training=False), axis=-1))
-
-        classes = self.class_names.shape[0]
-        done = tf.TensorArray(tf.float32, size=passes, infer_shape=False, element_shape=[None, classes])
-        _, done = tf.while_loop(lambda i, _: i < passes, one_pass, (0, done), parallel_iterations=1)
-        probabilities = tf.reshape(done.concat(), [-1, classes])
+        probabilities = in_passes(tf.shape(text)[0], inference_batch(self.vocab), one_pass, self.class_names.shape[0])
         label = tf.gather(self.class_names, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
         return {"probabilities": probabilities, "label": label}
 
