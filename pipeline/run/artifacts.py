@@ -8,6 +8,7 @@ disk and renamed over the target (`os.replace` is atomic on POSIX within one fil
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import fcntl
 import json
@@ -50,6 +51,17 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_history(path: str | os.PathLike) -> list[dict]:
+    """A history.csv (Keras' CSVLogger) as one row per epoch, in epoch order; none if it does not exist. An epoch
+    repeated after a resume (the backup predates its end) keeps its last row."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()}
+    return [rows[epoch] for epoch in sorted(rows)]
 
 
 @contextlib.contextmanager

@@ -13,7 +13,8 @@
       train_state.json         train: how training ended (completed, time budget, early stop, diverged, interrupted)
       calibration.json         train (sentiment, train.calibration): the temperature fitted on the validation split
       pretrain/                pretrain (data.unlabelled): encoder.weights.h5 (the language models' best weights),
-                               state.json (perplexities, how it ended), history.csv, backup/ while it runs
+                               state.json (perplexities, how it ended), history.csv, training_curves.png,
+                               backup/ while it runs
       members/<k>/             train, model.ensemble > 1: member k's checkpoints, history, logs and train_state.json
       metrics.json             evaluate (plus confusion_matrix.png for sentiment)
       export/<name>/<version>/ export: SavedModel in the TF Serving layout

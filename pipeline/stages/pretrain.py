@@ -13,6 +13,7 @@ of the texts is held out: it chooses the best epoch, stops training early, and g
     <run_dir>/pretrain/encoder.weights.h5   the best epoch's weights (written atomically)
     <run_dir>/pretrain/state.json           how it ended, epochs, seconds, held-out perplexity of each direction
     <run_dir>/pretrain/history.csv          per-epoch losses; backup/ while it runs (a rerun resumes from it)
+    <run_dir>/pretrain/training_curves.png  the losses and the held-out perplexity by epoch, redrawn each epoch
 
 Like train: `pretrain.max_seconds` (counted across resumes), early stopping after `pretrain.patience` epochs, and an
 interrupted run resumes when the same command runs again.
@@ -20,7 +21,6 @@ interrupted run resumes when the same command runs again.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -39,7 +39,7 @@ from pipeline.data.text import Vocabulary
 from pipeline.errors import ConfigError, RunDirError
 from pipeline.run import artifacts, freshness, preflight, rundir
 from pipeline.run.rundir import RunDir
-from pipeline.training import _keras_private, fused_adam
+from pipeline.training import _keras_private, fused_adam, plots
 from pipeline.training.callbacks import FINISHED, AtomicBackup, EarlyStopping, Stopper, TimedProgress, keras_verbosity
 from pipeline.training.model import Vectors, build_word_language_models
 from pipeline.training.word_lm import WordLanguageModels
@@ -141,6 +141,8 @@ def _pretrain(config: Config, rd: RunDir, vocab: Vocabulary, inputs: dict, spent
         best,
         EarlyStopping("val_loss", patience=p.patience or 10**9, mode="min", min_steps=0),
         keras.callbacks.CSVLogger(str(rd.pretrain / "history.csv"), append=True),
+        # After the logger, so that each epoch's figure has the epoch's row: a stage of hours is watched as it goes.
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: _curves(rd, bidirectional)),
     ]
     if on_progress:
         callbacks.append(_progress(on_progress, p, spent_before, len(training)))
@@ -195,6 +197,11 @@ def _progress(report, p, spent_before: float, texts: int) -> TimedProgress:
                          expected_steps=math.ceil(texts / p.batch_size), hint=hint)  # fmt: skip
 
 
+def _curves(rd: RunDir, bidirectional: bool) -> None:
+    plots.pretraining_curves(artifacts.read_history(rd.pretrain / "history.csv"), rd.pretrain / "training_curves.png",
+                             2 if bidirectional else 1)  # fmt: skip
+
+
 def _perplexity(model: WordLanguageModels, ds, bidirectional: bool) -> dict:
     """exp(mean cross-entropy per word) of each direction, over every held-out word (not a mean of batch means)."""
     import tensorflow as tf
@@ -224,11 +231,10 @@ class _BestWeights(keras.callbacks.Callback):
         super().__init__()
         self.rd, self.inputs, self.spent_before = rd, inputs, spent_before
         self.start = time.monotonic()
-        history = rd.pretrain / "history.csv"
         self.best = math.inf
-        if history.exists() and rd.pretrained_encoder.exists():  # a resumed run keeps the better weights
-            with open(history, newline="", encoding="utf-8") as f:
-                values = [float(row["val_loss"]) for row in csv.DictReader(f) if row.get("val_loss")]
+        if rd.pretrained_encoder.exists():  # a resumed run keeps the better weights
+            values = [float(row["val_loss"]) for row in artifacts.read_history(rd.pretrain / "history.csv")
+                      if row.get("val_loss")]  # fmt: skip
             self.best = min((v for v in values if math.isfinite(v)), default=math.inf)
         self.epochs = 0
 

@@ -19,7 +19,6 @@ train_state.json records each member and the joined model's validation score.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -244,7 +243,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
             history = _fit(model, train_ds, context.val_ds, config, callbacks, context.class_weight)
     except KeyboardInterrupt:
         backup.save_now()  # the public API saves only on its schedule; keep the latest weights
-        progress.write("interrupted", epochs=len(_history_rows(rd)))
+        progress.write("interrupted", epochs=len(artifacts.read_history(rd.history)))
         raise
     seconds = spent_before + time.monotonic() - start
     epochs = _keras_private.initial_epoch(model) + len(history.epoch)  # this run's epochs plus restored ones
@@ -259,7 +258,7 @@ def _train_one(context: _Context, rd: RunDir, seed: int, max_seconds: float, mem
     if status == "diverged":
         logger.warning("training diverged (loss %s); %s keeps the last good weights", stopper.bad_loss, rd.best_model)
     if is_chief:
-        plots.training_curves(_history_rows(rd), rd.curves)
+        plots.training_curves(artifacts.read_history(rd.history), rd.curves)
     result = TrainResult(status, epochs, monitor, best.best, round(seconds, 1), rd.relative(rd.best_model))
     progress.finish(result)
     return result
@@ -445,15 +444,6 @@ class _BestCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp)
         self.saved = True
         logger.info("epoch %d: %s %.4f, saved %s", epoch + 1, self.monitor, value, self.path)
-
-
-def _history_rows(rd: RunDir) -> list[dict]:
-    """One row per epoch; an epoch repeated after a resume (the backup predates its end) keeps its last row."""
-    if not rd.history.exists():
-        return []
-    with open(rd.history, newline="", encoding="utf-8") as f:
-        rows = {int(row["epoch"]): row for row in csv.DictReader(f) if row.get("epoch", "").isdigit()}
-    return [rows[epoch] for epoch in sorted(rows)]
 
 
 def _clear_training_outputs(rd: RunDir) -> None:

@@ -1,8 +1,10 @@
-"""Training curves and confusion matrices as PNG files (matplotlib, headless), of a bounded size whatever the run."""
+"""Training and pretraining curves, confusion matrices, reliability diagrams and a search's figures as PNG files
+(matplotlib, headless), of a bounded size whatever the run."""
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +12,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pipeline.run import artifacts  # noqa: E402
 
@@ -32,9 +35,37 @@ def training_curves(rows: list[dict], path: Path) -> None:
             if key in rows[0]:
                 ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", label=key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.legend()
         ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def pretraining_curves(rows: list[dict], path: Path, directions: int) -> None:
+    """rows: pretrain's history.csv rows (epoch, word_loss, val_word_loss: each direction's mean loss per word, summed
+    over the `directions`; or from before those, loss and val_loss), and the held-out perplexity, exp(val_word_loss /
+    directions): the geometric mean of the directions' perplexities."""
+    if not rows:
+        return
+    training, held = ("word_loss", "val_word_loss") if "val_word_loss" in rows[0] else ("loss", "val_loss")
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (losses, perplexity) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, style, label in ((training, "-", "training"), (held, "--", "held out")):
+        if key in rows[0]:
+            losses.plot(epochs, [float(r[key]) for r in rows], style, marker="o", label=label)
+    losses.set_title(f"loss per word (nats, summed over {directions} direction{'s' if directions > 1 else ''})")
+    held_out = [(epoch, math.exp(float(r[held]) / directions)) for epoch, r in zip(epochs, rows)
+                if r.get(held) and math.isfinite(float(r[held]))]  # fmt: skip
+    if held_out:
+        perplexity.plot(*zip(*held_out), "--", marker="o", color="C1", label="held out")
+        perplexity.legend()
+    perplexity.set_title("perplexity" + (" (geometric mean of the directions)" if directions > 1 else ""))
+    for ax in (losses, perplexity):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    losses.legend()
     _save(fig, path)
 
 

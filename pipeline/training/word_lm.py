@@ -104,6 +104,9 @@ class WordLanguageModels(keras.Model):
     Call arguments:
         tokens: [batch, time(, word_width)] ids. Returns the hidden states; `logits(tokens)` gives each head's.
 
+    Metrics: `word_loss`, the heads' summed loss per word over the epoch (held out: the log of the product of
+    their perplexities).
+
     Only weights are saved (`save_weights`); `build_word_language_models` rebuilds the model.
     """
 
@@ -128,6 +131,10 @@ class WordLanguageModels(keras.Model):
         self._sampled = [SampledSoftmaxLoss(head, self.samples, sampler) for head in self.heads if self.samples]
         self.activation_penalty = float(activation_penalty)
         self._penalty = ActivationPenalty()
+        # Keras' "loss" is a mean over batches weighted by their texts, and texts differ in length: this one weighs
+        # each batch by its words, so that held out, exp(val_word_loss / heads) is the heads' perplexity exactly
+        # (their geometric mean). Pretraining runs on one replica, where Keras' losses are not scaled per replica.
+        self.word_loss = keras.metrics.Mean(name="word_loss")
 
     @property
     def layers(self):
@@ -143,15 +150,18 @@ class WordLanguageModels(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The sum over heads of the mean loss per weighted word: sampled in training (with `samples`), else full;
-        in training, plus the activation penalty."""
+        in training, plus the activation penalty. The sum over heads, without the penalty, is also the `word_loss`
+        metric, averaged over the epoch's words."""
         states, targets = (v if isinstance(v, (list, tuple)) else [v] for v in (y_pred, y))
         weights = sample_weight if isinstance(sample_weight, (list, tuple)) else [sample_weight] * len(states)
-        total = 0.0
+        words, penalty = 0.0, 0.0
         for k, (head, state, target, weight) in enumerate(zip(self.heads, states, targets, weights)):
             if training and self._sampled:
-                total += self._sampled[k](target, state, weight)
+                words += self._sampled[k](target, state, weight)
             else:
-                total += self._full(target, head(state), weight)
+                words += self._full(target, head(state), weight)
             if training and self.activation_penalty:
-                total += self.activation_penalty * self._penalty(target, state, weight)
-        return total
+                penalty += self.activation_penalty * self._penalty(target, state, weight)
+        count = ops.sum(weights[0]) if weights[0] is not None else ops.cast(ops.size(targets[0]), "float32")
+        self.word_loss.update_state(words, sample_weight=count)
+        return words + penalty

@@ -69,3 +69,12 @@ def test_locked_tells_whether_the_lock_is_held_and_never_creates_its_file(tmp_pa
     with artifacts.flock(lock):  # a holder that removes its file as it ends (tune's workers)
         lock.unlink()
         assert not artifacts.locked(lock) and not lock.exists()
+
+
+def test_read_history_gives_one_row_per_epoch_the_last_written(tmp_path):
+    history = tmp_path / "history.csv"
+    assert artifacts.read_history(history) == []
+    # A resumed run writes again the epoch its backup predates.
+    history.write_text("epoch,loss\n0,3.0\n1,2.0\n1,1.5\n2,1.0\n", encoding="utf-8")
+    assert [(r["epoch"], r["loss"]) for r in artifacts.read_history(history)] == [("0", "3.0"), ("1", "1.5"),
+                                                                                   ("2", "1.0")]  # fmt: skip

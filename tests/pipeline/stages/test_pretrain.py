@@ -18,7 +18,7 @@ from pipeline.data.files import read_unlabelled
 from pipeline.data.inputs import word_lm_dataset
 from pipeline.data.text import Vocabulary
 from pipeline.errors import DataError, RunDirError
-from pipeline.run import freshness
+from pipeline.run import artifacts, freshness
 from pipeline.run.rundir import RunDir
 from pipeline.stages import evaluate, export, pretrain, tokenize, train
 from pipeline.training import callbacks
@@ -103,6 +103,14 @@ def test_pretraining_then_training_from_it(tmp_path):
     assert set(state["perplexity"]) == {"forward", "backward"}
     assert 1 < state["perplexity"]["forward"] < vocab.trained_words
     assert "held-out perplexity (18 texts): forward" in result.summary()
+    assert (run_dir / "pretrain" / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The history's held-out loss per word, at the epoch kept, is the perplexities' (their geometric mean).
+    kept = min(artifacts.read_history(run_dir / "pretrain" / "history.csv"), key=lambda row: float(row["val_loss"]))
+    np.testing.assert_allclose(
+        np.exp(float(kept["val_word_loss"]) / 2),
+        np.sqrt(state["perplexity"]["forward"] * state["perplexity"]["backward"]),
+        rtol=1e-4,
+    )
     assert pretrain.run(config, run_dir).skipped
 
     train.run(config, run_dir)

@@ -50,3 +50,29 @@ def test_training_curves(tmp_path):
              "val_accuracy": "0.4"} for e in range(3)]  # fmt: skip
     plots.training_curves(rows, tmp_path / "t.png")
     assert png_size(tmp_path / "t.png") == (1000, 400)
+
+
+def test_pretraining_curves_show_the_held_out_perplexity_of_finite_epochs(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **_: drawn.update(fig=fig, path=path))
+    rows = [{"epoch": "0", "loss": "13.0", "val_loss": "12.0", "word_loss": "12.0", "val_word_loss": "11.0"},
+            {"epoch": "1", "loss": "11.0", "val_loss": "inf", "word_loss": "10.0", "val_word_loss": "inf"},
+            {"epoch": "2", "loss": "10.0", "val_loss": "10.5", "word_loss": "9", "val_word_loss": "10.0"}]  # fmt: skip
+    plots.pretraining_curves(rows, tmp_path / "p.png", directions=2)
+    losses, perplexity = drawn["fig"].axes
+    assert [list(line.get_ydata()) for line in losses.lines] == [[12.0, 10.0, 9.0], [11.0, float("inf"), 10.0]]
+    (line,) = perplexity.lines
+    assert list(line.get_xdata()) == [1, 3]
+    np.testing.assert_allclose(line.get_ydata(), np.exp([5.5, 5.0]))  # exp(val_word_loss / directions)
+    assert "geometric mean" in perplexity.get_title()
+    # A history from before the per-word losses: Keras' own.
+    plots.pretraining_curves([{k: r[k] for k in ("epoch", "loss", "val_loss")} for r in rows], tmp_path / "p.png", 2)
+    np.testing.assert_allclose(drawn["fig"].axes[1].lines[0].get_ydata(), np.exp([6.0, 5.25]))
+
+
+def test_pretraining_curves_are_a_png(tmp_path):
+    rows = [{"epoch": str(e), "loss": str(9 - e), "val_loss": str(8 - e)} for e in range(3)]
+    plots.pretraining_curves(rows, tmp_path / "p.png", directions=1)
+    assert png_size(tmp_path / "p.png") == (1000, 400)
+    plots.pretraining_curves([], tmp_path / "none.png", directions=1)
+    assert not (tmp_path / "none.png").exists()

@@ -84,9 +84,9 @@ def test_the_models_train_sampled_and_score_with_the_full_softmax():
     model = build_word_language_models(CONFIG, 24, 24, seed=1, samples=8)
     assert model.samples == 8
     model.compile(optimizer=fused_adam.adam(3e-2, None, False))
-    before = model.evaluate(x, y, sample_weight=w, verbose=0)
+    before = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)["loss"]
     history = model.fit(x, y, sample_weight=w, epochs=60, verbose=0)
-    after = model.evaluate(x, y, sample_weight=w, verbose=0)
+    after = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)["loss"]
     full = sum(float(FULL(t, logits, s)) for t, logits, s in zip(y, model.logits(x), w))
     np.testing.assert_allclose(after, full, rtol=1e-5)  # evaluation is the full softmax's loss
     # Chance is log(24) per direction; both learned to count (a perplexity near 2 each).
@@ -140,3 +140,20 @@ def test_the_activation_penalty_adds_the_states_mean_square_in_training_only():
     assert square > 0.1
     with pytest.raises(ValueError, match="activation_penalty=-1"):
         build_word_language_models(CONFIG, 24, 24, activation_penalty=-1.0)
+
+
+def test_the_word_loss_is_the_mean_over_every_word_whatever_the_batches_lengths():
+    """Keras' "loss" weighs each batch by its texts; `word_loss` by its words: held out, exp(word_loss / heads) is
+    the heads' perplexities' geometric mean, as pretrain reports them."""
+    x, y, w = _counting_data(batch=8)
+    model = build_word_language_models(CONFIG, 24, 24, seed=1, activation_penalty=1.0)
+    model.compile(optimizer=fused_adam.adam(3e-2, None, False))
+    model.fit(x, y, sample_weight=w, epochs=30, verbose=0)  # trained, a text's first and last words differ
+    # Two batches: four texts of 3 words, then four of 10.
+    w = [np.where(np.arange(10) < np.where(np.arange(8) < 4, 3, 10)[:, None], 1.0, 0.0).astype("float32")] * 2
+    logs = model.evaluate(x, y, sample_weight=w, batch_size=4, verbose=0, return_dict=True)
+    per_word = [keras.losses.sparse_categorical_crossentropy(t, logits, from_logits=True)
+                for t, logits in zip(y, model.logits(x))]  # fmt: skip
+    exact = sum(float(np.sum(keras.ops.convert_to_numpy(loss) * w[0])) for loss in per_word) / w[0].sum()
+    np.testing.assert_allclose(logs["word_loss"], exact, rtol=1e-5)
+    assert abs(logs["loss"] - exact) > 0.01  # the texts-weighted mean is not it here
