@@ -35,7 +35,8 @@ def _projection(output, index):
 
 
 def _loss_of(outputs):
-    return sum(keras.ops.sum(o * _projection(o, k)) for k, o in enumerate(outputs))
+    # In float32 whatever the outputs' dtype (a mixed-precision policy computes in float16 or bfloat16).
+    return sum(keras.ops.sum(keras.ops.cast(o, "float32") * _projection(o, k)) for k, o in enumerate(outputs))
 
 
 def _tensors(call_kwargs):
