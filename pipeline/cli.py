@@ -277,9 +277,10 @@ def cv(config, run_dir, overwrite, folds):
     """K-fold cross-validation: train and score each fold (sentiment, local files).
 
     Fold k trains on the other folds and is scored on fold k, in <run_dir>/cv<K>/fold<k>/ (a run directory of its
-    own); the summary (each fold's accuracy, macro F1 and balanced accuracy, their mean and standard deviation) is
-    printed and written to <run_dir>/cv<K>/summary.json. Run again after an interruption, it continues where it
-    stopped."""
+    own); the summary (each fold's accuracy, macro F1 and balanced accuracy, their mean and standard deviation, and
+    the same figures of every example's out-of-fold prediction) is printed and written to
+    <run_dir>/cv<K>/summary.json, beside figures (folds.png, confusion_matrix.png, reliability_diagram.png). Run
+    again after an interruption, it continues where it stopped."""
     from pipeline.stages import cv as stage
 
     def on_fold(k, metrics):

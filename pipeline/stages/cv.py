@@ -7,7 +7,12 @@ scored on fold k, which replaces the test split: every example is scored once, b
 The folds run one after the other with the usual stages, so an interrupted run resumes where it stopped (finished
 folds are kept, an interrupted training resumes) and a rerun with the same config only re-reads the results.
 
-    <run_dir>/cv<K>/summary.json   every fold's metrics, and their mean and standard deviation
+    <run_dir>/cv<K>/summary.json   every fold's metrics, their mean and standard deviation, and "pooled": the
+                                   figures of every example's out-of-fold prediction (the folds' confusion matrices
+                                   and reliability tables summed; each example scored by the fold that held it out)
+    <run_dir>/cv<K>/folds.png, confusion_matrix.png, reliability_diagram.png
+                                   each fold's figures beside their mean; the pooled confusion matrix and, with
+                                   calibration, the pooled reliability diagram (each fold's own temperature)
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import recipes
 from pipeline.config import Config, replace
 from pipeline.errors import ConfigError
 from pipeline.run import artifacts
 from pipeline.stages import evaluate, tokenize, train
+from pipeline.training import calibration, metrics, plots
 
 # The figures summarized across folds (those a fold's metrics hold).
 FIGURES = ("accuracy", "macro_f1", "balanced_accuracy")
@@ -35,8 +43,9 @@ SHOWN_CLASSES = 10
 @dataclasses.dataclass(frozen=True)
 class CVResult:
     folds: list[dict]  # per fold: its metrics (as metrics.json) and seconds
-    summary: dict  # figure -> {"mean", "std", "min", "max"}
+    summary: dict  # figure -> {"mean", "std", "min", "max"}; "pooled": the out-of-fold figures
     path: str
+    figures: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         header = f"{'fold':>4}  " + "  ".join(f"{name:>17}" for name in FIGURES) + "  examples"
@@ -56,8 +65,16 @@ class CVResult:
         if "ece_before" in self.summary:
             rows.append(f"calibration: ECE {self.summary['ece_before']['mean']:.4f} -> "
                         f"{self.summary['ece_after']['mean']:.4f} (mean over the folds)")  # fmt: skip
+        pooled = self.summary.get("pooled")
+        if pooled:
+            ece = (f"; ECE {pooled['ece_before']:.4f} -> {pooled['ece_after']:.4f}" if "ece_before" in pooled
+                   else "")  # fmt: skip
+            rows.append(f"out of fold ({pooled['examples']:,} examples, each scored once): accuracy "
+                        f"{pooled['accuracy']:.4f}, macro F1 {pooled['macro_f1']:.4f}, balanced accuracy "
+                        f"{pooled['balanced_accuracy']:.4f}{ece}")  # fmt: skip
         return rows + [
             f"cv: {len(self.folds)} folds, {self.summary['train_seconds']:.0f} s of training in all -> {self.path}"
+            + (f" and {', '.join(Path(f).name for f in self.figures)}" if self.figures else "")
         ]
 
 
@@ -75,15 +92,31 @@ def run(config: Config, run_dir, folds: int, overwrite: bool = False,
         start = time.monotonic()
         tokenize.run(fold_config, fold_dir, overwrite=overwrite)
         trained = train.run(fold_config, fold_dir, overwrite=overwrite, on_progress=on_progress)
-        metrics = evaluate.run(fold_config, fold_dir, overwrite=overwrite).metrics
-        result = {**metrics, "fold": k, "train_seconds": trained.seconds, "seconds": round(time.monotonic() - start, 1)}
+        scores = evaluate.run(fold_config, fold_dir, overwrite=overwrite).metrics
+        result = {**scores, "fold": k, "train_seconds": trained.seconds, "seconds": round(time.monotonic() - start, 1)}
         results.append(result)
         if on_fold:
             on_fold(k, result)
     summary = summarize(results)
     artifacts.write_json(root / "summary.json", {"folds": folds, "seed": config.seed, "summary": summary,
                                                  "per_fold": results})  # fmt: skip
-    return CVResult(results, summary, str(root / "summary.json"))
+    return CVResult(results, summary, str(root / "summary.json"), draw(summary, results, root))
+
+
+def draw(summary: dict, results: list[dict], root: Path) -> tuple[str, ...]:
+    """The figures of the module docstring; the paths written."""
+    written = [root / "folds.png"]
+    plots.fold_figures({name: [r[name] for r in results] for name in FIGURES}, written[0])
+    pooled = summary.get("pooled")
+    if pooled:
+        written.append(root / "confusion_matrix.png")
+        plots.confusion_matrix_of_counts(pooled["confusion_matrix"], pooled["labels"], written[-1])
+        if "reliability_before" in pooled:
+            written.append(root / "reliability_diagram.png")
+            plots.reliability_diagram(calibration.reliability_of(pooled["reliability_before"]),
+                                      calibration.reliability_of(pooled["reliability_after"]),
+                                      "after (each fold's temperature)", written[-1])  # fmt: skip
+    return tuple(str(path) for path in written)
 
 
 def check(config: Config, folds: int) -> None:
@@ -108,4 +141,12 @@ def summarize(results: list[dict]) -> dict:
         for name in ("ece_before", "ece_after"):
             summary[name] = stats([r["calibration"][name] for r in results])
     summary["train_seconds"] = math.fsum(r["train_seconds"] for r in results)
+    if all("confusion_matrix" in r for r in results):  # up to metrics.MATRIX_CLASSES classes
+        pooled = metrics.matrix_metrics(np.sum([r["confusion_matrix"] for r in results], axis=0), results[0]["labels"])
+        tables = [r.get("calibration", {}) for r in results]
+        if all("reliability_before" in t for t in tables):
+            for when in ("before", "after"):
+                pooled[f"reliability_{when}"] = calibration.add_sums([t[f"reliability_{when}"] for t in tables])
+                pooled[f"ece_{when}"] = calibration.ece_of(pooled[f"reliability_{when}"])
+        summary["pooled"] = pooled
     return summary

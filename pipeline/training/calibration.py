@@ -68,23 +68,45 @@ def top_class(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
     return probabilities.max(axis=-1), probabilities.argmax(axis=-1) == np.asarray(labels)
 
 
-def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict:
-    """Per equal-width bin of the top-class confidence: examples, mean confidence, accuracy (NaN when empty)."""
+def bin_sums(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """Per equal-width bin of the top-class confidence: examples, summed confidence, correct predictions. Sums, so
+    that the tables of disjoint sets of examples (cross-validation's folds) add up to the table of their union."""
     confidence = np.asarray(confidence, np.float64)
     # A confidence of exactly 1.0 belongs to the last bin.
     index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    count = np.bincount(index, minlength=bins)
+    return {
+        "count": np.bincount(index, minlength=bins).tolist(),
+        "confidence": np.bincount(index, weights=confidence, minlength=bins).tolist(),
+        "correct": np.bincount(index, weights=np.asarray(correct, np.float64), minlength=bins).tolist(),
+    }
+
+
+def add_sums(tables: list[dict]) -> dict:
+    """The bin_sums table of the union of disjoint sets of examples."""
+    return {key: np.sum([t[key] for t in tables], axis=0).tolist() for key in ("count", "confidence", "correct")}
+
+
+def reliability_of(sums: dict) -> dict:
+    """A bin_sums table as examples, mean confidence and accuracy per bin (NaN when empty)."""
+    count = np.asarray(sums["count"], np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / count
-        accuracy = np.bincount(index, weights=np.asarray(correct, np.float64), minlength=bins) / count
-    return {"count": count, "confidence": mean_confidence, "accuracy": accuracy}
+        return {"count": count, "confidence": np.asarray(sums["confidence"]) / count,
+                "accuracy": np.asarray(sums["correct"]) / count}  # fmt: skip
+
+
+def ece_of(sums: dict) -> float:
+    """ECE from a bin_sums table: |bin b| x |accuracy - mean confidence| is |correct - summed confidence|."""
+    gaps = np.abs(np.asarray(sums["correct"]) - np.asarray(sums["confidence"]))
+    return float(gaps.sum() / max(int(np.sum(sums["count"])), 1))
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict:
+    """Per equal-width bin of the top-class confidence: examples, mean confidence, accuracy (NaN when empty)."""
+    return reliability_of(bin_sums(confidence, correct, bins))
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
-    table = reliability(confidence, correct, bins)
-    filled = table["count"] > 0
-    gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
-    return float((table["count"][filled] * gaps).sum() / max(table["count"].sum(), 1))
+    return ece_of(bin_sums(confidence, correct, bins))
 
 
 def report(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int = ECE_BINS) -> dict:

@@ -18,27 +18,8 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray, labels, pos
     per example (for ROC AUC)."""
     truth, predicted = np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     n = len(labels)
-    support = np.bincount(truth, minlength=n)
-    predicted_count = np.bincount(predicted, minlength=n)
-    true_positive = np.bincount(truth[truth == predicted], minlength=n)
-    per_class = {}
-    for k, name in enumerate(labels):
-        tp = true_positive[k]
-        precision = tp / predicted_count[k] if predicted_count[k] else 0.0
-        recall = tp / support[k] if support[k] else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
-                           "support": int(support[k])}  # fmt: skip
-    metrics = {
-        "examples": int(truth.size),
-        "accuracy": float((predicted == truth).mean()),
-        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
-        # The mean recall over the classes present: what accuracy would be with the classes equally frequent.
-        "balanced_accuracy": float(np.mean([c["recall"] for c in per_class.values() if c["support"]])),
-        "majority_share": float(support.max() / max(truth.size, 1)),
-        "per_class": per_class,
-        "labels": list(labels),
-    }
+    metrics = _from_counts(np.bincount(truth, minlength=n), np.bincount(predicted, minlength=n),
+                           np.bincount(truth[truth == predicted], minlength=n), labels)  # fmt: skip
     if n <= MATRIX_CLASSES:
         matrix = np.zeros((n, n), dtype=np.int64)
         np.add.at(matrix, (truth, predicted), 1)
@@ -48,6 +29,37 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray, labels, pos
     if n == 2 and positive_scores is not None:
         metrics["roc_auc"] = roc_auc(truth == 1, np.asarray(positive_scores))
     return metrics
+
+
+def matrix_metrics(matrix, labels) -> dict:
+    """`classification_metrics` (but ROC AUC) from a confusion matrix [true class, predicted class]: for examples
+    scored in parts (cross-validation's folds), the figures of them all from the sum of the parts' matrices."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    metrics = _from_counts(matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix), labels)
+    return {**metrics, "confusion_matrix": matrix.tolist()}
+
+
+def _from_counts(support: np.ndarray, predicted_count: np.ndarray, true_positive: np.ndarray, labels) -> dict:
+    """Per class and overall figures from each class's examples, predictions and correct predictions."""
+    per_class = {}
+    for k, name in enumerate(labels):
+        tp = true_positive[k]
+        precision = tp / predicted_count[k] if predicted_count[k] else 0.0
+        recall = tp / support[k] if support[k] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                           "support": int(support[k])}  # fmt: skip
+    examples = int(support.sum())
+    return {
+        "examples": examples,
+        "accuracy": float(true_positive.sum() / examples) if examples else float("nan"),
+        "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+        # The mean recall over the classes present: what accuracy would be with the classes equally frequent.
+        "balanced_accuracy": float(np.mean([c["recall"] for c in per_class.values() if c["support"]])),
+        "majority_share": float(support.max() / max(examples, 1)),
+        "per_class": per_class,
+        "labels": list(labels),
+    }
 
 
 def top_confusions(truth: np.ndarray, predicted: np.ndarray, labels, limit: int = TOP_CONFUSIONS) -> list[dict]:

@@ -69,6 +69,26 @@ def pretraining_curves(rows: list[dict], path: Path, directions: int) -> None:
     _save(fig, path)
 
 
+def fold_figures(figures: dict[str, list[float]], path: Path) -> None:
+    """Cross-validation: per figure (accuracy, ...), each fold's value as a point, their mean as a line and one
+    standard deviation either side as a band."""
+    names = list(figures)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        values = np.asarray(figures[name], np.float64)
+        folds = np.arange(1, len(values) + 1)
+        mean, std = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.axhspan(mean - std, mean + std, color="C0", alpha=0.15, label="± 1 std")
+        ax.axhline(mean, color="C0", label=f"mean {mean:.4f}")
+        ax.plot(folds, values, "o", color="C1", label="fold")
+        ax.set_xticks(folds)
+        ax.set_xlabel("fold")
+        ax.set_title(name.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    _save(fig, path)
+
+
 def confusion_matrix(truth, predicted, labels, path: Path) -> None:
     """The confusion matrix (rows = true class, columns = predicted, each cell's count written in it) of at most
     PLOT_CLASSES classes: all of them, or with more classes the PLOT_CLASSES most confused ones (most mistakes made
@@ -77,20 +97,31 @@ def confusion_matrix(truth, predicted, labels, path: Path) -> None:
     truth, predicted = np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
     n = len(labels)
     shown = most_confused(truth, predicted, n, PLOT_CLASSES)
-    title = ""
-    if n > PLOT_CLASSES:
-        title = f"the {PLOT_CLASSES} most confused of {n:,} classes (examples between them only)"
     position = np.full(n, -1)
     position[shown] = np.arange(shown.size)
     rows, columns = position[truth], position[predicted]
     kept = (rows >= 0) & (columns >= 0)
     matrix = np.zeros((shown.size, shown.size), dtype=np.int64)
     np.add.at(matrix, (rows[kept], columns[kept]), 1)
-    names = [_cut(labels[k]) for k in shown]
+    _draw_confusion(matrix, [labels[k] for k in shown], n, path)
 
-    k = shown.size
+
+def confusion_matrix_of_counts(matrix, labels, path: Path) -> None:
+    """`confusion_matrix` from the counts themselves ([true class, predicted class], as metrics.json holds them)."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    wrong = matrix - np.diag(np.diag(matrix))
+    shown = _ranked(wrong.sum(axis=1) + wrong.sum(axis=0), matrix.sum(axis=1), PLOT_CLASSES)
+    _draw_confusion(matrix[np.ix_(shown, shown)], [labels[k] for k in shown], len(labels), path)
+
+
+def _draw_confusion(matrix: np.ndarray, names: list[str], classes: int, path: Path) -> None:
+    k = len(names)
+    title = ""
+    if classes > k:
+        title = f"the {k} most confused of {classes:,} classes (examples between them only)"
     fig, ax = plt.subplots(figsize=(2 + 0.6 * k, 1.5 + 0.6 * k))
     ax.imshow(matrix, cmap="Blues")
+    names = [_cut(name) for name in names]
     ax.set_xticks(range(k), names, rotation=45, ha="right")
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted")
@@ -105,16 +136,16 @@ def confusion_matrix(truth, predicted, labels, path: Path) -> None:
     _save(fig, path)
 
 
-def reliability_diagram(before: dict, after: dict, temperature: float, path: Path) -> None:
+def reliability_diagram(before: dict, after: dict, after_label: str, path: Path) -> None:
     """Accuracy against mean confidence per confidence bin (`pipeline.training.calibration.reliability`), before
-    and after temperature scaling; the diagonal is perfect calibration, the bars below show how many examples each
-    bin holds."""
+    and after temperature scaling (`after_label` names it); the diagonal is perfect calibration, the bars below show
+    how many examples each bin holds."""
     bins = len(before["count"])
     edges = np.linspace(0, 1, bins + 1)
     centers = (edges[:-1] + edges[1:]) / 2
     fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
-    for table, style, name in ((before, "o--", "before"), (after, "s-", f"after (temperature {temperature:.2f})")):
+    for table, style, name in ((before, "o--", "before"), (after, "s-", after_label)):
         filled = table["count"] > 0
         ax.plot(table["confidence"][filled], table["accuracy"][filled], style, label=name)
     ax.set_ylabel("accuracy")
@@ -133,11 +164,15 @@ def reliability_diagram(before: dict, after: dict, temperature: float, path: Pat
 def most_confused(truth: np.ndarray, predicted: np.ndarray, n: int, k: int) -> np.ndarray:
     """The ids of the `k` classes (all, if n <= k) with the most mistakes made or received, then the most
     examples, then the lowest ids; in id order."""
-    if n <= k:
-        return np.arange(n)
     wrong = truth != predicted
     mistakes = np.bincount(truth[wrong], minlength=n) + np.bincount(predicted[wrong], minlength=n)
-    support = np.bincount(truth, minlength=n)
+    return _ranked(mistakes, np.bincount(truth, minlength=n), k)
+
+
+def _ranked(mistakes: np.ndarray, support: np.ndarray, k: int) -> np.ndarray:
+    n = len(support)
+    if n <= k:
+        return np.arange(n)
     return np.sort(np.lexsort((np.arange(n), -support, -mistakes))[:k])
 
 

@@ -10,7 +10,8 @@ Metrics: accuracy, macro F1, balanced accuracy, per-class precision / recall / F
 (rows = true class, columns = predicted; up to pipeline.training.metrics.MATRIX_CLASSES classes, the most frequent
 mistakes beyond) with its figure confusion_matrix.png (at most pipeline.training.plots.PLOT_CLASSES classes: the most
 confused ones), and, for two classes, ROC AUC (rank-based, ties averaged); with calibration, ECE and NLL before and
-after it and the figure reliability_diagram.png. At most pipeline.data.files.MAX_CLASSES classes.
+after it, the reliability tables (per confidence bin: examples, summed confidence, correct; they add up across
+cross-validation's folds) and the figure reliability_diagram.png. At most pipeline.data.files.MAX_CLASSES classes.
 
 Serving, signature "serving_default":
     text: tf.string [None]  ->  probabilities: float32 [None, num_classes], label: tf.string [None]
@@ -179,9 +180,12 @@ class SentimentTask(Task):
             result["members"] = [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for m in scored]
         plots.confusion_matrix(truth, predicted, labels, run_dir.confusion_matrix)
         if temperature is not None:
+            tables = {"reliability_before": before.sums(), "reliability_after": after.sums()}
             result["calibration"] = {"method": "temperature", "temperature": temperature, "bins": ECE_BINS,
-                                     **before.scores("before"), **after.scores("after")}  # fmt: skip
-            plots.reliability_diagram(before.table(), after.table(), temperature, run_dir.reliability_diagram)
+                                     **before.scores("before"), **after.scores("after"), **tables}  # fmt: skip
+            after_label = f"after (temperature {temperature:.2f})"
+            plots.reliability_diagram(*(calibration.reliability_of(table) for table in tables.values()), after_label,
+                                      run_dir.reliability_diagram)  # fmt: skip
         else:
             run_dir.reliability_diagram.unlink(missing_ok=True)
         return result
@@ -252,8 +256,8 @@ class _TopClass:
         return {f"ece_{when}": calibration.expected_calibration_error(*self.arrays()),
                 f"nll_{when}": float(-np.concatenate(self.log_likelihood).mean())}  # fmt: skip
 
-    def table(self) -> dict:
-        return calibration.reliability(*self.arrays())
+    def sums(self) -> dict:
+        return calibration.bin_sums(*self.arrays())
 
 
 class SentimentServing(tf.Module):

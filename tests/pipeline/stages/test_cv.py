@@ -146,5 +146,15 @@ def test_cv_scores_every_example_once_and_resumes(tmp_path, monkeypatch):
     accuracies = [fold["accuracy"] for fold in summary["per_fold"]]
     assert summary["summary"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
     assert "mean" in result.output and "± " in result.output and "fold 3/3" in result.output
+    # Pooled: every example's out-of-fold prediction, from the folds' confusion matrices and reliability tables.
+    pooled = summary["summary"]["pooled"]
+    assert pooled["examples"] == 160 and np.sum(pooled["confusion_matrix"]) == 160
+    correct = sum(fold["accuracy"] * fold["examples"] for fold in summary["per_fold"])
+    assert pooled["accuracy"] == pytest.approx(correct / 160)
+    assert np.sum(pooled["reliability_after"]["count"]) == 160 and 0 <= pooled["ece_after"] <= 1
+    assert f"out of fold (160 examples, each scored once): accuracy {pooled['accuracy']:.4f}" in result.output
+    for figure in ("folds.png", "confusion_matrix.png", "reliability_diagram.png"):
+        assert (tmp_path / "run" / "cv3" / figure).read_bytes()[:4] == b"\x89PNG", figure
+        assert figure in result.output
     state = json.loads((tmp_path / "run" / "cv3" / "fold0" / "train_state.json").read_text())
     assert state["status"] in ("completed", "early_stopped")

@@ -43,6 +43,23 @@ def test_ece_by_hand():
     assert calibration.expected_calibration_error(np.array([1.0]), np.array([True])) == 0.0  # 1.0: the last bin
 
 
+def test_the_tables_of_disjoint_parts_add_up_to_the_whole():
+    """Cross-validation pools its folds' reliability tables: the sum of the parts' tables is the table, and gives the
+    ECE, of all their examples."""
+    rng = np.random.default_rng(4)
+    confidence, correct = rng.uniform(0.5, 1.0, 300), rng.uniform(size=300) < 0.7
+    parts = [calibration.bin_sums(confidence[k::3], correct[k::3]) for k in range(3)]
+    whole = calibration.bin_sums(confidence, correct)
+    pooled = calibration.add_sums(parts)
+    np.testing.assert_array_equal(pooled["count"], whole["count"])
+    np.testing.assert_allclose(pooled["confidence"], whole["confidence"], rtol=1e-12)
+    np.testing.assert_allclose(pooled["correct"], whole["correct"], rtol=1e-12)
+    assert calibration.ece_of(pooled) == pytest.approx(calibration.expected_calibration_error(confidence, correct))
+    assert calibration.ece_of(pooled) != pytest.approx(np.mean([calibration.ece_of(p) for p in parts]))
+    table = calibration.reliability_of(pooled)
+    assert table["count"].sum() == 300 and np.isnan(table["accuracy"][0])  # no confidence below 0.5: empty bins
+
+
 def test_the_search_stops_at_its_bounds():
     logits = np.array([[5.0, -5.0], [-5.0, 5.0]])
     assert calibration.fit_temperature(logits, np.array([0, 1])) == pytest.approx(calibration.MIN_TEMPERATURE)

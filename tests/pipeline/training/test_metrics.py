@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pipeline.training.metrics import classification_metrics, roc_auc
+from pipeline.training.metrics import classification_metrics, matrix_metrics, roc_auc
 
 
 def brute_force_auc(positive, scores):
@@ -61,3 +61,12 @@ def test_many_classes_list_the_top_confusions_instead_of_the_matrix():
     assert len(m["top_confusions"]) == 3
     assert m["accuracy"] == pytest.approx(1 - 6 / 3000)
     assert m["per_class"]["c5"]["precision"] == pytest.approx(3 / 6)
+
+
+def test_the_figures_of_a_confusion_matrix_are_those_of_its_examples():
+    rng = np.random.default_rng(5)
+    truth, predicted = rng.integers(0, 4, 500), rng.integers(0, 4, 500)
+    predicted[:300] = truth[:300]
+    labels = ["a", "b", "c", "d"]
+    direct = classification_metrics(truth, predicted, labels)
+    assert matrix_metrics(direct["confusion_matrix"], labels) == direct

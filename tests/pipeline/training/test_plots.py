@@ -76,3 +76,27 @@ def test_pretraining_curves_are_a_png(tmp_path):
     assert png_size(tmp_path / "p.png") == (1000, 400)
     plots.pretraining_curves([], tmp_path / "none.png", directions=1)
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_confusion_matrix_of_counts_draws_what_the_examples_draw(tmp_path, monkeypatch):
+    """Cross-validation draws its pooled matrix from the folds' counts: the same cells and classes as from the
+    examples themselves, for few classes and for more than PLOT_CLASSES."""
+    drawn = []
+    monkeypatch.setattr(plots, "_draw_confusion", lambda matrix, names, classes, path: drawn.append((matrix, names)))
+    rng = np.random.default_rng(6)
+    for n in (3, plots.PLOT_CLASSES + 8):
+        truth, predicted = rng.integers(0, n, 2000), rng.integers(0, n, 2000)
+        predicted[:1000] = truth[:1000]
+        labels = [f"class {k}" for k in range(n)]
+        counts = np.zeros((n, n), np.int64)
+        np.add.at(counts, (truth, predicted), 1)
+        plots.confusion_matrix(truth, predicted, labels, tmp_path / "a.png")
+        plots.confusion_matrix_of_counts(counts, labels, tmp_path / "b.png")
+        (from_examples, names), (from_counts, names_too) = drawn[-2:]
+        np.testing.assert_array_equal(from_examples, from_counts)
+        assert names == names_too and len(names) == min(n, plots.PLOT_CLASSES)
+
+
+def test_fold_figures(tmp_path):
+    plots.fold_figures({"accuracy": [0.8, 0.82, 0.79], "macro_f1": [0.78, 0.8, 0.77]}, tmp_path / "f.png")
+    assert png_size(tmp_path / "f.png") == (700, 350)
