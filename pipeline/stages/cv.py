@@ -141,7 +141,8 @@ def summarize(results: list[dict]) -> dict:
         for name in ("ece_before", "ece_after"):
             summary[name] = stats([r["calibration"][name] for r in results])
     summary["train_seconds"] = math.fsum(r["train_seconds"] for r in results)
-    if all("confusion_matrix" in r for r in results):  # up to metrics.MATRIX_CLASSES classes
+    # Up to metrics.MATRIX_CLASSES classes, and only matrices of the same classes add up.
+    if all("confusion_matrix" in r for r in results) and len({tuple(r["labels"]) for r in results}) == 1:
         pooled = metrics.matrix_metrics(np.sum([r["confusion_matrix"] for r in results], axis=0), results[0]["labels"])
         tables = [r.get("calibration", {}) for r in results]
         if all("reliability_before" in t for t in tables):

@@ -158,3 +158,16 @@ def test_cv_scores_every_example_once_and_resumes(tmp_path, monkeypatch):
         assert figure in result.output
     state = json.loads((tmp_path / "run" / "cv3" / "fold0" / "train_state.json").read_text())
     assert state["status"] in ("completed", "early_stopped")
+
+
+def test_folds_are_pooled_only_when_their_matrices_add_up():
+    def fold(labels, matrix=None):
+        result = {"accuracy": 0.5, "macro_f1": 0.5, "balanced_accuracy": 0.5, "train_seconds": 1.0, "labels": labels,
+                  "per_class": {label: {"f1": 0.5} for label in "ab"}}  # fmt: skip
+        return {**result, "confusion_matrix": matrix} if matrix is not None else result
+
+    same = cv.summarize([fold(["a", "b"], [[3, 1], [0, 2]]), fold(["a", "b"], [[1, 1], [1, 1]])])
+    assert same["pooled"]["confusion_matrix"] == [[4, 2], [1, 3]] and same["pooled"]["accuracy"] == 0.7
+    assert "reliability_before" not in same["pooled"]  # no calibration in the folds
+    assert "pooled" not in cv.summarize([fold(["a", "b"], [[1, 0], [0, 1]]), fold(["a", "c"], [[1, 0], [0, 1]])])
+    assert "pooled" not in cv.summarize([fold(["a", "b"]), fold(["a", "b"])])  # beyond MATRIX_CLASSES: no matrix
