@@ -16,7 +16,8 @@
                                state.json (perplexities, how it ended), history.csv, training_curves.png,
                                backup/ while it runs
       members/<k>/             train, model.ensemble > 1: member k's checkpoints, history, logs and train_state.json
-      metrics.json             evaluate (plus confusion_matrix.png for sentiment)
+      metrics.json             evaluate (plus, for sentiment, confusion_matrix.png and predictions.csv: each
+                               example's text, label, predicted class and its probability)
       export/<name>/<version>/ export: SavedModel in the TF Serving layout
       .lock                    held while a stage writes here; names the process holding it
 
@@ -140,6 +141,10 @@ class RunDir:
     @property
     def confusion_matrix(self) -> Path:
         return self.path / "confusion_matrix.png"
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / "predictions.csv"
 
     @property
     def exports(self) -> Path:

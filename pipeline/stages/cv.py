@@ -10,6 +10,9 @@ folds are kept, an interrupted training resumes) and a rerun with the same confi
     <run_dir>/cv<K>/summary.json   every fold's metrics, their mean and standard deviation, and "pooled": the
                                    figures of every example's out-of-fold prediction (the folds' confusion matrices
                                    and reliability tables summed; each example scored by the fold that held it out)
+    <run_dir>/cv<K>/predictions.csv
+                                   every example's out-of-fold prediction: the folds' predictions.csv, with a
+                                   column for the fold
     <run_dir>/cv<K>/folds.png, confusion_matrix.png, reliability_diagram.png
                                    each fold's figures beside their mean; the pooled confusion matrix and, with
                                    calibration, the pooled reliability diagram (each fold's own temperature)
@@ -17,7 +20,9 @@ folds are kept, an interrupted training resumes) and a rerun with the same confi
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import logging
 import math
 import statistics
 import time
@@ -30,8 +35,11 @@ from pipeline import recipes
 from pipeline.config import Config, replace
 from pipeline.errors import ConfigError
 from pipeline.run import artifacts
+from pipeline.run.rundir import RunDir
 from pipeline.stages import evaluate, tokenize, train
 from pipeline.training import calibration, metrics, plots
+
+logger = logging.getLogger(__name__)
 
 # The figures summarized across folds (those a fold's metrics hold).
 FIGURES = ("accuracy", "macro_f1", "balanced_accuracy")
@@ -45,7 +53,7 @@ class CVResult:
     folds: list[dict]  # per fold: its metrics (as metrics.json) and seconds
     summary: dict  # figure -> {"mean", "std", "min", "max"}; "pooled": the out-of-fold figures
     path: str
-    figures: tuple[str, ...] = ()
+    written: tuple[str, ...] = ()  # the figures and pooled predictions beside summary.json
 
     def lines(self) -> list[str]:
         header = f"{'fold':>4}  " + "  ".join(f"{name:>17}" for name in FIGURES) + "  examples"
@@ -74,7 +82,7 @@ class CVResult:
                         f"{pooled['balanced_accuracy']:.4f}{ece}")  # fmt: skip
         return rows + [
             f"cv: {len(self.folds)} folds, {self.summary['train_seconds']:.0f} s of training in all -> {self.path}"
-            + (f" and {', '.join(Path(f).name for f in self.figures)}" if self.figures else "")
+            + (f" and {', '.join(Path(f).name for f in self.written)}" if self.written else "")
         ]
 
 
@@ -100,7 +108,29 @@ def run(config: Config, run_dir, folds: int, overwrite: bool = False,
     summary = summarize(results)
     artifacts.write_json(root / "summary.json", {"folds": folds, "seed": config.seed, "summary": summary,
                                                  "per_fold": results})  # fmt: skip
-    return CVResult(results, summary, str(root / "summary.json"), draw(summary, results, root))
+    figures = draw(summary, results, root)
+    predictions = pool_predictions([RunDir(root / f"fold{k}").predictions for k in range(folds)], root)
+    return CVResult(results, summary, str(root / "summary.json"), figures + predictions)
+
+
+def pool_predictions(sources: list[Path], root: Path) -> tuple[str, ...]:
+    """<root>/predictions.csv from the folds' predictions.csv, each row led by its fold; none (and nothing written)
+    when a fold has none, as one evaluated before evaluate wrote them."""
+    missing = [str(source) for source in sources if not source.exists()]
+    if missing:
+        logger.info("no pooled predictions.csv: %s missing (evaluate the fold again to write it)", missing[0])
+        return ()
+    target = root / "predictions.csv"
+    with artifacts.staged_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        for k, source in enumerate(sources):
+            with open(source, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                header = next(reader)
+                if k == 0:
+                    writer.writerow(("fold", *header))
+                writer.writerows((k, *row) for row in reader)
+    return (str(target),)
 
 
 def draw(summary: dict, results: list[dict], root: Path) -> tuple[str, ...]:

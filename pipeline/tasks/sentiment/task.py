@@ -21,6 +21,7 @@ in the variable `class_names`.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Callable
 
@@ -149,14 +150,14 @@ class SentimentTask(Task):
                                 word_width=vocab.word_width, vectors=vectors)  # fmt: skip
 
     def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
-        # Per example only the true and predicted class (and, for two classes, the positive class's probability)
-        # are kept: memory grows with the examples, not with examples x classes.
+        # Per example only the true and predicted class, the predicted class's probability (and, for two classes,
+        # the positive class's) are kept: memory grows with the examples, not with examples x classes.
         # An ensemble's members are scored alone too, so that its report shows what averaging them bought; each
         # member runs once and the model's own averaging layer joins their logits.
         members = [layer for layer in model.layers if layer.name.startswith("member_")]
         ds = inputs.sentiment_dataset(split, vocab, labels, inference_batch(vocab, config.evaluate.batch_size))
         temperature = artifacts.read_json(run_dir.calibration)["temperature"] if run_dir.calibration.exists() else None
-        truth, predicted, positive, member_predicted = [], [], [], [[] for _ in members]
+        truth, predicted, probability, positive, member_predicted = [], [], [], [], [[] for _ in members]
         before, after = _TopClass(), _TopClass()
         forward = _forward(model, members)
         for ids, y in ds:
@@ -164,6 +165,8 @@ class SentimentTask(Task):
             for member, out in zip(member_logits, member_predicted):
                 out.append(tf.argmax(member, axis=-1).numpy())
             predicted.append(tf.argmax(logits, axis=-1).numpy())
+            # The probability the export serves: calibrated when training fitted a temperature.
+            probability.append(tf.reduce_max(tf.nn.softmax(logits / (temperature or 1.0)), axis=-1).numpy())
             truth.append(y.numpy())
             if len(labels) == 2:
                 positive.append(tf.nn.softmax(logits)[:, 1].numpy())
@@ -179,6 +182,8 @@ class SentimentTask(Task):
             scored = (metrics.classification_metrics(truth, np.concatenate(out), labels) for out in member_predicted)
             result["members"] = [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for m in scored]
         plots.confusion_matrix(truth, predicted, labels, run_dir.confusion_matrix)
+        write_predictions(split, [labels[k] for k in truth], [labels[k] for k in predicted],
+                          np.concatenate(probability), run_dir.predictions)  # fmt: skip
         if temperature is not None:
             tables = {"reliability_before": before.sums(), "reliability_after": after.sums()}
             result["calibration"] = {"method": "temperature", "temperature": temperature, "bins": ECE_BINS,
@@ -220,6 +225,20 @@ class SentimentTask(Task):
             {"serving_default": module.serve},
             (("serving_default", {"text": ["a wonderful film", "", "dull and far too long " * 20]}),),
         )
+
+
+PREDICTION_COLUMNS = ("text", "label", "predicted", "probability")
+
+
+def write_predictions(split: tf.data.Dataset, truth: list[str], predicted: list[str], probability, path) -> None:
+    """predictions.csv (PREDICTION_COLUMNS): per example of `split`, in its order, its text and label, the predicted
+    class and that class's probability."""
+    with artifacts.staged_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(PREDICTION_COLUMNS)
+        texts = (example["text"].decode("utf-8") for example in split.as_numpy_iterator())
+        for text, label, guess, p in zip(texts, truth, predicted, probability, strict=True):
+            writer.writerow((text, label, guess, f"{p:.6f}"))
 
 
 def _forward(model: keras.Model, members: list) -> Callable:

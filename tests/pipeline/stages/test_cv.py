@@ -1,5 +1,6 @@
 """Cross-validation, class weights and calibration through the stages, on tiny data made here."""
 
+import csv
 import json
 import logging
 import re
@@ -115,6 +116,20 @@ def test_exports_serve_the_probabilities_evaluate_calibrated(tmp_path):
     expected = tf.nn.softmax(logits / fitted["temperature"]).numpy()
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(LiteRTModel(exported / "litert").probabilities(texts), expected, atol=1e-5)
+    # predictions.csv: the test split in its order, each text with the probability the export serves for it.
+    rows = list(csv.DictReader(rd.predictions.open(newline="", encoding="utf-8")))
+    test_split = [
+        (x["text"].decode(), x["label"].decode())
+        for x in tasks.get("sentiment").load_splits(config).test.as_numpy_iterator()
+    ]
+    assert [(row["text"], row["label"]) for row in rows] == test_split
+    served = tf.saved_model.load(str(exported)).signatures["serving_default"](
+        text=tf.constant([t for t, _ in test_split])
+    )
+    assert [row["predicted"] for row in rows] == [label.decode() for label in served["label"].numpy()]
+    np.testing.assert_allclose([float(row["probability"]) for row in rows], served["probabilities"].numpy().max(-1),
+                               atol=1e-5)  # fmt: skip
+    assert sum(row["predicted"] == row["label"] for row in rows) == round(result["accuracy"] * len(rows))
 
 
 @pytest.mark.slow
@@ -156,6 +171,18 @@ def test_cv_scores_every_example_once_and_resumes(tmp_path, monkeypatch):
     for figure in ("folds.png", "confusion_matrix.png", "reliability_diagram.png"):
         assert (tmp_path / "run" / "cv3" / figure).read_bytes()[:4] == b"\x89PNG", figure
         assert figure in result.output
+    # Every example's out-of-fold prediction, each text once, as the pooled matrix counts them.
+    rows = list(csv.DictReader((tmp_path / "run" / "cv3" / "predictions.csv").open(newline="", encoding="utf-8")))
+    data = list(csv.DictReader((tmp_path / "train.csv").open(newline="", encoding="utf-8")))
+    assert sorted((row["text"], row["label"]) for row in rows) == sorted((row["text"], row["label"]) for row in data)
+    assert [sum(row["fold"] == str(k) for row in rows) for k in range(3)] == [
+        f["examples"] for f in summary["per_fold"]
+    ]
+    labels = pooled["labels"]
+    counts = np.zeros((2, 2), int)
+    for row in rows:
+        counts[labels.index(row["label"]), labels.index(row["predicted"])] += 1
+    assert counts.tolist() == pooled["confusion_matrix"] and "predictions.csv" in result.output
     state = json.loads((tmp_path / "run" / "cv3" / "fold0" / "train_state.json").read_text())
     assert state["status"] in ("completed", "early_stopped")
 
