@@ -28,7 +28,8 @@ def run(config: Config, run_dir, overwrite: bool = False) -> EvaluateResult:
     preflight.check(config, "evaluate")
     with rundir.opened(run_dir, config) as rd:
         task = tasks.get(config.task)
-        decision = freshness.decide(rd, "evaluate", config, rd.metrics.exists(), overwrite)
+        complete = rd.metrics.exists() and all(path.exists() for path in task.evaluation_files(rd))
+        decision = freshness.decide(rd, "evaluate", config, complete, overwrite)
         if not decision.run:
             metrics = artifacts.read_json(rd.metrics)
             return EvaluateResult(metrics, task.summary(metrics), skipped=True)

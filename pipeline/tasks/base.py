@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import keras
     import numpy as np
     import tensorflow as tf
@@ -105,6 +107,11 @@ class Task(abc.ABC):
     def evaluate(self, model: keras.Model, config: Config, split: tf.data.Dataset, vocab: Vocabulary,
                  labels: tuple[str, ...], run_dir: RunDir) -> dict:  # fmt: skip
         """Metrics of `model` on one split (and any figures, written into `run_dir`)."""
+
+    def evaluation_files(self, run_dir: RunDir) -> tuple[Path, ...]:
+        """What `evaluate` writes beside metrics.json and a run directory needs: evaluate runs again where one is
+        missing (a run directory evaluated by an earlier version)."""
+        return ()
 
     @abc.abstractmethod
     def summary(self, metrics: Mapping[str, Any]) -> str:

@@ -195,6 +195,9 @@ class SentimentTask(Task):
             run_dir.reliability_diagram.unlink(missing_ok=True)
         return result
 
+    def evaluation_files(self, run_dir):
+        return (run_dir.predictions,)
+
     def summary(self, result) -> str:
         auc = f", ROC AUC {result['roc_auc']:.4f}" if "roc_auc" in result else ""
         if result.get("majority_share", 0.0) > IMBALANCED:  # accuracy says little here: the balanced figures first

@@ -130,6 +130,10 @@ def test_exports_serve_the_probabilities_evaluate_calibrated(tmp_path):
     np.testing.assert_allclose([float(row["probability"]) for row in rows], served["probabilities"].numpy().max(-1),
                                atol=1e-5)  # fmt: skip
     assert sum(row["predicted"] == row["label"] for row in rows) == round(result["accuracy"] * len(rows))
+    # A run directory evaluated before predictions.csv existed is evaluated again, without --overwrite.
+    assert evaluate.run(config, run_dir).skipped
+    rd.predictions.unlink()
+    assert not evaluate.run(config, run_dir).skipped and rd.predictions.exists()
 
 
 @pytest.mark.slow
