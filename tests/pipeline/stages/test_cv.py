@@ -26,6 +26,11 @@ def config_for(tmp_path, csv=None, **sections):
     return load_config(write_config(tmp_path / "s.toml", "sentiment", data, **sections), [])
 
 
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
 def imbalanced_csv(path: Path, minority_every: int = 10) -> Path:
     lines = sentiment_csv(path).read_text().splitlines()
     kept = [lines[0]] + [line for i, line in enumerate(lines[1:]) if line.endswith("neg") or i % minority_every == 1]
@@ -117,7 +122,7 @@ def test_exports_serve_the_probabilities_evaluate_calibrated(tmp_path):
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(LiteRTModel(exported / "litert").probabilities(texts), expected, atol=1e-5)
     # predictions.csv: the test split in its order, each text with the probability the export serves for it.
-    rows = list(csv.DictReader(rd.predictions.open(newline="", encoding="utf-8")))
+    rows = read_csv(rd.predictions)
     test_split = [
         (x["text"].decode(), x["label"].decode())
         for x in tasks.get("sentiment").load_splits(config).test.as_numpy_iterator()
@@ -176,8 +181,7 @@ def test_cv_scores_every_example_once_and_resumes(tmp_path, monkeypatch):
         assert (tmp_path / "run" / "cv3" / figure).read_bytes()[:4] == b"\x89PNG", figure
         assert figure in result.output
     # Every example's out-of-fold prediction, each text once, as the pooled matrix counts them.
-    rows = list(csv.DictReader((tmp_path / "run" / "cv3" / "predictions.csv").open(newline="", encoding="utf-8")))
-    data = list(csv.DictReader((tmp_path / "train.csv").open(newline="", encoding="utf-8")))
+    rows, data = read_csv(tmp_path / "run" / "cv3" / "predictions.csv"), read_csv(tmp_path / "train.csv")
     assert sorted((row["text"], row["label"]) for row in rows) == sorted((row["text"], row["label"]) for row in data)
     assert [sum(row["fold"] == str(k) for row in rows) for k in range(3)] == [
         f["examples"] for f in summary["per_fold"]
