@@ -77,7 +77,8 @@ def fold_figures(figures: dict[str, list[float]], path: Path) -> None:
     for ax, name in zip(axes[0], names):
         values = np.asarray(figures[name], np.float64)
         folds = np.arange(1, len(values) + 1)
-        mean, std = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
+        mean = values.mean()
+        std = values.std(ddof=1) if len(values) > 1 else 0.0
         ax.axhspan(mean - std, mean + std, color="C0", alpha=0.15, label="± 1 std")
         ax.axhline(mean, color="C0", label=f"mean {mean:.4f}")
         ax.plot(folds, values, "o", color="C1", label="fold")

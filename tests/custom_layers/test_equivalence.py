@@ -284,7 +284,8 @@ def test_mixed_precision_matches_keras_in_float32(variant, path, policy):
     ours, theirs = ours_class(6, **options, **path, dtype=policy), theirs_class(6, **options)
     assert ours.can_fuse() == (path.get("fused", True) and on_tensorflow())  # the fused kernel computes in it too
     x = sequences()
-    build(ours, x), build(theirs, x)
+    build(ours, x)
+    build(theirs, x)
     randomize(ours)
     theirs.set_weights(ours.get_weights())
     compute = keras.dtype_policies.get(policy).compute_dtype
