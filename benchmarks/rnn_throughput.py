@@ -11,6 +11,7 @@ a large float32 matmul measured in the same run.
     python benchmarks/rnn_throughput.py --cell simple_rnn --units 256
     python benchmarks/rnn_throughput.py --cell gru --processes 5   # GRU(256), GRU(512) against keras / torch.nn.GRU
     python benchmarks/rnn_throughput.py --cell simple_rnn --units 256 --floor
+    python benchmarks/rnn_throughput.py --dtype-policy mixed_bfloat16 --no-torch   # and ours in float32 beside
 
 --floor adds the same model with Dense(units) in place of the recurrent layer, alternated with the others: what
 every implementation pays besides the recurrence. Subtracting it gives the recurrent layer's own time per step,
@@ -41,17 +42,17 @@ import tensorflow as tf  # noqa: E402
 import custom_layers  # noqa: E402
 
 
-def keras_model(layer, vocab, embed):
-    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(vocab, embed), layer,
-                              keras.layers.Dense(vocab)])  # fmt: skip
+def keras_model(layer, vocab, embed, dtype=None):
+    model = keras.Sequential([keras.Input((None,), dtype="int32"), keras.layers.Embedding(vocab, embed, dtype=dtype),
+                              layer, keras.layers.Dense(vocab, dtype=dtype)])  # fmt: skip
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))  # fmt: skip
     return model
 
 
 class KerasRunner:
-    def __init__(self, layer, vocab, embed, x, y):
-        self.model = keras_model(layer, vocab, embed)
+    def __init__(self, layer, vocab, embed, x, y, dtype=None):
+        self.model = keras_model(layer, vocab, embed, dtype)
         self.x, self.y = tf.constant(x), tf.constant(y)
 
     def train(self, steps):
@@ -129,17 +130,21 @@ def build_runners(args, units, x, y):
         "simple_rnn": (custom_layers.SimpleRNN, keras.layers.SimpleRNN),
         "gru": (custom_layers.GRU, keras.layers.GRU),
     }[args.cell]
+    policy = args.dtype_policy
     runners = {
-        "ours": KerasRunner(layer_classes[0](units, return_sequences=True), args.vocab, args.embed, x, y),
-        "keras": KerasRunner(layer_classes[1](units, return_sequences=True), args.vocab, args.embed, x, y),
+        name: KerasRunner(cls(units, return_sequences=True, dtype=policy), args.vocab, args.embed, x, y, policy)
+        for name, cls in zip(("ours", "keras"), layer_classes)
     }
+    if policy != "float32":  # what the same model of ours gives in float32, beside the others
+        runners["ours_float32"] = KerasRunner(layer_classes[0](units, return_sequences=True), args.vocab, args.embed,
+                                              x, y)  # fmt: skip
     if not args.no_torch:
         try:
             runners["torch"] = TorchRunner(args.cell, units, args.vocab, args.embed, x, y)
         except ImportError:
             pass
     if args.floor:
-        runners["floor"] = KerasRunner(keras.layers.Dense(units), args.vocab, args.embed, x, y)
+        runners["floor"] = KerasRunner(keras.layers.Dense(units, dtype=policy), args.vocab, args.embed, x, y, policy)
     return runners
 
 
@@ -226,6 +231,9 @@ def main():
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--floor", action="store_true", help="also time the model without the recurrent layer")
     parser.add_argument("--processes", type=int, default=1, help="repeat everything in this many fresh processes")
+    parser.add_argument("--dtype-policy", default="float32",
+                        help="the Keras models' dtype policy, e.g. mixed_bfloat16; then ours in float32 runs beside "
+                             "them (torch stays float32; GFLOP/s are against the float32 matmul)")  # fmt: skip
     parser.add_argument("--results-json", help=argparse.SUPPRESS)  # how a child of --processes reports back
     args = parser.parse_args()
     if args.processes > 1:
@@ -240,7 +248,7 @@ def main():
     tokens = args.batch * args.timesteps
     peak = matmul_gflops()
     print(f"cell={args.cell} batch={args.batch} timesteps={args.timesteps} embed={args.embed} vocab={args.vocab} "
-          f"cpus={os.cpu_count()} load {_load()}")  # fmt: skip
+          f"dtype policy {args.dtype_policy} cpus={os.cpu_count()} load {_load()}")  # fmt: skip
     print(f"large matmul (2048^3, float32): {peak:.0f} GFLOP/s")
     for units in args.units:
         runners = build_runners(args, units, x, y)
@@ -256,6 +264,10 @@ def main():
             )
             paired = {n: paired_ratio(rounds["ours"], rounds[n]) for n in rounds if n not in ("ours", "floor")}
             ratios = "  ".join("ours/{} {:.2f} [{:.2f}-{:.2f}]".format(n, *p) for n, p in paired.items())
+            if "ours_float32" in rounds:
+                ratios += "  ours_float32/keras {:.2f} [{:.2f}-{:.2f}]".format(
+                    *paired_ratio(rounds["ours_float32"], rounds["keras"])
+                )
             print(f"units={units:<4} {mode:<5} {cells}  |  {ratios}  |  load {_load()}")
             results[f"units={units} {mode}"] = {"rates": rates, "ratios": {n: p[0] for n, p in paired.items()},
                                                 "load": os.getloadavg()[0]}  # fmt: skip
