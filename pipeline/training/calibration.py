@@ -100,11 +100,6 @@ def ece_of(sums: dict) -> float:
     return float(gaps.sum() / max(int(np.sum(sums["count"])), 1))
 
 
-def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict:
-    """Per equal-width bin of the top-class confidence: examples, mean confidence, accuracy (NaN when empty)."""
-    return reliability_of(bin_sums(confidence, correct, bins))
-
-
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     return ece_of(bin_sums(confidence, correct, bins))
 

@@ -138,7 +138,7 @@ def _draw_confusion(matrix: np.ndarray, names: list[str], classes: int, path: Pa
 
 
 def reliability_diagram(before: dict, after: dict, after_label: str, path: Path) -> None:
-    """Accuracy against mean confidence per confidence bin (`pipeline.training.calibration.reliability`), before
+    """Accuracy against mean confidence per confidence bin (`pipeline.training.calibration.reliability_of`), before
     and after temperature scaling (`after_label` names it); the diagonal is perfect calibration, the bars below show
     how many examples each bin holds."""
     bins = len(before["count"])

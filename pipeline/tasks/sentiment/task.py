@@ -165,11 +165,13 @@ class SentimentTask(Task):
             for member, out in zip(member_logits, member_predicted):
                 out.append(tf.argmax(member, axis=-1).numpy())
             predicted.append(tf.argmax(logits, axis=-1).numpy())
+            probabilities = tf.nn.softmax(logits)
             # The probability the export serves: calibrated when training fitted a temperature.
-            probability.append(tf.reduce_max(tf.nn.softmax(logits / (temperature or 1.0)), axis=-1).numpy())
+            served = probabilities if temperature is None else tf.nn.softmax(logits / temperature)
+            probability.append(tf.reduce_max(served, axis=-1).numpy())
             truth.append(y.numpy())
             if len(labels) == 2:
-                positive.append(tf.nn.softmax(logits)[:, 1].numpy())
+                positive.append(probabilities[:, 1].numpy())
             if temperature is not None:
                 before.add(logits, y)
                 after.add(logits / temperature, y)

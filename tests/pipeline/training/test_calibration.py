@@ -38,7 +38,7 @@ def test_ece_by_hand():
     probabilities = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
     confidence, correct = calibration.top_class(probabilities, np.array([0, 0, 0]))
     assert calibration.expected_calibration_error(confidence, correct, bins=10) == pytest.approx((0.8 + 0.4) / 3)
-    table = calibration.reliability(confidence, correct, bins=10)
+    table = calibration.reliability_of(calibration.bin_sums(confidence, correct, bins=10))
     assert table["count"].tolist() == [0] * 6 + [1, 0, 0, 2]
     assert calibration.expected_calibration_error(np.array([1.0]), np.array([True])) == 0.0  # 1.0: the last bin
 
