@@ -146,7 +146,8 @@ def _config_options(overwrite: bool = True, keys: dict[str, str] | None = None, 
                 if value is not None and value != ():
                     overrides += (f"{key}={','.join(value) if isinstance(value, tuple) else value}",)
             config = load_config(config_path, overrides)
-            preflight.check(config, func.__name__)  # before the run directory is created or locked
+            # Before the run directory is created or locked; `data`: evaluate's --data.
+            preflight.check(config, func.__name__, kwargs.get("data") or "")
             _import_tensorflow_quietly()
             path = run_dir or rundir.default_run_dir(config_path)
             if not lock:
@@ -228,11 +229,21 @@ def train(config, run_dir, overwrite):
 
 @main.command()
 @_config_options()
-def evaluate(config, run_dir, overwrite):
-    """Evaluate the best checkpoint on `evaluate.split`; writes metrics.json."""
+@click.option(
+    "--data",
+    metavar="PATH",
+    help="Score the trained model on this file instead (labelled examples, or a text for next_char), read as the "
+    "config reads data.train; writes <run_dir>/evaluations/<name>/.",
+)
+def evaluate(config, run_dir, overwrite, data):
+    """Evaluate the best checkpoint on `evaluate.split`; writes metrics.json (and, for sentiment, predictions.csv and
+    figures).
+
+    With --data, on another file (new labelled examples, another corpus): into its own folder,
+    <run_dir>/evaluations/<file name>/, leaving the run's own evaluation as it is."""
     from pipeline.stages import evaluate as stage
 
-    click.echo(stage.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite, data=data or "").summary())
 
 
 @main.command()

@@ -1,9 +1,9 @@
 """The readers of local files, in plain Python: what a file holds, as training and `rnnpipe init` both read it.
 
-    read_examples(data, key, spec, fmt)   -> [(text, label)]   CSV/TSV, one folder per class, one file per class
-    iter_text(path, encoding, errors)     -> decoded chunks      plain text, streamed
-    table_rows(text, fmt, quoting)        -> (line, fields)      the CSV/TSV row reader; tsv_quoting tells how
-    check_labels(labels, source, case)    -> class names         the rule for what a label column may hold
+    read_examples(data, where, spec, fmt) -> [(text, label)]   CSV/TSV, one folder per class, one file per class
+    iter_text(path, encoding, errors)     -> decoded chunks    plain text, streamed
+    table_rows(text, fmt, quoting)        -> (line, fields)    the CSV/TSV row reader; tsv_quoting tells how
+    check_labels(labels, source, case)    -> class names       the rule for what a label column may hold
 
 Labels: every example has one (an empty label cell is an error naming the file and line, never a class named "");
 surrounding whitespace is not part of a label; at least 2 and at most MAX_CLASSES distinct ones; a column of numbers
@@ -112,41 +112,41 @@ def label_source(data: DataConfig, fmt: str) -> str:
     return f"data.train: {data.train}"
 
 
-def read_examples(data: DataConfig, key: str, spec: str, fmt: str) -> list[tuple[str, str]]:
+def read_examples(data: DataConfig, where: str, spec: str, fmt: str) -> list[tuple[str, str]]:
     if fmt in ("csv", "tsv"):
-        examples = _read_table(data, key, existing_file(key, spec), fmt)
+        examples = _read_table(data, where, existing_file(where, spec), fmt)
     elif fmt == "class_dirs":
-        examples = _read_class_dirs(data, key, spec)
+        examples = _read_class_dirs(data, where, spec)
     elif fmt == "class_files":
-        examples = _read_class_files(data, key, spec)
+        examples = _read_class_files(data, where, spec)
     else:
         raise ConfigError(f"data.format: sentiment reads csv, tsv, class_dirs or class_files, not {fmt!r}")
     if not examples:
-        raise DataError(f"data.{key}: {spec} holds no examples")
+        raise DataError(f"{where}: {spec} holds no examples")
     return examples
 
 
-def _read_table(data: DataConfig, key: str, path: Path, fmt: str) -> list[tuple[str, str]]:
+def _read_table(data: DataConfig, where: str, path: Path, fmt: str) -> list[tuple[str, str]]:
     text = read_text(path, data.encoding, data.encoding_errors)
     if not text.strip():
-        raise DataError(f"data.{key}: {path} is empty")
+        raise DataError(f"{where}: {path} is empty")
     quoting = "quoted" if fmt == "csv" else data.tsv_quoting
     if quoting == "auto":
-        quoting = tsv_quoting(text, f"data.{key}: {path}")
+        quoting = tsv_quoting(text, f"{where}: {path}")
     try:
-        return _table_examples(data, key, path, table_rows(text, fmt, quoting))
+        return _table_examples(data, where, path, table_rows(text, fmt, quoting))
     except csv.Error as error:
         what = "CSV" if fmt == "csv" else "quoted TSV (data.tsv_quoting)"
-        raise DataError(f"data.{key}: {path}: not readable as {what} ({error})") from None
+        raise DataError(f"{where}: {path}: not readable as {what} ({error})") from None
 
 
-def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple[int, list[str]]]):
+def _table_examples(data: DataConfig, where: str, path: Path, rows: Iterator[tuple[int, list[str]]]):
     _, header = next(rows)
     labelled = bool(data.label_column)  # a table of unlabelled texts has none (read_unlabelled)
     missing = [c for c in (data.text_column, data.label_column) if c and c not in header]
     if missing:
         raise DataError(
-            f"data.{key}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
+            f"{where}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
             f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} (set data.text_column "
             f"/ data.label_column)"
         )
@@ -155,13 +155,13 @@ def _table_examples(data: DataConfig, key: str, path: Path, rows: Iterator[tuple
     examples = []
     for line_number, row in rows:
         if len(row) != len(header):
-            raise DataError(f"data.{key}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
+            raise DataError(f"{where}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
         if not labelled:
             examples.append((row[text_at], ""))
             continue
         label = label_of(row[label_at], data.label_case)
         if not label:
-            raise DataError(f"data.{key}: {path} line {line_number} has no label (column {data.label_column!r} is "
+            raise DataError(f"{where}: {path} line {line_number} has no label (column {data.label_column!r} is "
                             f"empty); give every example a class, or remove the line")  # fmt: skip
         examples.append((row[text_at], label))
     return examples
@@ -241,10 +241,10 @@ def _unquoted_rows(text: str) -> Iterator[tuple[int, list[str]]]:
             yield line_number, line.split("\t")
 
 
-def _read_class_dirs(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
+def _read_class_dirs(data: DataConfig, where: str, spec: str) -> list[tuple[str, str]]:
     root = Path(spec)
     if not root.is_dir():
-        raise DataError(f"data.{key}: {spec} is not a folder (format class_dirs wants one sub-folder per class)")
+        raise DataError(f"{where}: {spec} is not a folder (format class_dirs wants one sub-folder per class)")
     examples = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if class_dir.name in SKIPPED_CLASS_DIRS:
@@ -263,17 +263,17 @@ def class_file_labels(files: list[Path]) -> dict[Path, str]:
     return {f: f.suffix[1:] if same_stem else f.stem for f in files}
 
 
-def _read_class_files(data: DataConfig, key: str, spec: str) -> list[tuple[str, str]]:
+def _read_class_files(data: DataConfig, where: str, spec: str) -> list[tuple[str, str]]:
     files = sorted(Path(p) for p in glob.glob(spec) if Path(p).is_file())
     if not files:
-        raise DataError(f"data.{key}: no file matches {spec}")
+        raise DataError(f"{where}: no file matches {spec}")
     labels = class_file_labels(files)
     examples = []
     for file in files:
         label = label_of(labels[file], data.label_case)
         text = read_text(file, data.encoding, data.encoding_errors)
         if not text.strip():
-            raise DataError(f"data.{key}: {file} is empty")
+            raise DataError(f"{where}: {file} is empty")
         examples.extend((line.strip(), label) for line in text.split("\n") if line.strip())
     return examples
 
@@ -300,7 +300,7 @@ def read_unlabelled(data: DataConfig) -> list[str]:
                 if text:
                     texts.append(text)
         elif path.suffix.lower() in (".csv", ".tsv"):
-            texts += [text for text, _ in _read_table(_unlabelled_table(data), "unlabelled", path,
+            texts += [text for text, _ in _read_table(_unlabelled_table(data), "data.unlabelled", path,
                                                       path.suffix.lower()[1:])][: limit - len(texts)]  # fmt: skip
         else:
             for chunk_line in _lines(path, data.encoding, data.encoding_errors):
@@ -377,11 +377,11 @@ def _decode_error_message(path: Path, encoding: str, error: UnicodeDecodeError) 
     return f"{path}: not valid {encoding} ({error.reason}); set data.encoding or data.encoding_errors = 'replace'"
 
 
-def existing_file(key: str, spec: str) -> Path:
+def existing_file(where: str, spec: str) -> Path:
     path = Path(spec)
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise DataError(f"data.{key}: {spec} {what}")
+        raise DataError(f"{where}: {spec} {what}")
     return path
 
 

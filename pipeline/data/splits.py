@@ -1,7 +1,9 @@
 """Every data source the pipeline reads, as `tf.data` datasets of raw text. The tasks choose what they read:
 
     labelled_file_splits(data, seed)  -> Splits(train, validation, test, labels)  local files, sentiment
+    labelled_file(data, where, spec, labels) -> examples of one more labelled file   (evaluate --data)
     text_file_splits(data)            -> Splits(train, validation, test)          local plain text, next_char
+    text_file(data, where, spec)      -> the text of one more file                 (evaluate --data)
     tfds_splits(data, labelled=...)   -> Splits                                   TensorFlow Datasets
 
 Labelled elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
@@ -17,6 +19,7 @@ training starts; plain text streams from disk.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import io
 import logging
@@ -50,13 +53,13 @@ class Splits:
 def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
     """Labelled examples from local files; the held-out splits are a seeded permutation of train."""
     fmt = files.resolve_format(data)
-    train = files.read_examples(data, "train", data.train, fmt)
+    train = files.read_examples(data, "data.train", data.train, fmt)
     # Before any split: a continuous or one-class column is the column's problem, not a held-out split's.
     files.check_labels((label for _, label in train), files.label_source(data, fmt), data.label_case)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
     train = [train[i] for i in order]
-    test = files.read_examples(data, "test", data.test, fmt) if data.test else None
+    test = files.read_examples(data, "data.test", data.test, fmt) if data.test else None
     if data.cv_folds:
         test, train = _fold(train, data.cv_folds, data.cv_fold)
     elif test is None and data.test_fraction > 0:
@@ -66,7 +69,7 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
                             f"raise it or give data.test")  # fmt: skip
         test, train = train[:count], train[count:]
     if data.validation:
-        validation = files.read_examples(data, "validation", data.validation, fmt)
+        validation = files.read_examples(data, "data.validation", data.validation, fmt)
     else:
         count = round(len(train) * data.validation_fraction)
         validation, train = train[:count], train[count:]
@@ -74,18 +77,44 @@ def labelled_file_splits(data: DataConfig, seed: int) -> Splits:
         raise DataError(f"data.train: {len(train)} training and {len(validation)} validation examples; need both")
     labels = files.check_labels((label for _, label in train), "the training split", data.label_case)
     for name, split in (("validation", validation), ("test", test or [])):
-        unknown = sorted({label for _, label in split} - set(labels))
-        if not unknown:
+        count, shown = _unknown_labels(split, labels)
+        if not count:
             continue
-        examples = ", ".join(repr(shorten(label, 40)) for label in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
         if getattr(data, name):
-            raise DataError(f"data.{name}: {len(unknown)} label(s) of {getattr(data, name)} do not occur in the "
-                            f"training data ({examples})")  # fmt: skip
-        raise DataError(f"data.{name}_fraction: the {name} examples held out of data.train include "
-                        f"{len(unknown)} label(s) left without a training example ({examples}); give data.{name} "
-                        f"or more examples of those classes")  # fmt: skip
+            raise DataError(f"data.{name}: {count} label(s) of {getattr(data, name)} do not occur in the training "
+                            f"data ({shown})")  # fmt: skip
+        raise DataError(f"data.{name}_fraction: the {name} examples held out of data.train include {count} label(s) "
+                        f"left without a training example ({shown}); give data.{name} or more examples of those "
+                        f"classes")  # fmt: skip
     return Splits(_examples_dataset(train), _examples_dataset(validation),
                   None if test is None else _examples_dataset(test), labels)  # fmt: skip
+
+
+def labelled_file(data: DataConfig, where: str, spec: str, labels: tuple[str, ...]) -> tf.data.Dataset:
+    """The labelled examples of one more file, folder or glob (`spec`), read as data.train is read: its columns,
+    encoding and label case, in `data.format`, or with data.format "auto" the format `spec`'s path tells. Every label
+    must be one of the model's `labels`; `where` names the source in errors."""
+    try:
+        fmt = files.resolve_format(dataclasses.replace(data, train=spec))
+    except ConfigError:
+        if data.format != "auto":
+            raise
+        raise DataError(f"{where}: cannot tell the format of {shorten(spec)}: give a .csv or .tsv file, a folder "
+                        f"with a sub-folder per class, or a glob of one file per class") from None  # fmt: skip
+    examples = files.read_examples(data, where, spec, fmt)
+    count, shown = _unknown_labels(examples, labels)
+    if count:
+        classes = ", ".join(repr(shorten(label, 40)) for label in labels[:10]) + (", ..." if len(labels) > 10 else "")
+        raise DataError(f"{where}: {count} label(s) of {shorten(spec)} are not classes of this model ({shown}); its "
+                        f"classes: {classes}")  # fmt: skip
+    return _examples_dataset(examples)
+
+
+def _unknown_labels(examples: list[tuple[str, str]], labels: tuple[str, ...]) -> tuple[int, str]:
+    """How many labels of `examples` are not among `labels`, and the first three of them for a message."""
+    unknown = sorted({label for _, label in examples} - set(labels))
+    shown = ", ".join(repr(shorten(label, 40)) for label in unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+    return len(unknown), shown
 
 
 def _fold(examples: list[tuple[str, str]], folds: int, fold: int) -> tuple[list, list]:
@@ -134,7 +163,7 @@ def text_file_splits(data: DataConfig) -> Splits:
     training window straddles two splits."""
     if data.format not in ("auto", "text"):
         raise ConfigError(f"data.format: a plain-text task reads 'text', not {data.format!r}")
-    train_path = files.existing_file("train", data.train)
+    train_path = files.existing_file("data.train", data.train)
     total = files.count_chars(train_path, data.encoding, data.encoding_errors)
     if total == 0:
         raise DataError(f"data.train: {train_path} is empty")
@@ -152,22 +181,23 @@ def text_file_splits(data: DataConfig) -> Splits:
         return _chunks_dataset(path, data.encoding, data.encoding_errors, start, stop)
 
     validation = (
-        _text_file_dataset("validation", data.validation, data)
+        text_file(data, "data.validation", data.validation)
         if data.validation
         else stretch(train_path, n_train, n_train + n_validation)
     )
     if data.test:
-        test = _text_file_dataset("test", data.test, data)
+        test = text_file(data, "data.test", data.test)
     else:
         test = stretch(train_path, n_train + n_validation, total) if n_test else None
     return Splits(stretch(train_path, 0, n_train), validation, test)
 
 
-def _text_file_dataset(key: str, spec: str, data: DataConfig) -> tf.data.Dataset:
-    path = files.existing_file(key, spec)
+def text_file(data: DataConfig, where: str, spec: str) -> tf.data.Dataset:
+    """The whole of one plain-text file (`data.encoding`), streamed as chunks; `where` names it in errors."""
+    path = files.existing_file(where, spec)
     total = files.count_chars(path, data.encoding, data.encoding_errors)
     if total == 0:
-        raise DataError(f"data.{key}: {path} is empty")
+        raise DataError(f"{where}: {path} is empty")
     return _chunks_dataset(path, data.encoding, data.encoding_errors, 0, total)
 
 

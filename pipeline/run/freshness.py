@@ -260,6 +260,16 @@ def _data_files(config: Config) -> dict[str, str]:
     """{path: "size:sha256"} of every local file the data section reads (a TFDS dataset: its manual_dir)."""
     data = config.data
     specs = [data.manual_dir] if data.source == "tfds" else [data.train, data.validation, data.test, data.unlabelled]
+    return file_digests(specs)
+
+
+def file_inputs(spec: str) -> dict[str, str]:
+    """The files a path, folder or glob names, as inputs ({"file <path>": digest}) that `differences` names."""
+    return {f"file {path}": value for path, value in file_digests([spec]).items()}
+
+
+def file_digests(specs: list[str]) -> dict[str, str]:
+    """{path: "size:sha256"} of every file `specs` name: a file, a folder's files (recursively), a glob's."""
     files = []
     for spec in filter(None, specs):
         path = Path(spec)

@@ -8,7 +8,7 @@ held-out splits not empty) is checked by `pipeline.data.splits` as it reads the 
 first;
 `check_splits` then confirms that the split `evaluate.split` names was made.
 
-    check(config, stage)          before tokenize, train and evaluate (the CLI calls it before opening a run directory)
+    check(config, stage, data)    before tokenize, train and evaluate (the CLI calls it before opening a run directory)
     check_splits(config, splits)  after tokenize has loaded the data
 """
 
@@ -24,12 +24,17 @@ from pipeline.errors import ConfigError, DataError, shorten
 DATA_STAGES = ("tokenize", "pretrain", "train", "evaluate", "run", "cv", "tune")
 
 
-def check(config: Config, stage: str) -> None:
-    """A ConfigError (exit 2) for keys that contradict each other, a DataError for a data path that is not there."""
+def check(config: Config, stage: str, data: str = "") -> None:
+    """A ConfigError (exit 2) for keys that contradict each other, a DataError for a data path that is not there.
+    `data`: the file `rnnpipe evaluate --data` scores, in place of the split `evaluate.split` names."""
     if stage not in DATA_STAGES:
         return
     _check_validation_split(config)
-    _check_evaluate_split(config)
+    if data:
+        if not Path(data).exists() and not glob.glob(data):
+            raise DataError(f"--data: {shorten(data)} does not exist")
+    else:
+        _check_evaluate_split(config)
     if config.data.source == "files":
         _check_files(config)
     unlabelled = config.data.unlabelled

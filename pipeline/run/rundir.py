@@ -18,6 +18,7 @@
       members/<k>/             train, model.ensemble > 1: member k's checkpoints, history, logs and train_state.json
       metrics.json             evaluate (plus, for sentiment, confusion_matrix.png and predictions.csv: each
                                example's text, label, predicted class and its probability)
+      evaluations/<name>/      evaluate --data: the same files for another file, and inputs.json (what made them)
       export/<name>/<version>/ export: SavedModel in the TF Serving layout
       .lock                    held while a stage writes here; names the process holding it
 

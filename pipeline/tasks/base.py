@@ -105,8 +105,14 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model: keras.Model, config: Config, split: tf.data.Dataset, vocab: Vocabulary,
-                 labels: tuple[str, ...], run_dir: RunDir) -> dict:  # fmt: skip
-        """Metrics of `model` on one split (and any figures, written into `run_dir`)."""
+                 labels: tuple[str, ...], run_dir: RunDir, into: RunDir | None = None) -> dict:  # fmt: skip
+        """Metrics of `model` on one split, and any files beside them (figures, predictions), written into `into`
+        (default `run_dir`, whose training results, e.g. the calibration, it reads)."""
+
+    @abc.abstractmethod
+    def read_file(self, config: Config, spec: str, labels: tuple[str, ...]) -> tf.data.Dataset:
+        """A split read from one more file (`rnnpipe evaluate --data`), as the config's data settings read the
+        training data; `labels` are the model's classes, and a label outside them is a DataError."""
 
     def evaluation_files(self, run_dir: RunDir) -> tuple[Path, ...]:
         """What `evaluate` writes beside metrics.json and a run directory needs: evaluate runs again where one is

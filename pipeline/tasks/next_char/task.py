@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.data import inputs
-from pipeline.data.splits import Splits, text_file_splits, tfds_splits
+from pipeline.data.splits import Splits, text_file, text_file_splits, tfds_splits
 from pipeline.data.text import Vocabulary, build_char_vocabulary
 from pipeline.errors import DataError
 from pipeline.tasks.base import Serving, Task
@@ -55,13 +55,15 @@ class NextCharTask(Task):
     def build_model(self, config, vocab, labels, seed=0, jit_compile=True, vectors=None) -> keras.Model:
         return build_language_model(config, vocab.size, seed=seed, jit_compile=jit_compile)
 
-    def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
+    def read_file(self, config, spec, labels):
+        return text_file(config.data, "--data", spec)
+
+    def evaluate(self, model, config, split, vocab, labels, run_dir, into=None) -> dict:
         ids = np.fromiter(inputs.char_ids(split, vocab).as_numpy_iterator(), dtype=np.int32)
         streams = max(1, min(STREAMS, (ids.size - 1) // 2))
         length = ids.size // streams
         if length < 2:
-            raise DataError(f"evaluate.split: the {config.evaluate.split!r} text has {ids.size} characters; too "
-                            f"short to score")  # fmt: skip
+            raise DataError(f"evaluate: the text to score has {ids.size} character(s); too short to score")
         ids = ids[: streams * length].reshape(streams, length)
         scorer = build_language_model(config.model, vocab.size, seed=config.seed, stateful_batch=streams)
         scorer.set_weights(model.get_weights())

@@ -32,7 +32,7 @@ import tensorflow as tf
 from pipeline.config import class_weights
 from pipeline.data import inputs
 from pipeline.data.inputs import class_counts
-from pipeline.data.splits import Splits, labelled_file_splits, tfds_splits, unlabelled_texts
+from pipeline.data.splits import Splits, labelled_file, labelled_file_splits, tfds_splits, unlabelled_texts
 from pipeline.data.text import (
     Vocabulary,
     build_word_vocabulary,
@@ -149,11 +149,15 @@ class SentimentTask(Task):
         return build_classifier(config, vocab.embedding_rows, len(labels), seed=seed, jit_compile=jit_compile,
                                 word_width=vocab.word_width, vectors=vectors)  # fmt: skip
 
-    def evaluate(self, model, config, split, vocab, labels, run_dir) -> dict:
+    def read_file(self, config, spec, labels):
+        return labelled_file(config.data, "--data", spec, labels)
+
+    def evaluate(self, model, config, split, vocab, labels, run_dir, into=None) -> dict:
         # Per example only the true and predicted class, the predicted class's probability (and, for two classes,
         # the positive class's) are kept: memory grows with the examples, not with examples x classes.
         # An ensemble's members are scored alone too, so that its report shows what averaging them bought; each
         # member runs once and the model's own averaging layer joins their logits.
+        into = into or run_dir
         members = [layer for layer in model.layers if layer.name.startswith("member_")]
         ds = inputs.sentiment_dataset(split, vocab, labels, inference_batch(vocab, config.evaluate.batch_size))
         temperature = artifacts.read_json(run_dir.calibration)["temperature"] if run_dir.calibration.exists() else None
@@ -183,18 +187,18 @@ class SentimentTask(Task):
         if members:
             scored = (metrics.classification_metrics(truth, np.concatenate(out), labels) for out in member_predicted)
             result["members"] = [{"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for m in scored]
-        plots.confusion_matrix(truth, predicted, labels, run_dir.confusion_matrix)
+        plots.confusion_matrix(truth, predicted, labels, into.confusion_matrix)
         write_predictions(split, [labels[k] for k in truth], [labels[k] for k in predicted],
-                          np.concatenate(probability), run_dir.predictions)  # fmt: skip
+                          np.concatenate(probability), into.predictions)  # fmt: skip
         if temperature is not None:
             tables = {"reliability_before": before.sums(), "reliability_after": after.sums()}
             result["calibration"] = {"method": "temperature", "temperature": temperature, "bins": ECE_BINS,
                                      **before.scores("before"), **after.scores("after"), **tables}  # fmt: skip
             after_label = f"after (temperature {temperature:.2f})"
             plots.reliability_diagram(*(calibration.reliability_of(table) for table in tables.values()), after_label,
-                                      run_dir.reliability_diagram)  # fmt: skip
+                                      into.reliability_diagram)  # fmt: skip
         else:
-            run_dir.reliability_diagram.unlink(missing_ok=True)
+            into.reliability_diagram.unlink(missing_ok=True)
         return result
 
     def evaluation_files(self, run_dir):

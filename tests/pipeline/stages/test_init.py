@@ -219,7 +219,7 @@ def _training_accepts(path: Path, label_column: str) -> bool:
 
     data = DataConfig(format="csv", train=str(path), label_column=label_column)
     try:
-        files.check_labels((label for _, label in files.read_examples(data, "train", data.train, "csv")), "train")
+        files.check_labels((label for _, label in files.read_examples(data, "data.train", data.train, "csv")), "train")
     except DataError:
         return False
     return True

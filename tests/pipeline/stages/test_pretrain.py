@@ -319,6 +319,13 @@ def test_tfds_imdb_reviews_unsupervised_split_with_mock_data(tmp_path):
         trained = len(list(tasks.get("sentiment").load_splits(config).train))
         assert result.texts + result.held_out == 20 + trained  # the unsupervised split's 20 mock texts, and train
         assert train.run(config, run_dir).status in ("completed", "early_stopped")
+    # A model trained on TFDS is scored on local files too: aclImdb's test/ folder, a sub-folder per class.
+    for label in ("pos", "neg"):
+        (tmp_path / "aclImdb" / "test" / label).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "aclImdb" / "test" / label / f"{i}_7.txt").write_text(f"the {FILLER[i]} was {label}")
+    scored = evaluate.run(config, run_dir, data=str(tmp_path / "aclImdb" / "test"))
+    assert scored.metrics["examples"] == 6 and scored.path == run_dir / "evaluations" / "test"
 
 
 def test_next_char_refuses_unlabelled_texts(tmp_path):
