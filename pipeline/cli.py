@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import select
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +33,16 @@ MAX_ERROR_CHARS = 500
 
 def _one_line(text: str) -> str:
     return shorten(text, MAX_ERROR_CHARS)
+
+
+def _reader_gone(stream) -> bool:
+    """Whether `stream` is a pipe whose reading end is closed (poll reports an error on its writing end)."""
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's runner), or no poll here
+        return False
 
 
 class _Group(click.Group):
@@ -62,6 +74,11 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as e:  # a bug, or an input we failed to anticipate: still one line, details on request
+            if isinstance(e, BrokenPipeError) and _reader_gone(sys.stdout):
+                # `rnnpipe predict ... | head`: the output's reader has gone. Stop quietly, as shell tools do, with
+                # SIGPIPE's status; stdout goes to /dev/null, where the interpreter's last flush can go.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                ctx.exit(128 + signal.SIGPIPE)
             if ctx.meta.get("rnnpipe.debug"):
                 raise
             click.echo(f"error: {_one_line(describe(e))} (run with --debug for the traceback)", err=True)
@@ -346,12 +363,17 @@ def show_config(config_path: Path, overrides: tuple[str, ...]) -> None:
     "--input",
     "input_file",
     type=click.File("rb"),
-    help="Read texts from this UTF-8 file, one per line ('-' for stdin).",
+    help="Read texts from this UTF-8 file, one per line ('-' for stdin), or with --text-column from a CSV or TSV.",
 )
+@click.option("--text-column", metavar="C", help="Read --input as a CSV (a TSV when its name ends in .tsv) with a "
+              "header row, and classify its column C.")  # fmt: skip
+@click.option("--tsv-quoting", type=click.Choice(["quoted", "none"]), help="How the TSV is written: quoted as "
+              "pandas and the csv module write it, or GLUE-style.  [default: told from the file]")  # fmt: skip
 @click.option("--top", type=click.IntRange(min=1), metavar="K",
               help="List only the K most probable classes of each text, most probable first.  [default: every class "
               "up to 20, the 20 most probable beyond]")  # fmt: skip
-def predict(export_dir: Path, texts: tuple[str, ...], input_file, top: int | None) -> None:
+def predict(export_dir: Path, texts: tuple[str, ...], input_file, text_column: str | None, tsv_quoting: str | None,
+            top: int | None) -> None:  # fmt: skip
     """Classify TEXTS with an exported sentiment model; one JSON line per text, printed as each batch is done:
     the text, its label and the classes' probabilities (see --top).
 
@@ -366,10 +388,12 @@ def predict(export_dir: Path, texts: tuple[str, ...], input_file, top: int | Non
 
     if not texts and input_file is None:
         raise click.UsageError("give TEXT arguments or --input FILE")
+    if text_column is not None and input_file is None:
+        raise click.UsageError("--text-column reads a column of --input FILE; give one")
     lines = texts
     if input_file is not None:
         name = "stdin" if input_file.name in ("-", "<stdin>") else input_file.name
-        lines = itertools.chain(texts, stage.read_texts(input_file, name))
+        lines = itertools.chain(texts, stage.input_texts(input_file, name, text_column, tsv_quoting or "auto"))
     for result in stage.predict(export_dir, lines, top=top):
         click.echo(json.dumps(result, ensure_ascii=False))
 

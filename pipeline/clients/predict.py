@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from pipeline.clients import litert_client, native
 from pipeline.clients.saved_model import COMMANDS, load_signature
+from pipeline.data import files
 from pipeline.errors import DataError, PipelineError
 
 MAX_TEXT_BYTES = 1 << 20
@@ -85,9 +86,26 @@ def _predict_litert(path: Path, batches: Iterable[list[bytes]]) -> Iterator[tupl
             yield names, text, names[int(np.argmax(row))], np.asarray(row)
 
 
-def read_texts(file: BinaryIO, name: str) -> Iterator[str]:
-    """The lines of a UTF-8 text file, one text each (line ends and a leading byte-order mark removed), read
-    lazily; a DataError names the line that is not UTF-8 or is too long, or says that the file is empty."""
+def input_texts(file: BinaryIO, name: str, text_column: str | None = None, tsv_quoting: str = "auto"
+                ) -> Iterator[str]:  # fmt: skip
+    """The texts of `--input`: a line each, or with `text_column` that column of a CSV (a TSV, read `tsv_quoting`,
+    when `name` ends in .tsv) read by the pipeline's row reader. A .csv or .tsv without `text_column` is refused:
+    read a line at a time, its header, quotes and other columns would be classified as texts."""
+    suffix = Path(name).suffix.lower()
+    if text_column is None:
+        if suffix in (".csv", ".tsv"):
+            raise DataError(f"--input {name} is a {suffix[1:].upper()} file, and predict reads one text per line; "
+                            f"give --text-column C to classify its column C")  # fmt: skip
+        return read_texts(file, name)
+    fmt = "tsv" if suffix == ".tsv" else "csv"
+    return files.column_texts(read_texts(file, name, line_ends=True), f"--input {name}", text_column, fmt,
+                              tsv_quoting)  # fmt: skip
+
+
+def read_texts(file: BinaryIO, name: str, line_ends: bool = False) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one text each (line ends, unless `line_ends`, and a leading byte-order mark
+    removed), read lazily; a DataError names the line that is not UTF-8 or is too long, or says that the file is
+    empty. With `line_ends`, the lines of a CSV or TSV for its row reader (pipeline.data.files.column_texts)."""
     number = 0
     while True:
         raw = file.readline(MAX_TEXT_BYTES + 1)
@@ -105,9 +123,9 @@ def read_texts(file: BinaryIO, name: str) -> Iterator[str]:
             raise DataError(f"--input {name}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at "
                             f"column {error.start + 1}); convert the file, e.g. iconv -f windows-1252 -t "
                             f"utf-8") from None  # fmt: skip
-        yield text.rstrip("\r\n")
+        yield text if line_ends else text.rstrip("\r\n")
     if number == 0:
-        raise DataError(f"--input {name} is empty: nothing to classify (one text per line)")
+        raise DataError(f"--input {name} is empty: nothing to classify")
 
 
 def _batches(texts: Iterable[str | bytes], size: int) -> Iterator[list[bytes]]:

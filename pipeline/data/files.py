@@ -3,6 +3,7 @@
     read_examples(data, where, spec, fmt) -> [(text, label)]   CSV/TSV, one folder per class, one file per class
     iter_text(path, encoding, errors)     -> decoded chunks    plain text, streamed
     table_rows(text, fmt, quoting)        -> (line, fields)    the CSV/TSV row reader; tsv_quoting tells how
+    column_texts(lines, where, column, fmt) -> texts           a CSV/TSV column, streamed (`rnnpipe predict`)
     check_labels(labels, source, case)    -> class names       the rule for what a label column may hold
 
 Labels: every example has one (an empty label cell is an error naming the file and line, never a class named "");
@@ -30,9 +31,10 @@ import csv
 import dataclasses
 import glob
 import io
+import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pipeline.config import DataConfig
@@ -167,16 +169,20 @@ def _table_examples(data: DataConfig, where: str, path: Path, rows: Iterator[tup
     return examples
 
 
-def table_rows(text: str, fmt: str, quoting: str = "quoted") -> Iterator[tuple[int, list[str]]]:
-    """(line number where the row starts, fields) for each non-empty row of a CSV or TSV text: the one row reader
-    of training and `rnnpipe init`. CSV is always quoted; TSV is read `quoting` ("quoted" or "none", see
-    `tsv_quoting`)."""
+def table_rows(text: str | Iterable[str], fmt: str, quoting: str = "quoted") -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row starts, fields) for each non-empty row of a CSV or TSV text, whole or as its lines
+    (line ends kept): the one row reader of training, `rnnpipe init` and `rnnpipe predict`. CSV is always quoted; TSV
+    is read `quoting` ("quoted" or "none", see `tsv_quoting`)."""
     if fmt == "csv":
         return _quoted_rows(text, ",")
     return _quoted_rows(text, "\t") if quoting == "quoted" else _unquoted_rows(text)
 
 
-def tsv_quoting(text: str, where: str, complete: bool = True) -> str:
+# What settles a TSV's quoting where the file cannot (tsv_quoting's refusal ends with it).
+TSV_QUOTING_SETTING = "set data.tsv_quoting = 'quoted' or 'none' (rnnpipe init: --tsv-quoting)"
+
+
+def tsv_quoting(text: str, where: str, complete: bool = True, setting: str = TSV_QUOTING_SETTING) -> str:
     """How a TSV text is written: "quoted" (the csv module's and pandas' TSV: a field holding a tab, a newline or a
     quote is quoted, its quotes doubled) or "none" (GLUE-style: a quote is a character). Decided by reading it both
     ways: where no field starts with a quote the two agree; otherwise the reading whose every row has the header's
@@ -217,16 +223,16 @@ def tsv_quoting(text: str, where: str, complete: bool = True) -> str:
         line, row = next((line, row) for line, row in unquoted if any(field.startswith('"') for field in row))
         raise DataError(f"{where}: line {line} reads two ways, with its quotes as TSV quoting (as pandas and the csv "
                         f"module write TSV) or as characters (GLUE-style TSV): {shorten(chr(9).join(row), 60)!r}; "
-                        f"set data.tsv_quoting = 'quoted' or 'none' (rnnpipe init: --tsv-quoting)")  # fmt: skip
+                        f"{setting}")  # fmt: skip
     line, row = bad_unquoted
     quoted_problem = f"line {bad_quoted[0]}: {bad_quoted[1]}" if bad_quoted[0] else bad_quoted[1]
     raise DataError(f"{where}: not readable as TSV either way: unquoted, line {line} has {len(row)} fields, the "
                     f"header {width}; quoted, {quoted_problem}; fix the file")  # fmt: skip
 
 
-def _quoted_rows(text: str, delimiter: str, strict: bool = False) -> Iterator[tuple[int, list[str]]]:
+def _quoted_rows(text: str | Iterable[str], delimiter: str, strict: bool = False) -> Iterator[tuple[int, list[str]]]:
     """(line number where the record starts, fields) per record; a quoted field may span lines."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=strict)
+    reader = csv.reader(io.StringIO(text) if isinstance(text, str) else text, delimiter=delimiter, strict=strict)
     start = 1
     for row in reader:
         if row:
@@ -234,11 +240,44 @@ def _quoted_rows(text: str, delimiter: str, strict: bool = False) -> Iterator[tu
         start = reader.line_num + 1
 
 
-def _unquoted_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+def _unquoted_rows(text: str | Iterable[str]) -> Iterator[tuple[int, list[str]]]:
     """GLUE-style TSV: no quoting, a quote character is just a character; empty lines are skipped."""
-    for line_number, line in enumerate(text.split("\n"), start=1):
+    lines = text.split("\n") if isinstance(text, str) else (line.rstrip("\r\n") for line in text)
+    for line_number, line in enumerate(lines, start=1):
         if line:
             yield line_number, line.split("\t")
+
+
+def column_texts(lines: Iterable[str], where: str, column: str, fmt: str, quoting: str = "auto") -> Iterator[str]:
+    """The `column` of each row of a CSV or TSV (`fmt`) given as its lines, line ends kept, after its header row,
+    read lazily: a file of any size streams through. A TSV is read `quoting` ("quoted", "none", or "auto": told
+    from its first CHUNK_CHARS, as `rnnpipe init` tells it from a file's head). Errors are DataErrors naming `where`
+    and the line."""
+    lines = iter(lines)
+    head, size = [], 0
+    for line in lines:
+        head.append(line)
+        size += len(line)
+        if size >= CHUNK_CHARS:
+            break
+    if fmt == "csv":
+        quoting = "quoted"
+    elif quoting == "auto" and head:
+        quoting = tsv_quoting("".join(head), where, complete=size < CHUNK_CHARS,
+                              setting="give --tsv-quoting quoted or none")  # fmt: skip
+    rows = table_rows(itertools.chain(head, lines), fmt, quoting)
+    try:
+        _, header = next(rows, (0, []))
+        if column not in header:
+            raise DataError(f"{where} has no column {shorten(column, 40)!r}; its columns are "
+                            f"{[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''}")  # fmt: skip
+        at = header.index(column)
+        for line_number, row in rows:
+            if len(row) != len(header):
+                raise DataError(f"{where}: line {line_number} has {len(row)} fields, the header {len(header)}")
+            yield row[at]
+    except csv.Error as error:
+        raise DataError(f"{where}: not readable as {fmt.upper()} ({error})") from None
 
 
 def _read_class_dirs(data: DataConfig, where: str, spec: str) -> list[tuple[str, str]]:

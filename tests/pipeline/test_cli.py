@@ -1,7 +1,9 @@
 """The `rnnpipe` CLI: stages through click's CliRunner on tiny data, and every bad input as one line on stderr."""
 
+import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +102,7 @@ def bad_inputs(tmp_path):
         return path
 
     empty = data_file("empty.csv", "")
+    empty_lines = data_file("empty.txt", "")
     columns = data_file("columns.csv", "review,stars\nnice,5\nbad,1\n")
     one_class = data_file("one.csv", "text,label\na,x\nb,x\nc,x\n")
     latin = data_file("latin.csv", raw="text,label\ncaf\xe9,x\nok,y\nfine,x\nyes,y\n".encode("latin-1"))
@@ -160,9 +163,19 @@ def bad_inputs(tmp_path):
         ("not_saved_model", ["predict", tmp_path, "hello"], "is not a SavedModel export", 1),
         ("predict_not_utf8", ["predict", tmp_path, "--input", not_utf8],
          f"--input {not_utf8}: line 2 is not valid UTF-8 (byte 0xef at column 3)", 1),
-        ("predict_empty_input", ["predict", tmp_path, "--input", empty],
+        ("predict_empty_input", ["predict", tmp_path, "--input", empty_lines],
+         f"--input {empty_lines} is empty: nothing to classify", 1),
+        ("predict_empty_table", ["predict", tmp_path, "--input", empty, "--text-column", "text"],
          f"--input {empty} is empty: nothing to classify", 1),
         ("predict_nothing", ["predict", tmp_path], "give TEXT arguments or --input FILE", 2),
+        ("predict_table_as_lines", ["predict", tmp_path, "--input", columns],
+         f"--input {columns} is a CSV file, and predict reads one text per line; give --text-column C", 1),
+        ("predict_no_such_column", ["predict", tmp_path, "--input", columns, "--text-column", "text"],
+         f"--input {columns} has no column 'text'; its columns are ['review', 'stars']", 1),
+        ("predict_column_of_nothing", ["predict", tmp_path, "hello", "--text-column", "text"],
+         "--text-column reads a column of --input FILE", 2),
+        ("evaluate_data_missing", ["evaluate", config("evaldata"), "--data", tmp_path / "nothing.csv"],
+         f"--data: {tmp_path / 'nothing.csv'} does not exist", 1),
         ("generate_length", ["generate", tmp_path, "--prompt", "a", "--length", "-1"], "--length must be >= 0", None),
         ("generate_temperature", ["generate", tmp_path, "--prompt", "a", "--temperature", "0"],
          "--temperature must be > 0", None),
@@ -248,6 +261,36 @@ def test_predict_input_streams_lines_with_bom_crlf_and_undecodable_arguments(sen
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["text"] for line in lines] == ["caf\ufffd", "superb brilliant film", "", "awful dull plot"]
     assert [line["label"] for line in lines[1:2] + lines[3:]] == ["pos", "neg"]
+
+
+def test_predict_reads_a_column_of_a_csv_or_tsv_as_the_pipeline_reads_tables(sentiment_run, tmp_path):
+    texts = ["superb brilliant film", 'an "awful", dull\nplot', "", "caf\u00e9 \ttab"]
+    table = tmp_path / "new.csv"
+    with open(table, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("id", "text"), *((k, text) for k, text in enumerate(texts))])
+    tsv = tmp_path / "new.tsv"
+    with open(tsv, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f, delimiter="\t").writerows([("text", "id"), *((text, k) for k, text in enumerate(texts))])
+    for path in (table, tsv):
+        result = CliRunner().invoke(main, ["predict", str(sentiment_run[3]), "--input", str(path), "--text-column",
+                                           "text"])  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == texts
+
+
+@pytest.mark.slow
+def test_predict_into_a_pipe_closed_early_stops_quietly(sentiment_run, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a wonderful film\n" * 5000, encoding="utf-8")
+    rnnpipe = Path(sys.executable).with_name("rnnpipe")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    with subprocess.Popen([str(rnnpipe), "predict", str(sentiment_run[3]), "--input", str(texts)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:  # fmt: skip
+        assert json.loads(process.stdout.readline())["text"] == "a wonderful film"
+        process.stdout.close()  # as `| head -1` does
+        stderr = process.stderr.read()
+        assert process.wait(timeout=300) == 128 + signal.SIGPIPE
+    assert stderr == b""
 
 
 def test_a_file_system_error_is_one_line_naming_the_file(sentiment_config, tmp_path, monkeypatch):

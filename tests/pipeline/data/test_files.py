@@ -1,11 +1,13 @@
 """Every data source: local formats, encodings, held-out splits, TFDS (mocked and offline), and their errors."""
 
 import csv
+import itertools
 
 import pytest
 
 from pipeline import tasks
 from pipeline.config import config_from_dict
+from pipeline.data import files
 from pipeline.data.files import check_labels
 from pipeline.errors import ConfigError, DataError
 
@@ -319,3 +321,42 @@ def test_labels_that_differ_only_by_case_stop_training_unless_folded_or_kept(tmp
         load_splits(sentiment(tmp_path, train=str(path)))
     assert load_splits(sentiment(tmp_path, train=str(path), label_case="fold")).labels == ("neg", "pos")
     assert load_splits(sentiment(tmp_path, train=str(path), label_case="keep")).labels == ("POS", "Pos", "neg", "pos")
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+def test_a_column_streams_as_training_reads_the_table(tmp_path):
+    # The rows training reads from the same file, in its order: quoted commas, quotes and newlines included.
+    path = write_csv(tmp_path / "train.csv", AWKWARD)
+    trained = [text for text, _ in files.read_examples(sentiment(tmp_path, train=str(path)).data, "data.train",
+                                                       str(path), "csv")]  # fmt: skip
+    assert list(files.column_texts(_lines(path.read_text(encoding="utf-8")), "--input x", "text", "csv")) == trained
+    for quoting, rows in (("quoted", AWKWARD), ("none", [('a "lone quote', "neg"), ('"start"ed', "pos")])):
+        tsv = tmp_path / f"{quoting}.tsv"
+        if quoting == "quoted":
+            write_csv(tsv, rows, delimiter="\t")
+        else:
+            tsv.write_text("text\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows), encoding="utf-8")
+        lines = _lines(tsv.read_text(encoding="utf-8"))
+        assert list(files.column_texts(lines, "--input x", "text", "tsv")) == [text for text, _ in rows]
+        assert list(files.column_texts(lines, "--input x", "text", "tsv", quoting)) == [text for text, _ in rows]
+
+
+def test_a_column_is_read_lazily_and_refused_line_by_line():
+    rows = (f"{k},text {k}\r\n" for k in range(10**9))  # more than any test could hold: only what is read is made
+    texts = files.column_texts(itertools.chain(["id,text\r\n"], rows), "--input big.csv", "text", "csv")
+    assert list(itertools.islice(texts, 3)) == ["text 0", "text 1", "text 2"]
+    short = files.column_texts(["id,text\n", "1,fine\n", "2\n"], "--input x.csv", "text", "csv")
+    assert next(short) == "fine"
+    with pytest.raises(DataError, match=r"^--input x.csv: line 3 has 1 fields, the header 2$"):
+        next(short)
+    with pytest.raises(DataError, match=r"^--input x.csv has no column 'text'; its columns are \['id', 'body'\]$"):
+        list(files.column_texts(["id,body\n"], "--input x.csv", "text", "csv"))
+    with pytest.raises(DataError, match=r"^--input x.csv has no column 'text'; its columns are \[\]$"):
+        list(files.column_texts([], "--input x.csv", "text", "csv"))
+    both = _lines('text\tlabel\nplain\tpos\n"quoted"\tneg\nmore\tpos\n')
+    with pytest.raises(DataError, match=r"^--input x.tsv: line 3 reads two ways.*; give --tsv-quoting quoted or none$"):
+        list(files.column_texts(both, "--input x.tsv", "text", "tsv"))
+    assert list(files.column_texts(both, "--input x.tsv", "text", "tsv", "none")) == ["plain", '"quoted"', "more"]
