@@ -166,6 +166,38 @@ def count_words(batches: Iterable[tf.Tensor], standardize_mode: str) -> collecti
     return counts
 
 
+def words_per_text(batches: Iterable[tf.Tensor], standardize_mode: str) -> np.ndarray:
+    """How many words the tokenizer makes of each text of `batches` (string tensors), in order."""
+    lengths = [split_words(texts, standardize_mode).row_lengths().numpy() for texts in batches]
+    return np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class LengthReport:
+    """How many training texts `tokenize.sequence_length` cuts (encode_words keeps a text's first words)."""
+
+    texts: int
+    cut: int  # texts with more words than sequence_length
+    sequence_length: int
+    p95: int  # words of the 95th-percentile text
+    longest: int
+
+    @classmethod
+    def of(cls, lengths: np.ndarray, sequence_length: int) -> LengthReport:
+        if not lengths.size:
+            return cls(0, 0, sequence_length, 0, 0)
+        return cls(int(lengths.size), int((lengths > sequence_length).sum()), sequence_length,
+                   int(np.percentile(lengths, 95, method="higher")), int(lengths.max()))  # fmt: skip
+
+    def summary(self) -> str:
+        """One clause for tokenize's line when texts are cut, else ""."""
+        if not self.cut:
+            return ""
+        return (f"{self.cut / self.texts:.1%} of the training texts ({self.cut:,}) are cut at "
+                f"tokenize.sequence_length = {self.sequence_length} words (95% have at most {self.p95:,}, the longest "
+                f"{self.longest:,})")  # fmt: skip
+
+
 def as_single_words(words: Sequence[str], standardize_mode: str) -> list[str | None]:
     """What the tokenizer makes of each of `words`: the one word it becomes, or None (several words, or none)."""
     split = split_words(tf.constant(list(words), dtype=tf.string), standardize_mode)

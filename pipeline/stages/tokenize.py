@@ -26,13 +26,14 @@ class TokenizeResult:
     skipped: bool = False
     note: str = ""  # what reading the data did besides, e.g. TFDS preparing it
     vectors: str = ""  # what the pretrained vectors covered (VectorsReport.summary)
+    cut: str = ""  # what tokenize.sequence_length cuts of the training texts (the task's cut_texts)
 
     def summary(self) -> str:
         classes = f", {len(self.labels)} classes" if self.labels else ""
         ngrams = f", {len(self.vocabulary.ngrams):,} sub-word n-grams" if self.vocabulary.ngrams else ""
         vectors = f"; {self.vectors}" if self.vectors else ""
         done = "up to date, kept" if self.skipped else "built"
-        note = f"; {self.note}" if self.note else ""
+        note = "".join(f"; {text}" for text in (self.cut, self.note) if text)
         words = self.vocabulary.size - self.vocabulary.vector_words
         return (f"tokenize: {done}: {words:,} {self.vocabulary.level}s{ngrams}{classes} -> {self.path}{vectors}"
                 f"{note}")  # fmt: skip
@@ -55,6 +56,7 @@ def run(config: Config, run_dir, overwrite: bool = False, progress: Progress | N
         splits = task.load_splits(config)
         preflight.check_splits(config, splits)
         vocab = task.build_vocabulary(config, splits)
+        cut = task.cut_texts(config, splits)
         report = None
         if config.tokenize.pretrained_vectors:
             vocab, table, report = task.pretrained_vectors(config, splits, vocab, progress)
@@ -73,7 +75,7 @@ def run(config: Config, run_dir, overwrite: bool = False, progress: Progress | N
         vocab.save(rd.vocabulary)
         freshness.record(rd, "tokenize", config)
         return TokenizeResult(vocab, labels, str(rd.vocabulary), note=splits.note,
-                              vectors=report.summary() if report else "")  # fmt: skip
+                              vectors=report.summary() if report else "", cut=cut)  # fmt: skip
 
 
 def reuse(config: Config, source, run_dir) -> None:

@@ -59,6 +59,11 @@ class Task(abc.ABC):
     def build_vocabulary(self, config: Config, splits: Splits) -> Vocabulary:
         """The vocabulary, from the training split."""
 
+    def cut_texts(self, config: Config, splits: Splits) -> str:
+        """What `tokenize.sequence_length` cuts of the training texts, as a clause for tokenize's line ("" if
+        nothing, or for a task that reads whole texts)."""
+        return ""
+
     def pretrained_vectors(self, config: Config, splits: Splits, vocab: Vocabulary, progress=None):
         """(vocabulary with the vectors file's words, pretrained table, VectorsReport) for
         `tokenize.pretrained_vectors`; only a task that reads words has them (its recipe refuses the key)."""

@@ -34,6 +34,7 @@ from pipeline.data import inputs
 from pipeline.data.inputs import class_counts
 from pipeline.data.splits import Splits, labelled_file, labelled_file_splits, tfds_splits, unlabelled_texts
 from pipeline.data.text import (
+    LengthReport,
     Vocabulary,
     build_word_vocabulary,
     count_words,
@@ -42,6 +43,7 @@ from pipeline.data.text import (
     lookup_table,
     ngram_table,
     with_vectors,
+    words_per_text,
 )
 from pipeline.errors import ConfigError, DataError
 from pipeline.run import artifacts
@@ -76,6 +78,11 @@ class SentimentTask(Task):
         sizes = tuple(range(t.min_ngram, t.max_ngram + 1)) if t.max_ngram else ()
         return build_word_vocabulary(texts, t.max_tokens, t.standardize, t.sequence_length, t.min_word_count,
                                      sizes, t.max_ngrams, t.ngrams_per_word)  # fmt: skip
+
+    def cut_texts(self, config, splits):
+        t = config.tokenize
+        lengths = words_per_text(splits.train.map(lambda x: x["text"]).batch(1024), t.standardize)
+        return LengthReport.of(lengths, t.sequence_length).summary()
 
     def pretrained_vectors(self, config, splits, vocab, progress=None):
         t = config.tokenize

@@ -137,3 +137,23 @@ def test_exports_give_a_word_unseen_in_training_its_pretrained_vector(tmp_path, 
     np.testing.assert_allclose(probabilities[:1], reference, atol=1e-5)
     litert = LiteRTModel(exported / "litert").probabilities(texts)
     np.testing.assert_allclose(litert, probabilities, atol=1e-5)
+
+
+def test_tokenize_says_how_many_training_texts_the_sequence_length_cuts(tmp_path):
+    path = tmp_path / "train.csv"
+    # Words per text 1..40, four times over; runs of spaces are not words.
+    rows = [f"{'  '.join(['good'] * n)}  ,{'pos' if n % 2 else 'neg'}" for n in range(1, 41)] * 4
+    path.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    data = {"train": str(path), "validation_fraction": 0.25, "test_fraction": 0.1}
+    config = load_config(write_config(tmp_path / "c.toml", "sentiment", data, tokenize={"sequence_length": 30}))
+    result = tokenize.run(config, tmp_path / "run")
+    train_texts = [x["text"].decode() for x in tasks.get("sentiment").load_splits(config).train.as_numpy_iterator()]
+    held = sorted(len(text.split()) for text in train_texts)
+    cut = sum(n > 30 for n in held)
+    assert 0 < cut < len(held) and set(held) <= set(range(1, 41))
+    p95 = held[int(np.ceil(0.95 * (len(held) - 1)))]
+    assert result.summary().endswith(f"; {cut / len(held):.1%} of the training texts ({cut:,}) are cut at "
+                                     f"tokenize.sequence_length = 30 words (95% have at most {p95}, the longest "
+                                     f"{held[-1]})")  # fmt: skip
+    uncut = load_config(write_config(tmp_path / "d.toml", "sentiment", data, tokenize={"sequence_length": 40}))
+    assert "are cut" not in tokenize.run(uncut, tmp_path / "run2").summary()
