@@ -41,8 +41,9 @@ from pipeline.training import calibration, metrics, plots
 
 logger = logging.getLogger(__name__)
 
-# The figures summarized across folds (those a fold's metrics hold).
+# The figures summarized across folds (those a fold's metrics hold), and, for two classes, ROC AUC.
 FIGURES = ("accuracy", "macro_f1", "balanced_accuracy")
+BINARY_FIGURES = ("roc_auc",)
 MAX_FOLDS = 100
 # Classes whose F1 the terminal summary lists (summary.json has them all).
 SHOWN_CLASSES = 10
@@ -70,6 +71,8 @@ class CVResult:
             shown = ", ".join(f"{label} {v['mean']:.4f} ± {v['std']:.4f}" for label, v in per_class[:SHOWN_CLASSES])
             more = f" (and {len(per_class) - SHOWN_CLASSES} more in the file)" if len(per_class) > SHOWN_CLASSES else ""
             rows.append(f"F1 per class: {shown}{more}")
+        if "roc_auc" in self.summary:
+            rows.append(f"ROC AUC: {self.summary['roc_auc']['mean']:.4f} ± {self.summary['roc_auc']['std']:.4f}")
         if "ece_before" in self.summary:
             rows.append(f"calibration: ECE {self.summary['ece_before']['mean']:.4f} -> "
                         f"{self.summary['ece_after']['mean']:.4f} (mean over the folds)")  # fmt: skip
@@ -136,7 +139,7 @@ def pool_predictions(sources: list[Path], root: Path) -> tuple[str, ...]:
 def draw(summary: dict, results: list[dict], root: Path) -> tuple[str, ...]:
     """The figures of the module docstring; the paths written."""
     written = [root / "folds.png"]
-    plots.fold_figures({name: [r[name] for r in results] for name in FIGURES}, written[0])
+    plots.fold_figures({name: [r[name] for r in results] for name in _figures(results)}, written[0])
     pooled = summary.get("pooled")
     if pooled:
         written.append(root / "confusion_matrix.png")
@@ -157,6 +160,11 @@ def check(config: Config, folds: int) -> None:
     replace(config, **{"data.cv_folds": folds})  # the config's own checks: local files, no data.test
 
 
+def _figures(results: list[dict]) -> tuple[str, ...]:
+    """FIGURES, and BINARY_FIGURES where every fold has them (a fold of two classes)."""
+    return FIGURES + tuple(name for name in BINARY_FIGURES if all(name in r for r in results))
+
+
 def summarize(results: list[dict]) -> dict:
     """Per figure, and per class's F1: mean, sample standard deviation, min and max over the folds."""
 
@@ -164,7 +172,7 @@ def summarize(results: list[dict]) -> dict:
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return {"mean": statistics.fmean(values), "std": std, "min": min(values), "max": max(values)}
 
-    summary = {name: stats([r[name] for r in results]) for name in FIGURES}
+    summary = {name: stats([r[name] for r in results]) for name in _figures(results)}
     for label in results[0]["per_class"]:
         summary[f"f1 {label}"] = stats([r["per_class"][label]["f1"] for r in results])
     if all("calibration" in r for r in results):

@@ -169,6 +169,9 @@ def test_cv_scores_every_example_once_and_resumes(tmp_path, monkeypatch):
     assert sum(fold["examples"] for fold in summary["per_fold"]) == 160  # every example scored once
     accuracies = [fold["accuracy"] for fold in summary["per_fold"]]
     assert summary["summary"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+    aucs = [fold["roc_auc"] for fold in summary["per_fold"]]  # two classes: ROC AUC too
+    assert summary["summary"]["roc_auc"]["mean"] == pytest.approx(np.mean(aucs))
+    assert f"ROC AUC: {np.mean(aucs):.4f} ± {np.std(aucs, ddof=1):.4f}" in result.output
     assert "mean" in result.output and "± " in result.output and "fold 3/3" in result.output
     # Pooled: every example's out-of-fold prediction, from the folds' confusion matrices and reliability tables.
     pooled = summary["summary"]["pooled"]
@@ -206,3 +209,7 @@ def test_folds_are_pooled_only_when_their_matrices_add_up():
     assert "reliability_before" not in same["pooled"]  # no calibration in the folds
     assert "pooled" not in cv.summarize([fold(["a", "b"], [[1, 0], [0, 1]]), fold(["a", "c"], [[1, 0], [0, 1]])])
     assert "pooled" not in cv.summarize([fold(["a", "b"]), fold(["a", "b"])])  # beyond MATRIX_CLASSES: no matrix
+    assert "roc_auc" not in same  # summarized only where every fold has it
+    scored = cv.summarize([{**fold(["a", "b"]), "roc_auc": 0.8}, {**fold(["a", "b"]), "roc_auc": 0.9}])
+    assert scored["roc_auc"]["mean"] == pytest.approx(0.85) and scored["roc_auc"]["min"] == 0.8
+    assert "roc_auc" not in cv.summarize([{**fold(["a", "b"]), "roc_auc": 0.8}, fold(["a", "b"])])
