@@ -147,10 +147,13 @@ def _table_examples(data: DataConfig, where: str, path: Path, rows: Iterator[tup
     labelled = bool(data.label_column)  # a table of unlabelled texts has none (read_unlabelled)
     missing = [c for c in (data.text_column, data.label_column) if c and c not in header]
     if missing:
+        # A file of the config's data says which keys name its columns; another file (evaluate --data) is read
+        # with the training data's columns, and those keys belong to the training data.
+        remedy = ("set data.text_column / data.label_column" if where.startswith("data.") else
+                  "give it the training data's columns")  # fmt: skip
         raise DataError(
             f"{where}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
-            f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} (set data.text_column "
-            f"/ data.label_column)"
+            f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} ({remedy})"
         )
     text_at = header.index(data.text_column)
     label_at = header.index(data.label_column) if labelled else None

@@ -1,10 +1,10 @@
 """Every data source the pipeline reads, as `tf.data` datasets of raw text. The tasks choose what they read:
 
-    labelled_file_splits(data, seed)  -> Splits(train, validation, test, labels)  local files, sentiment
-    labelled_file(data, where, spec, labels) -> examples of one more labelled file   (evaluate --data)
-    text_file_splits(data)            -> Splits(train, validation, test)          local plain text, next_char
-    text_file(data, where, spec)      -> the text of one more file                 (evaluate --data)
-    tfds_splits(data, labelled=...)   -> Splits                                   TensorFlow Datasets
+    labelled_file_splits(data, seed)          -> Splits(train, validation, test, labels)  local files, sentiment
+    labelled_file(data, where, spec, labels)  -> the examples of one more file   evaluate --data, sentiment
+    text_file_splits(data)                    -> Splits(train, validation, test)  local plain text, next_char
+    text_file(data, where, spec)              -> the text of one more file       evaluate --data, next_char
+    tfds_splits(data, labelled=...)           -> Splits                           TensorFlow Datasets
 
 Labelled elements: {"text": tf.string, "label": tf.string (class name)}; `labels` lists the class names (index =
 class id): the dataset's own order for TFDS ClassLabel features, sorted otherwise. Every label of a validation or
