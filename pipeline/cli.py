@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -203,21 +204,33 @@ def tokenize(config, run_dir, overwrite):
 
 
 class _ReadProgress:
-    """A progress bar on stderr for a long read (a word vectors file of gigabytes), drawn from the first report
-    before the end: a read that reports only its end was short and draws nothing."""
+    """A progress bar on stderr for long work (a word vectors file of gigabytes, an evaluation of tens of thousands
+    of texts), drawn from the first report before the end that comes `delay` seconds or more after the first report:
+    work that reports only its end, or ends sooner, was short and draws nothing."""
 
-    def __init__(self, label: str = "reading word vectors"):
-        self.label, self.bar = label, None
+    def __init__(self, label: str = "reading word vectors", delay: float = 0.0):
+        self.label, self.delay, self.bar, self.first = label, delay, None, None
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            if done >= total:
+            now = time.monotonic()
+            self.first = self.first or now
+            if done >= total or now - self.first < self.delay:
                 return
             self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_eta=True)
             self.bar.render_progress()
         self.bar.update(min(done, total) - self.bar.pos)
         if done >= total:
             self.bar.render_finish()
+
+
+def _evaluate_progress() -> _ReadProgress:
+    # A bar for evaluations that take a while (25,000 reviews take most of a minute), none for a second's.
+    return _ReadProgress("evaluating", delay=EVALUATE_BAR_AFTER)
+
+
+# Seconds into an evaluation after which it draws a progress bar.
+EVALUATE_BAR_AFTER = 2.0
 
 
 @main.command()
@@ -260,7 +273,8 @@ def evaluate(config, run_dir, overwrite, data):
     <run_dir>/evaluations/<file name>/, leaving the run's own evaluation as it is."""
     from pipeline.stages import evaluate as stage
 
-    click.echo(stage.run(config, run_dir, overwrite=overwrite, data=data or "").summary())
+    result = stage.run(config, run_dir, overwrite=overwrite, data=data or "", progress=_evaluate_progress())
+    click.echo(result.summary())
 
 
 @main.command()
@@ -294,7 +308,7 @@ def run(config, run_dir, overwrite):
     if config.pretrains:
         click.echo(pretrain.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
-    click.echo(evaluate.run(config, run_dir, overwrite=overwrite).summary())
+    click.echo(evaluate.run(config, run_dir, overwrite=overwrite, progress=_evaluate_progress()).summary())
     click.echo(export.run(config, run_dir).summary())
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline import tasks
@@ -43,10 +44,12 @@ class EvaluateResult:
         return (f"evaluate: up to date, kept: {self.line}" if self.skipped else f"evaluate: {self.line}") + where
 
 
-def run(config: Config, run_dir, overwrite: bool = False, data: str = "") -> EvaluateResult:
-    """Evaluate the run's best checkpoint on `evaluate.split`, or with `data` on that file (module docstring)."""
+def run(config: Config, run_dir, overwrite: bool = False, data: str = "",
+        progress: Callable[[int, int], None] | None = None) -> EvaluateResult:  # fmt: skip
+    """Evaluate the run's best checkpoint on `evaluate.split`, or with `data` on that file (module docstring).
+    `progress(done, total)` follows the scoring (examples, or characters for next_char)."""
     if data:
-        return _run_on_file(config, run_dir, data, overwrite)
+        return _run_on_file(config, run_dir, data, overwrite, progress)
     preflight.check(config, "evaluate")
     with rundir.opened(run_dir, config) as rd:
         task = tasks.get(config.task)
@@ -63,14 +66,15 @@ def run(config: Config, run_dir, overwrite: bool = False, data: str = "") -> Eva
         if data is None:
             raise DataError(f"evaluate.split: the data has no {split!r} split (set data.test / data.test_fraction)")
         start = time.monotonic()
-        metrics = task.evaluate(model, config, data, vocab, rd.read_labels(), rd)
+        metrics = task.evaluate(model, config, data, vocab, rd.read_labels(), rd, progress=progress)
         metrics = {"split": split, **metrics, "seconds": round(time.monotonic() - start, 2)}
         artifacts.write_json(rd.metrics, metrics)
         freshness.record(rd, "evaluate", config)
         return EvaluateResult(metrics, task.summary(metrics))
 
 
-def _run_on_file(config: Config, run_dir, spec: str, overwrite: bool) -> EvaluateResult:
+def _run_on_file(config: Config, run_dir, spec: str, overwrite: bool,
+                 progress: Callable[[int, int], None] | None) -> EvaluateResult:  # fmt: skip
     preflight.check(config, "evaluate", spec)
     with rundir.opened(run_dir, config) as rd:
         task = tasks.get(config.task)
@@ -104,7 +108,7 @@ def _run_on_file(config: Config, run_dir, spec: str, overwrite: bool) -> Evaluat
         # Written beside the folder and moved in whole: an evaluation that fails leaves the one before it as it was.
         with artifacts.staged_path(out.path) as staged:
             staged.mkdir()
-            metrics = task.evaluate(model, config, split, vocab, labels, rd, into=RunDir(staged))
+            metrics = task.evaluate(model, config, split, vocab, labels, rd, into=RunDir(staged), progress=progress)
             # "split" names what was scored, for the task's summary line: here the file, as given.
             metrics = {"split": spec, **metrics, "seconds": round(time.monotonic() - start, 2)}
             artifacts.write_json(staged / "metrics.json", metrics)

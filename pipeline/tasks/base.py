@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -110,9 +110,11 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model: keras.Model, config: Config, split: tf.data.Dataset, vocab: Vocabulary,
-                 labels: tuple[str, ...], run_dir: RunDir, into: RunDir | None = None) -> dict:  # fmt: skip
+                 labels: tuple[str, ...], run_dir: RunDir, into: RunDir | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:  # fmt: skip
         """Metrics of `model` on one split, and any files beside them (figures, predictions), written into `into`
-        (default `run_dir`, whose training results, e.g. the calibration, it reads)."""
+        (default `run_dir`, whose training results, e.g. the calibration, it reads); `progress(done, total)` after
+        each batch, where the split's size is known."""
 
     @abc.abstractmethod
     def read_file(self, config: Config, spec: str, labels: tuple[str, ...]) -> tf.data.Dataset:

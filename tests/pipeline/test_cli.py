@@ -354,3 +354,8 @@ def test_a_long_read_draws_progress_on_stderr_and_a_short_one_nothing(capsys):
         long(done, 100)
     captured = capsys.readouterr()
     assert "reading word vectors" in captured.err and captured.out == ""
+    # With a delay, work that ends sooner draws nothing, however many reports it makes.
+    quick = _ReadProgress("evaluating", delay=60.0)
+    for done in (10, 60, 100):
+        quick(done, 100)
+    assert capsys.readouterr().err == ""

@@ -58,7 +58,7 @@ class NextCharTask(Task):
     def read_file(self, config, spec, labels):
         return text_file(config.data, "--data", spec)
 
-    def evaluate(self, model, config, split, vocab, labels, run_dir, into=None) -> dict:
+    def evaluate(self, model, config, split, vocab, labels, run_dir, into=None, progress=None) -> dict:
         ids = np.fromiter(inputs.char_ids(split, vocab).as_numpy_iterator(), dtype=np.int32)
         streams = max(1, min(STREAMS, (ids.size - 1) // 2))
         length = ids.size // streams
@@ -77,6 +77,8 @@ class NextCharTask(Task):
             total_loss += float(tf.reduce_sum(tf.cast(losses, tf.float64)))
             correct += int(tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y, tf.int32)))
             count += y.size
+            if progress:
+                progress(start + x.shape[1], length - 1)
         loss = total_loss / count
         return {
             "examples": count,

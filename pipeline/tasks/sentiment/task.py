@@ -159,7 +159,7 @@ class SentimentTask(Task):
     def read_file(self, config, spec, labels):
         return labelled_file(config.data, "--data", spec, labels)
 
-    def evaluate(self, model, config, split, vocab, labels, run_dir, into=None) -> dict:
+    def evaluate(self, model, config, split, vocab, labels, run_dir, into=None, progress=None) -> dict:
         # Per example only the true and predicted class, the predicted class's probability (and, for two classes,
         # the positive class's) are kept: memory grows with the examples, not with examples x classes.
         # An ensemble's members are scored alone too, so that its report shows what averaging them bought; each
@@ -171,6 +171,7 @@ class SentimentTask(Task):
         truth, predicted, probability, positive, member_predicted = [], [], [], [], [[] for _ in members]
         before, after = _TopClass(), _TopClass()
         forward = _forward(model, members)
+        total, done = int(split.cardinality()), 0  # negative where unknown (a TFDS split read as a stream)
         for ids, y in ds:
             logits, member_logits = forward(ids)
             for member, out in zip(member_logits, member_predicted):
@@ -186,6 +187,9 @@ class SentimentTask(Task):
             if temperature is not None:
                 before.add(logits, y)
                 after.add(logits / temperature, y)
+            done += len(y)
+            if progress and total > 0:
+                progress(done, total)
         if not truth:
             raise DataError(f"evaluate.split: the {config.evaluate.split!r} split is empty")
         truth, predicted = np.concatenate(truth), np.concatenate(predicted)

@@ -75,8 +75,10 @@ def test_evaluate_data_scores_a_file_as_the_split_and_the_export_do(sentiment_ru
     data = tmp_path / "held out.csv"
     with open(data, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("text", "label"), *test_split])
-    result = evaluate.run(config, run_dir, data=str(data))
+    reports = []
+    result = evaluate.run(config, run_dir, data=str(data), progress=lambda done, total: reports.append((done, total)))
     out = run_dir / "evaluations" / "held_out"
+    assert reports[-1] == (len(test_split), len(test_split)) and reports == sorted(reports)
     assert result.path == out and not result.skipped and str(out) in result.summary()
     assert result.metrics["split"] == str(data)
     assert _without_timing(result.metrics) == _without_timing(own)
@@ -147,8 +149,10 @@ def test_evaluate_data_scores_a_text_as_the_split(next_char_run, tmp_path):
     text = "".join(chunk.decode() for chunk in tasks.get("next_char").load_splits(config).test.as_numpy_iterator())
     data = tmp_path / "tail.txt"
     data.write_text(text, encoding="utf-8")
-    result = evaluate.run(config, run_dir, data=str(data))
+    reports = []
+    result = evaluate.run(config, run_dir, data=str(data), progress=lambda done, total: reports.append((done, total)))
     assert result.path == run_dir / "evaluations" / "tail"
+    assert reports and reports[-1][0] == reports[-1][1] and reports == sorted(reports)
     assert _without_timing(result.metrics) == _without_timing(own)
 
 
