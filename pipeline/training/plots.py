@@ -69,6 +69,10 @@ def pretraining_curves(rows: list[dict], path: Path, directions: int) -> None:
     _save(fig, path)
 
 
+# How fold_figures titles the figures whose key does not read as their name.
+FIGURE_TITLES = {"macro_f1": "macro F1", "roc_auc": "ROC AUC"}
+
+
 def fold_figures(figures: dict[str, list[float]], path: Path) -> None:
     """Cross-validation: per figure (accuracy, ...), each fold's value as a point, their mean as a line and one
     standard deviation either side as a band."""
@@ -84,7 +88,7 @@ def fold_figures(figures: dict[str, list[float]], path: Path) -> None:
         ax.plot(folds, values, "o", color="C1", label="fold")
         ax.set_xticks(folds)
         ax.set_xlabel("fold")
-        ax.set_title(name.replace("_", " "))
+        ax.set_title(FIGURE_TITLES.get(name, name.replace("_", " ")))
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     _save(fig, path)
