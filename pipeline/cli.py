@@ -200,10 +200,10 @@ def tokenize(config, run_dir, overwrite):
     """Build the vocabulary (and class names) from the training split."""
     from pipeline.stages import tokenize as stage
 
-    click.echo(stage.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
+    click.echo(stage.run(config, run_dir, overwrite=overwrite, progress=_ProgressBar()).summary())
 
 
-class _ReadProgress:
+class _ProgressBar:
     """A progress bar on stderr for long work (a word vectors file of gigabytes, an evaluation of tens of thousands
     of texts), drawn from the first report before the end that comes `delay` seconds or more after the first report:
     work that reports only its end, or ends sooner, was short and draws nothing."""
@@ -224,13 +224,13 @@ class _ReadProgress:
             self.bar.render_finish()
 
 
-def _evaluate_progress() -> _ReadProgress:
-    # A bar for evaluations that take a while (25,000 reviews take most of a minute), none for a second's.
-    return _ReadProgress("evaluating", delay=EVALUATE_BAR_AFTER)
-
-
 # Seconds into an evaluation after which it draws a progress bar.
 EVALUATE_BAR_AFTER = 2.0
+
+
+def _evaluate_progress() -> _ProgressBar:
+    # A bar for evaluations that take a while (25,000 reviews take most of a minute), none for a second's.
+    return _ProgressBar("evaluating", delay=EVALUATE_BAR_AFTER)
 
 
 @main.command()
@@ -304,7 +304,7 @@ def run(config, run_dir, overwrite):
     while up to date)."""
     from pipeline.stages import evaluate, export, pretrain, tokenize, train
 
-    click.echo(tokenize.run(config, run_dir, overwrite=overwrite, progress=_ReadProgress()).summary())
+    click.echo(tokenize.run(config, run_dir, overwrite=overwrite, progress=_ProgressBar()).summary())
     if config.pretrains:
         click.echo(pretrain.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())
     click.echo(train.run(config, run_dir, overwrite=overwrite, on_progress=click.echo).summary())

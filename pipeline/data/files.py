@@ -151,16 +151,11 @@ def _table_examples(data: DataConfig, where: str, path: Path, rows: Iterator[tup
         # with the training data's columns, and those keys belong to the training data.
         remedy = ("set data.text_column / data.label_column" if where.startswith("data.") else
                   "give it the training data's columns")  # fmt: skip
-        raise DataError(
-            f"{where}: {path} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns "
-            f"are {[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''} ({remedy})"
-        )
+        raise _missing_columns(f"{where}: {path}", missing, header, remedy)
     text_at = header.index(data.text_column)
     label_at = header.index(data.label_column) if labelled else None
     examples = []
-    for line_number, row in rows:
-        if len(row) != len(header):
-            raise DataError(f"{where}: {path} line {line_number} has {len(row)} fields, the header {len(header)}")
+    for line_number, row in _full_rows(rows, header, f"{where}: {path}"):
         if not labelled:
             examples.append((row[text_at], ""))
             continue
@@ -170,6 +165,21 @@ def _table_examples(data: DataConfig, where: str, path: Path, rows: Iterator[tup
                             f"empty); give every example a class, or remove the line")  # fmt: skip
         examples.append((row[text_at], label))
     return examples
+
+
+def _missing_columns(source: str, missing: list[str], header: list[str], remedy: str = "") -> DataError:
+    """The error for a table without the columns `missing`, listing the ones it has."""
+    return DataError(f"{source} has no column {' or '.join(repr(shorten(c, 40)) for c in missing)}; its columns are "
+                     f"{[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''}"
+                     f"{f' ({remedy})' if remedy else ''}")  # fmt: skip
+
+
+def _full_rows(rows: Iterator[tuple[int, list[str]]], header: list[str], source: str):
+    """`rows`, refusing one whose number of fields is not the header's."""
+    for line_number, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{source} line {line_number} has {len(row)} fields, the header {len(header)}")
+        yield line_number, row
 
 
 def table_rows(text: str | Iterable[str], fmt: str, quoting: str = "quoted") -> Iterator[tuple[int, list[str]]]:
@@ -272,13 +282,9 @@ def column_texts(lines: Iterable[str], where: str, column: str, fmt: str, quotin
     try:
         _, header = next(rows, (0, []))
         if column not in header:
-            raise DataError(f"{where} has no column {shorten(column, 40)!r}; its columns are "
-                            f"{[shorten(c, 40) for c in header[:10]]}{' ...' if len(header) > 10 else ''}")  # fmt: skip
+            raise _missing_columns(where, [column], header)
         at = header.index(column)
-        for line_number, row in rows:
-            if len(row) != len(header):
-                raise DataError(f"{where}: line {line_number} has {len(row)} fields, the header {len(header)}")
-            yield row[at]
+        yield from (row[at] for _, row in _full_rows(rows, header, f"{where}:"))
     except csv.Error as error:
         raise DataError(f"{where}: not readable as {fmt.upper()} ({error})") from None
 

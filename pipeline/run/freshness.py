@@ -72,7 +72,7 @@ def inputs(rd: RunDir, stage: str, config: Config) -> dict[str, Any]:
     skipped = _IGNORED | _NOT_READ.get(stage, frozenset())
     found = {key: value for key, value in flat.items() if key.split(".")[0] in sections and key not in skipped}
     if stage == "tokenize":
-        found.update({f"file {path}": digest for path, digest in _data_files(config).items()})
+        found.update(file_inputs(*_data_specs(config)))
         vectors = config.tokenize.pretrained_vectors
         if vectors and Path(vectors).is_file():
             found[f"vectors file {vectors}"] = _sampled_digest(Path(vectors))
@@ -256,20 +256,15 @@ def _records(rd: RunDir) -> dict:
     return artifacts.read_json(rd.stages) if rd.stages.exists() else {}
 
 
-def _data_files(config: Config) -> dict[str, str]:
-    """{path: "size:sha256"} of every local file the data section reads (a TFDS dataset: its manual_dir)."""
+def _data_specs(config: Config) -> list[str]:
+    """The paths the data section reads (a TFDS dataset: its manual_dir)."""
     data = config.data
-    specs = [data.manual_dir] if data.source == "tfds" else [data.train, data.validation, data.test, data.unlabelled]
-    return file_digests(specs)
+    return [data.manual_dir] if data.source == "tfds" else [data.train, data.validation, data.test, data.unlabelled]
 
 
-def file_inputs(spec: str) -> dict[str, str]:
-    """The files a path, folder or glob names, as inputs ({"file <path>": digest}) that `differences` names."""
-    return {f"file {path}": value for path, value in file_digests([spec]).items()}
-
-
-def file_digests(specs: list[str]) -> dict[str, str]:
-    """{path: "size:sha256"} of every file `specs` name: a file, a folder's files (recursively), a glob's."""
+def file_inputs(*specs: str) -> dict[str, str]:
+    """The files that paths, folders or globs name, as inputs ({"file <path>": "size:sha256"}) that `differences`
+    names: a file, a folder's files (recursively), a glob's."""
     files = []
     for spec in filter(None, specs):
         path = Path(spec)
@@ -279,7 +274,7 @@ def file_digests(specs: list[str]) -> dict[str, str]:
             files.append(path)
         else:
             files += [Path(p) for p in sorted(glob.glob(spec)) if Path(p).is_file()]
-    return {str(path): _file_digest(path) for path in files}
+    return {f"file {path}": _file_digest(path) for path in files}
 
 
 def _file_digest(path: Path) -> str:

@@ -344,18 +344,18 @@ def test_config_init_and_help_import_no_tensorflow(tmp_path):
 
 
 def test_a_long_read_draws_progress_on_stderr_and_a_short_one_nothing(capsys):
-    from pipeline.cli import _ReadProgress
+    from pipeline.cli import _ProgressBar
 
-    short = _ReadProgress()
+    short = _ProgressBar()
     short(100, 100)
     assert capsys.readouterr().err == ""
-    long = _ReadProgress("reading word vectors")
+    long = _ProgressBar("reading word vectors")
     for done in (10, 60, 100):
         long(done, 100)
     captured = capsys.readouterr()
     assert "reading word vectors" in captured.err and captured.out == ""
     # With a delay, work that ends sooner draws nothing, however many reports it makes.
-    quick = _ReadProgress("evaluating", delay=60.0)
+    quick = _ProgressBar("evaluating", delay=60.0)
     for done in (10, 60, 100):
         quick(done, 100)
     assert capsys.readouterr().err == ""
